@@ -1,0 +1,1 @@
+"""Command-line entry points (thin: parse, configure, call the workflows)."""

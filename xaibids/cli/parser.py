@@ -1,0 +1,194 @@
+"""Argument parser of ``xaibids BIDS_DIR OUTPUT_DIR {participant,group}``, spelled like fMRIPrep.
+
+Every ``--long-option`` also answers to its underscore spelling (``--participant_label``), as
+fMRIPrep's do. Option destinations equal the field names of :class:`xaibids.config.Config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+from xaibids import __version__
+from xaibids.features.atlases import BUNDLED_ATLASES
+from xaibids.features.timeseries import CONFOUND_STRATEGIES, STANDARDIZE_CHOICES
+
+MODELS = ("lstm-attn", "stdnn", "cnn3d", "linear")
+ATTRIBUTION_METHODS = ("ig", "deeplift", "ixg", "saliency", "gbp", "deconv", "gradcam",
+                       "occlusion", "ablation", "lrp", "shap", "smoothgrad", "mp")
+
+
+def parse_mem(text: str) -> float:
+    """``--mem`` value → gigabytes. Plain numbers are MB (fMRIPrep); units K/M/G/T allowed."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([KMGT]?)B?\s*", text, flags=re.I)
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"invalid memory amount {text!r}: use a number of MB or a unit, e.g. 16000, 16G, 512MB"
+        )
+    value, unit = float(match.group(1)), match.group(2).upper() or "M"
+    return value * {"K": 1 / 1024**2, "M": 1 / 1024, "G": 1.0, "T": 1024.0}[unit]
+
+
+def parse_derivative(text: str) -> tuple[str, str]:
+    """``NAME=PATH`` (or a bare PATH, named after its folder)."""
+    name, sep, path = text.partition("=")
+    if not sep:
+        name, path = Path(text).name, text
+    name = re.sub(r"[^A-Za-z0-9_-]", "", name)
+    if not name or not path:
+        raise argparse.ArgumentTypeError(f"invalid derivatives {text!r}: use NAME=PATH")
+    return name, str(Path(path).absolute())
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must lie between 0 and 1, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+class _Group:
+    """Adds each ``--a-b`` option together with its ``--a_b`` alias (hidden from help)."""
+
+    def __init__(self, group):
+        self.group = group
+
+    def add(self, *flags, **kwargs):
+        aliases = [f.replace("-", "_").replace("__", "--", 1) for f in flags
+                   if f.startswith("--") and "-" in f[2:]]
+        return self.group.add_argument(*flags, *aliases, **kwargs)
+
+
+def get_parser() -> argparse.ArgumentParser:
+    """The ``xaibids`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="xaibids",
+        description=(
+            f"xaibids {__version__}: which parts of the brain signal does a deep classifier rely "
+            "on, and can that answer be trusted? The participant level extracts features (ROI "
+            "timecourses) with Nipype; the group level trains seeded ensembles per "
+            "cross-validation fold and writes stabilized attribution maps."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("bids_dir", type=Path,
+                        help="root of the input BIDS dataset (raw; derivatives go with -d)")
+    parser.add_argument("output_dir", type=Path,
+                        help="where the derivatives are written (must not be inside bids_dir)")
+    parser.add_argument("analysis_level", choices=["participant", "group"],
+                        help="participant: extract features per subject; group: train, attribute, "
+                             "summarize (runs the participant step for subjects lacking outputs)")
+    parser.add_argument("--version", action="version", version=f"xaibids v{__version__}")
+
+    g = _Group(parser.add_argument_group("Selecting data"))
+    g.add("--participant-label", nargs="+", default=[], metavar="LABEL",
+          help="subjects to process (with or without 'sub-'); default: all")
+    g.add("--session-label", nargs="+", default=[], metavar="LABEL",
+          help="sessions to process (with or without 'ses-'); default: all")
+    g.add("-t", "--task-id", nargs="+", default=[], metavar="TASK",
+          help="tasks to process; default: all")
+    g.add("--bids-filter-file", type=Path, metavar="FILE",
+          help="JSON of pybids queries per data type (fMRIPrep format), e.g. "
+               '{"bold": {"session": "01", "run": 1}}; keys: bold, timeseries, t1w')
+    g.add("-d", "--derivatives", nargs="+", type=parse_derivative, default=[],
+          metavar="NAME=PATH",
+          help="derivatives datasets to read (fMRIPrep outputs, timeseries TSVs); NAME is only "
+               "a label, what a dataset provides is found from its files")
+    g.add("--skip-bids-validation", action="store_true",
+          help="do not validate the input with bids-validator-deno")
+
+    g = _Group(parser.add_argument_group("Resources and execution"))
+    g.add("--nprocs", "--nthreads", "--n-cpus", type=non_negative_int, default=0,
+          help="maximum number of processes (0: all cores)")
+    g.add("--omp-nthreads", type=non_negative_int, default=0,
+          help="maximum threads per process (0: min(nprocs, 8))")
+    g.add("--mem", "--mem-mb", dest="mem_gb", type=parse_mem, default=0.0, metavar="MEM",
+          help="memory limit for all processes: MB, or with a unit (16G, 512M)")
+    g.add("--use-plugin", type=Path, metavar="FILE",
+          help="Nipype plugin YAML (fMRIPrep format: 'plugin:' and 'plugin_args:')")
+    g.add("--stop-on-first-crash", action="store_true",
+          help="stop at the first failing node instead of finishing the other subjects")
+    g.add("-w", "--work-dir", type=Path, metavar="DIR",
+          help="working directory for intermediate results (default: ./work, as fMRIPrep); "
+               "must not be inside bids_dir")
+    g.add("--config-file", type=Path, metavar="FILE",
+          help="a logs/config.toml from an earlier run: its values become the defaults, "
+               "options on this command line win")
+    g.add("--random-seed", type=non_negative_int, default=0,
+          help="master seed; every random draw (folds, model seeds) derives from it")
+    g.add("--reports-only", action="store_true",
+          help="only (re)write reports and boilerplate from outputs already in OUTPUT_DIR")
+    g.add("--boilerplate-only", action="store_true",
+          help="only write the methods boilerplate (logs/CITATION.*) and exit")
+    g.add("--notrack", action="store_true", help="accepted for compatibility; xaibids sends no telemetry")
+    g.add("-v", "--verbose", dest="verbose_count", action="count", default=0,
+          help="more log output (-v info, -vv debug) and full tracebacks on errors")
+
+    g = _Group(parser.add_argument_group("Features (participant level)"))
+    g.add("--features", choices=["roi", "ica", "t1"], default="roi",
+          help="what to extract: ROI timecourses, ICA timecourses or resampled T1 volumes")
+    g.add("--atlas", default="harvard-oxford", metavar="NAME|PATH",
+          help=f"bundled atlas ({', '.join(BUNDLED_ATLASES)}), a NIfTI label image with a TSV "
+               "of 'index' and 'name' beside it, or a BIDS-Atlas dataset")
+    g.add("--confounds", choices=CONFOUND_STRATEGIES, default="simple",
+          help="nilearn fMRIPrep denoising strategy")
+    g.add("--no-detrend", dest="detrend", action="store_false", help="do not detrend")
+    g.add("--standardize", choices=STANDARDIZE_CHOICES, default="zscore_sample",
+          help="standardization of each timecourse")
+    g.add("--high-pass", type=non_negative_float, default=0.0, metavar="HZ",
+          help="high-pass cut-off in Hz (0: off)")
+    g.add("--low-pass", type=non_negative_float, default=0.0, metavar="HZ",
+          help="low-pass cut-off in Hz (0: off)")
+    g.add("--min-coverage", type=fraction, default=0.5,
+          help="regions with a smaller fraction of voxels in the brain mask become n/a")
+    g.add("--ica-components", type=positive_int, default=20, help="number of ICA components")
+    g.add("--ica-template", type=Path, help="4D NIfTI of spatial maps for template-based ICA")
+    g.add("--t1-resolution", type=float, default=3.0, metavar="MM",
+          help="voxel size of resampled T1 volumes")
+
+    g = _Group(parser.add_argument_group("Models and ensembles (group level)"))
+    g.add("--target", default="group", metavar="COLUMN",
+          help="participants.tsv column holding the classes")
+    g.add("--cv-group", default="", metavar="COLUMN",
+          help="participants.tsv column (e.g. site) kept whole within folds")
+    g.add("--n-folds", type=positive_int, default=5, help="cross-validation folds")
+    g.add("--n-models", type=positive_int, default=10, help="models (seeds) per fold")
+    g.add("--model", choices=MODELS, default="stdnn", help="network architecture")
+    g.add("--epochs", type=positive_int, default=100, help="maximum training epochs")
+    g.add("--run-length", dest="length_policy", choices=["crop", "error"], default="crop",
+          help="runs of different lengths: crop all to the shortest (logged), or stop with an error")
+    g.add("--device", choices=["auto", "cpu", "cuda"], default="auto",
+          help="where to train (auto: CUDA when present)")
+
+    g = _Group(parser.add_argument_group("Attribution (group level)"))
+    g.add("--attribution", nargs="+", choices=ATTRIBUTION_METHODS, default=["ig"],
+          help="attribution methods")
+    g.add("--baseline", choices=["zero", "mean", "median", "random"], default="zero",
+          help="Integrated Gradients baseline")
+    g.add("--stabilize", choices=["closest", "mean", "median", "none"], default="closest",
+          help="how maps of a fold's models are combined per subject")
+    g.add("--permutations", type=non_negative_int, default=0,
+          help="label-shuffled ensembles for significance")
+    return parser

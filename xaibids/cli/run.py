@@ -1,0 +1,175 @@
+"""``xaibids BIDS_DIR OUTPUT_DIR {participant,group}``: parse, check, configure, run."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+from xaibids import __version__
+from xaibids.config import Config, environment_info, new_run_uuid
+from xaibids.errors import XaibidsError
+
+LOGGER = logging.getLogger("xaibids")
+
+
+def setup_logging(verbose_count: int) -> None:
+    """xaibids logs at INFO (DEBUG with -vv); Nipype's workflow logger at WARNING (INFO with -v)."""
+    level = logging.DEBUG if verbose_count >= 2 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)-7s | %(message)s", "%H:%M:%S"))
+    LOGGER.handlers[:] = [handler]
+    LOGGER.setLevel(level)
+    LOGGER.propagate = False
+    from nipype import config as nipype_config, logging as nipype_logging
+
+    nipype_config.set("logging", "workflow_level", "INFO" if verbose_count else "WARNING")
+    nipype_config.set("logging", "interface_level", "DEBUG" if verbose_count >= 2 else "WARNING")
+    nipype_config.set("execution", "check_version", "false")
+    nipype_logging.update_logging(nipype_config)
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[Config, dict]:
+    """Parse the command line (and ``--config-file``) into a :class:`Config`.
+
+    Returns the config and the raw option values that are not settings (e.g. the filter file).
+    """
+    from xaibids.cli.parser import get_parser
+
+    parser = get_parser()
+    known, _ = parser.parse_known_args(argv)
+    loaded = None
+    if known.config_file:
+        try:
+            loaded = Config.load(known.config_file)
+        except ValueError as err:
+            parser.error(str(err))
+        flat = {k: v for sec in Config.SECTIONS for k, v in loaded.to_dict()[sec].items()}
+        flat["derivatives"] = list(flat.get("derivatives", {}).items())
+        dests = {a.dest for a in parser._actions}
+        parser.set_defaults(**{k: v for k, v in flat.items() if k in dests})
+    opts = parser.parse_args(argv)
+
+    config = loaded or Config()
+    values = vars(opts).copy()
+    extra = {k: values.pop(k) for k in ("config_file", "bids_filter_file", "use_plugin")}
+    values["derivatives"] = dict(values["derivatives"])
+    for key in ("bids_dir", "output_dir", "work_dir", "ica_template"):
+        if values.get(key) is not None:
+            values[key] = str(Path(values[key]).absolute())
+    values["work_dir"] = values["work_dir"] or (
+        config.execution.work_dir or str(Path("work").absolute())
+    )
+    values["ica_template"] = values["ica_template"] or ""
+    config.update(values)
+    return config, extra
+
+
+def check_paths(config: Config) -> None:
+    """Input must exist; output and work directories must not be the input or inside it."""
+    ex = config.execution
+    bids_dir, out_dir, work_dir = Path(ex.bids_dir), Path(ex.output_dir), Path(ex.work_dir)
+    if not bids_dir.is_dir():
+        raise XaibidsError(f"The input dataset folder {bids_dir} does not exist.")
+    for name, path in (("output directory", out_dir), ("work directory", work_dir)):
+        if path.resolve() == bids_dir.resolve() or path.resolve().is_relative_to(bids_dir.resolve()):
+            raise XaibidsError(
+                f"The {name} {path} is inside the input dataset {bids_dir}; xaibids never writes "
+                "into its input. Choose a folder outside it (e.g. a sibling 'derivatives/xaibids' "
+                "next to the dataset)."
+            )
+    for name, path in ex.derivatives.items():
+        if not Path(path).is_dir():
+            raise XaibidsError(f"The derivatives dataset '-d {name}={path}' does not exist.")
+
+
+def plugin_settings(config: Config, use_plugin: Path | None) -> None:
+    """Fill ``config.nipype`` from ``--use-plugin`` or the resource options (MultiProc)."""
+    import yaml
+
+    nip = config.nipype
+    nprocs = nip.nprocs or os.cpu_count() or 1
+    nip.nprocs = nprocs
+    nip.omp_nthreads = nip.omp_nthreads or min(nprocs, 8)
+    if use_plugin:
+        try:
+            settings = yaml.safe_load(Path(use_plugin).read_text()) or {}
+        except (OSError, yaml.YAMLError) as err:
+            raise XaibidsError(f"Could not read the plugin file {use_plugin}: {err}.") from None
+        if not isinstance(settings, dict) or "plugin" not in settings:
+            raise XaibidsError(
+                f"The plugin file {use_plugin} needs a 'plugin:' key (e.g. 'plugin: MultiProc') "
+                "and optionally 'plugin_args:'."
+            )
+        nip.plugin = str(settings["plugin"])
+        nip.plugin_args = dict(settings.get("plugin_args") or {})
+    elif not nip.plugin_args:
+        nip.plugin = nip.plugin or "MultiProc"
+        if nip.plugin == "MultiProc":
+            nip.plugin_args = {"n_procs": nprocs, "raise_insufficient": False,
+                               "maxtasksperchild": 1}
+            if nip.mem_gb:
+                nip.plugin_args["memory_gb"] = nip.mem_gb
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``xaibids`` command; returns the exit code."""
+    config, extra = parse_args(argv)
+    setup_logging(config.execution.verbose_count)
+    try:
+        return run(config, extra)
+    except (XaibidsError, ValueError) as err:
+        if config.execution.verbose_count:
+            LOGGER.exception("xaibids stopped")
+        print(f"xaibids: error: {err}", file=sys.stderr)
+        return 1
+
+
+def configure(config: Config, extra: dict):
+    """Complete and check the configuration; return the atlas. Writes nothing."""
+    from xaibids.features.atlases import AtlasError, load_atlas
+    from xaibids.inputs.layout import clean_labels, load_bids_filters
+
+    ex = config.execution
+    ex.run_uuid = new_run_uuid()
+    ex.version = __version__
+    config.environment = environment_info()
+    ex.participant_label = clean_labels(ex.participant_label, "sub-", "--participant-label")
+    ex.session_label = clean_labels(ex.session_label, "ses-", "--session-label")
+    ex.task_id = clean_labels(ex.task_id, "task-", "--task-id")
+    if extra.get("bids_filter_file"):
+        ex.bids_filters = load_bids_filters(extra["bids_filter_file"])
+    if config.workflow.features != "roi":
+        raise XaibidsError(
+            f"--features {config.workflow.features} is not available in xaibids {__version__} "
+            "yet; use --features roi (ROI timecourses)."
+        )
+    check_paths(config)
+    plugin_settings(config, extra.get("use_plugin"))
+    try:
+        return load_atlas(config.workflow.atlas)
+    except AtlasError as err:
+        raise XaibidsError(str(err)) from None
+
+
+def run(config: Config, extra: dict) -> int:
+    """Run the configured analysis level."""
+    from xaibids.cli.participant import collect_inputs, run_participant
+    from xaibids.inputs.validation import validate_bids
+
+    ex = config.execution
+    atlas = configure(config, extra)
+    if not ex.skip_bids_validation:
+        LOGGER.info("Validating %s with bids-validator-deno", ex.bids_dir)
+        validate_bids(ex.bids_dir)
+    subjects = collect_inputs(config, atlas)
+    if ex.analysis_level == "participant":
+        return run_participant(config, atlas, subjects)
+    from xaibids.cli.group import run_group
+
+    return run_group(config, atlas, subjects)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

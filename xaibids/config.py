@@ -1,0 +1,211 @@
+"""The one configuration object of a run, saved as ``OUTPUT_DIR/logs/config.toml``.
+
+As in fMRIPrep, every parameter lives in one place, grouped in sections. Field names equal the
+command-line option names (``--n-folds`` → ``n_folds``), so a saved file can be passed back with
+``--config-file``: its values become defaults and options given on the command line win.
+"""
+
+from __future__ import annotations
+
+import platform
+import sys
+import tomllib
+import uuid
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import tomli_w
+
+from xaibids import __version__
+
+
+@dataclass
+class ExecutionSettings:
+    """What to run on, where to write, and how to select the data."""
+
+    bids_dir: str = ""
+    output_dir: str = ""
+    analysis_level: str = "participant"
+    work_dir: str = ""
+    participant_label: list[str] = field(default_factory=list)
+    session_label: list[str] = field(default_factory=list)
+    task_id: list[str] = field(default_factory=list)
+    bids_filters: dict = field(default_factory=dict)
+    derivatives: dict[str, str] = field(default_factory=dict)
+    skip_bids_validation: bool = False
+    reports_only: bool = False
+    boilerplate_only: bool = False
+    notrack: bool = False
+    verbose_count: int = 0
+    run_uuid: str = ""
+    version: str = __version__
+
+
+@dataclass
+class NipypeSettings:
+    """Execution engine: Nipype plugin and resources."""
+
+    nprocs: int = 0  # 0 → all available cores
+    omp_nthreads: int = 0  # 0 → min(nprocs, 8)
+    mem_gb: float = 0.0  # 0 → no limit given
+    plugin: str = "MultiProc"
+    plugin_args: dict = field(default_factory=dict)
+    stop_on_first_crash: bool = False
+
+
+@dataclass
+class WorkflowSettings:
+    """Feature extraction (participant level)."""
+
+    features: str = "roi"
+    atlas: str = "harvard-oxford"
+    confounds: str = "simple"
+    detrend: bool = True
+    standardize: str = "zscore_sample"
+    high_pass: float = 0.0  # Hz, 0 → off
+    low_pass: float = 0.0  # Hz, 0 → off
+    min_coverage: float = 0.5
+    ica_components: int = 20
+    ica_template: str = ""
+    t1_resolution: float = 3.0
+
+
+@dataclass
+class LearningSettings:
+    """Models and ensembles (group level)."""
+
+    target: str = "group"
+    cv_group: str = ""
+    n_folds: int = 5
+    n_models: int = 10
+    model: str = "stdnn"
+    epochs: int = 100
+    device: str = "auto"
+    length_policy: str = "crop"
+
+
+@dataclass
+class AttributionSettings:
+    """Attribution methods, baselines and stabilization (group level)."""
+
+    attribution: list[str] = field(default_factory=lambda: ["ig"])
+    baseline: str = "zero"
+    stabilize: str = "closest"
+    permutations: int = 0
+
+
+@dataclass
+class SeedSettings:
+    """The master seed; every other random draw is derived from it."""
+
+    random_seed: int = 0
+
+
+@dataclass
+class Config:
+    """All settings of one run, plus the environment it ran in."""
+
+    execution: ExecutionSettings = field(default_factory=ExecutionSettings)
+    nipype: NipypeSettings = field(default_factory=NipypeSettings)
+    workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
+    learning: LearningSettings = field(default_factory=LearningSettings)
+    attribution: AttributionSettings = field(default_factory=AttributionSettings)
+    seeds: SeedSettings = field(default_factory=SeedSettings)
+    environment: dict = field(default_factory=dict)
+
+    SECTIONS = ("execution", "nipype", "workflow", "learning", "attribution", "seeds")
+
+    @classmethod
+    def section_of(cls) -> dict[str, str]:
+        """Map each option name to the section that holds it."""
+        cfg = cls()
+        return {f.name: sec for sec in cls.SECTIONS for f in fields(getattr(cfg, sec))}
+
+    def update(self, values: dict) -> None:
+        """Set fields by option name (unknown names raise ``KeyError``)."""
+        where = self.section_of()
+        for key, value in values.items():
+            setattr(getattr(self, where[key]), key, value)
+
+    def to_dict(self) -> dict:
+        return {sec: asdict(getattr(self, sec)) for sec in self.SECTIONS} | {
+            "environment": dict(self.environment)
+        }
+
+    def non_defaults(self) -> dict[str, object]:
+        """Options whose value differs from the default (for the boilerplate)."""
+        default = Config()
+        out = {}
+        for sec in self.SECTIONS:
+            for f in fields(getattr(self, sec)):
+                value = getattr(getattr(self, sec), f.name)
+                if value != getattr(getattr(default, sec), f.name):
+                    out[f.name] = value
+        return out
+
+    def save(self, path: str | Path) -> Path:
+        """Write the configuration as TOML (``None`` values are left out)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(tomli_w.dumps(_drop_none(self.to_dict())))
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        """Read a TOML file written by :meth:`save` (unknown keys raise a clear error)."""
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ValueError(f"Could not read the configuration file {path}: {err}.") from None
+        cfg = cls()
+        for sec, values in data.items():
+            if sec == "environment":
+                cfg.environment = values
+                continue
+            if sec not in cls.SECTIONS:
+                raise ValueError(
+                    f"{path}: unknown section [{sec}]; sections are {', '.join(cls.SECTIONS)}."
+                )
+            section = getattr(cfg, sec)
+            known = {f.name for f in fields(section)}
+            for key, value in values.items():
+                if key not in known:
+                    raise ValueError(f"{path}: unknown setting '{key}' in section [{sec}].")
+                setattr(section, key, value)
+        return cfg
+
+
+def _drop_none(obj):
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, list):
+        return [_drop_none(v) for v in obj]
+    return obj
+
+
+def environment_info() -> dict:
+    """Versions and platform facts recorded with every run."""
+    versions = {}
+    for dist in ("xaibids", "nipype", "niworkflows", "nilearn", "nibabel", "pybids", "torch",
+                 "captum", "numpy", "scipy", "pandas", "networkx", "bids-validator-deno"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": versions,
+    }
+
+
+def new_run_uuid() -> str:
+    """fMRIPrep-style run identifier: date, time and a short random suffix."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}_{uuid.uuid4()}"

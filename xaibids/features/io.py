@@ -1,0 +1,46 @@
+"""Reading and writing timeseries TSVs in XCP-D's format.
+
+One column per feature (region or component), one row per volume, a header with the feature
+names, and ``n/a`` where a feature has no value (e.g. a region outside the brain mask).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def write_timeseries_tsv(data: np.ndarray, feature_names: list[str], path: str | os.PathLike) -> Path:
+    """Write a ``(n_volumes, n_features)`` array as a BIDS timeseries TSV (NaN → ``n/a``)."""
+    data = np.asarray(data, dtype=float)
+    if data.ndim != 2 or data.shape[1] != len(feature_names):
+        raise ValueError(
+            f"timeseries of shape {data.shape} does not match {len(feature_names)} feature names"
+        )
+    path = Path(path)
+    frame = pd.DataFrame(data, columns=list(feature_names))
+    frame.to_csv(path, sep="\t", index=False, na_rep="n/a", float_format="%.8g")
+    return path
+
+
+def read_timeseries_tsv(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a timeseries TSV into a float DataFrame (``n/a`` → NaN), naming the file on error."""
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, sep="\t", na_values=["n/a"], keep_default_na=False)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{path} is not a readable timeseries TSV ({err}). Expected a tab-separated table "
+            "with one header row of feature names, one row per volume and 'n/a' for missing values."
+        ) from None
+    try:
+        return frame.astype(float)
+    except ValueError:
+        bad = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+        raise ValueError(
+            f"{path} has non-numeric values in column(s) {bad[:5]}; timeseries TSVs must hold "
+            "numbers or 'n/a'."
+        ) from None

@@ -1,0 +1,1 @@
+"""BIDS input: validation, pybids queries and participant tables."""

@@ -1,0 +1,258 @@
+"""pybids queries: which subjects, which runs, and which derivative files belong to them.
+
+Selection follows fMRIPrep: ``--participant-label``, ``--session-label`` and ``--task-id``
+restrict the query, and ``--bids-filter-file`` (fMRIPrep's JSON format, one query per data type)
+updates the default query of each data type. A derivatives dataset is recognized by what it
+holds, never by the label given to it with ``-d NAME=PATH``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from importlib import resources
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from bids import BIDSLayout
+from bids.layout import BIDSLayoutIndexer, Query
+
+from xaibids.errors import XaibidsError
+
+LOGGER = logging.getLogger("xaibids")
+
+#: Default pybids queries per data type; ``--bids-filter-file`` updates them.
+DEFAULT_QUERIES = {
+    "bold": {"datatype": "func", "desc": "preproc", "suffix": "bold",
+             "extension": [".nii.gz", ".nii"]},
+    "timeseries": {"datatype": "func", "suffix": "timeseries", "extension": ".tsv"},
+    "t1w": {"datatype": "anat", "suffix": "T1w", "extension": [".nii.gz", ".nii"]},
+}
+#: Template spaces, most preferred first, when a run was resampled to several.
+SPACE_PREFERENCE = ("MNI152NLin6Asym", "MNI152NLin2009cAsym", "MNI152NLin2009cSym",
+                    "MNI152NLin6Sym", "MNI152NLin2009aAsym", "MNIPediatricAsym", "MNI152Lin")
+#: Entities xaibids reads that pybids' own configurations lack (``stat-`` of XCP-D's names).
+XAIBIDS_LAYOUT_CONFIG = {
+    "name": "xaibids",
+    "entities": [
+        ent for ent in json.loads(
+            resources.files("xaibids").joinpath("data", "xaibids_bids_config.json").read_text()
+        )["entities"]
+        if ent["name"] == "statistic"
+    ],
+}
+LABEL_RE = re.compile(r"^[A-Za-z0-9]+$")
+
+
+def clean_labels(labels: list[str] | None, prefix: str, option: str) -> list[str]:
+    """Strip an optional BIDS prefix (``sub-01`` → ``01``) and refuse non-alphanumeric labels."""
+    out = []
+    for label in labels or []:
+        label = label[len(prefix):] if label.startswith(prefix) else label
+        if not LABEL_RE.match(label):
+            raise XaibidsError(
+                f"{option} {label!r} is not a BIDS label: labels hold only letters and digits "
+                f"(with or without the '{prefix}' prefix)."
+            )
+        if label not in out:
+            out.append(label)
+    return out
+
+
+def load_bids_filters(path: str | Path) -> dict:
+    """Read a ``--bids-filter-file`` (fMRIPrep format) and check its data-type keys."""
+    path = Path(path)
+    try:
+        filters = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise XaibidsError(f"The BIDS filter file {path} does not exist.") from None
+    except json.JSONDecodeError as err:
+        raise XaibidsError(
+            f"The BIDS filter file {path} is not valid JSON ({err.msg} at line {err.lineno}); it "
+            'should look like {"bold": {"task": "rest", "session": "01"}}.'
+        ) from None
+    if not isinstance(filters, dict) or not all(isinstance(v, dict) for v in filters.values()):
+        raise XaibidsError(
+            f"The BIDS filter file {path} must map data types to queries, e.g. "
+            '{"bold": {"task": "rest"}}.'
+        )
+    unknown = set(filters) - set(DEFAULT_QUERIES)
+    if unknown:
+        raise XaibidsError(
+            f"The BIDS filter file {path} has unknown data type(s) {sorted(unknown)}; "
+            f"use {sorted(DEFAULT_QUERIES)}."
+        )
+    return filters
+
+
+def read_dataset_description(root: Path, role: str) -> dict:
+    """Read ``dataset_description.json`` of ``root`` or fail with the fix."""
+    desc = root / "dataset_description.json"
+    if not desc.exists():
+        raise XaibidsError(
+            f"{root} has no dataset_description.json, so it is not a BIDS {role}. Point to the "
+            "top folder of the dataset, or add the file (see the BIDS specification, "
+            "'Dataset description')."
+        )
+    try:
+        return json.loads(desc.read_text())
+    except json.JSONDecodeError as err:
+        raise XaibidsError(
+            f"{desc} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})."
+        ) from None
+
+
+@dataclass
+class BoldRun:
+    """One preprocessed BOLD run and the files needed to extract its ROI timecourses."""
+
+    subject: str
+    bold: str
+    mask: str
+    confounds: str | None
+    entities: dict
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def space(self) -> str | None:
+        return self.entities.get("space")
+
+
+@dataclass
+class SubjectData:
+    """What was found for one subject."""
+
+    subject: str
+    bold_runs: list[BoldRun] = field(default_factory=list)
+    timeseries: list[str] = field(default_factory=list)
+
+
+def build_layout(bids_dir: Path, derivatives: dict[str, str], work_dir: Path | None) -> BIDSLayout:
+    """A pybids layout of the raw dataset plus every derivatives dataset given with ``-d``."""
+    read_dataset_description(bids_dir, "dataset")
+    for name, path in derivatives.items():
+        desc = read_dataset_description(Path(path), f"derivatives dataset ('-d {name}={path}')")
+        if "GeneratedBy" not in desc and "PipelineDescription" not in desc:
+            raise XaibidsError(
+                f"{Path(path) / 'dataset_description.json'} lacks 'GeneratedBy', which marks a "
+                "BIDS derivatives dataset; add it (e.g. [{\"Name\": \"fMRIPrep\"}])."
+            )
+    indexer = BIDSLayoutIndexer(validate=False, ignore=[re.compile(r"/(code|sourcedata|derivatives)/")])
+    config = ["bids", "derivatives", XAIBIDS_LAYOUT_CONFIG]
+    layout = BIDSLayout(str(bids_dir), indexer=indexer, config=config[:2])
+    for name, path in derivatives.items():
+        layout.add_derivatives(str(path), parent_database_path=None, config=config,
+                               indexer=BIDSLayoutIndexer(validate=False))
+    return layout
+
+
+def select_subjects(layout: BIDSLayout, labels: list[str]) -> list[str]:
+    """Subjects to process: those asked for (all must exist), or all of the dataset."""
+    available = sorted(set(layout.get_subjects()))
+    if not labels:
+        if not available:
+            raise XaibidsError(f"No subjects (sub-* folders) were found in {layout.root}.")
+        return available
+    missing = [label for label in labels if label not in available]
+    if missing:
+        raise XaibidsError(
+            f"No data for participant(s) {', '.join('sub-' + m for m in missing)} in {layout.root} "
+            f"or the derivatives given with -d. Available: "
+            f"{', '.join('sub-' + a for a in available[:20]) or 'none'}."
+        )
+    return labels
+
+
+def _query(kind: str, filters: dict, sessions: list[str], tasks: list[str]) -> dict:
+    query = dict(DEFAULT_QUERIES[kind])
+    if sessions:
+        query["session"] = sessions
+    if tasks and kind != "t1w":
+        query["task"] = tasks
+    query.update(filters.get(kind, {}))
+    return query
+
+
+def _pick_space(files: list, preferred: str | None) -> list:
+    """Keep one template space per run: the atlas's when present, else by preference."""
+    by_run: dict[tuple, list] = {}
+    for f in files:
+        ents = f.get_entities()
+        key = tuple(sorted((k, str(v)) for k, v in ents.items() if k not in ("space", "res", "den")))
+        by_run.setdefault(key, []).append(f)
+    order = ((preferred,) if preferred else ()) + SPACE_PREFERENCE
+    chosen = []
+    for candidates in by_run.values():
+        ranked = sorted(
+            candidates,
+            key=lambda f: (order.index(f.entities["space"]) if f.entities.get("space") in order
+                           else len(order), f.path),
+        )
+        chosen.append(ranked[0])
+    return sorted(chosen, key=lambda f: f.path)
+
+
+def _companion(layout: BIDSLayout, bold, **changes) -> list:
+    """Derivative files sharing ``bold``'s entities, with ``changes`` (``None``: entity absent)."""
+    query = {k: v for k, v in bold.get_entities().items() if k != "extension"}
+    query.update({k: (Query.NONE if v is None else v) for k, v in changes.items()})
+    return layout.get(scope="derivatives", **query)
+
+
+def collect_bold_runs(layout: BIDSLayout, subject: str, filters: dict, sessions: list[str],
+                      tasks: list[str], atlas_space: str | None, need_confounds: bool) -> list[BoldRun]:
+    """Template-space preprocessed BOLD runs of ``subject`` with their mask and confounds."""
+    query = _query("bold", filters, sessions, tasks)
+    files = [f for f in layout.get(scope="derivatives", subject=subject, **query)
+             if f.entities.get("space") and f.entities["space"] not in ("T1w", "T2w", "fsnative")]
+    runs = []
+    for bold in _pick_space(files, atlas_space):
+        masks = _companion(layout, bold, desc="brain", suffix="mask", extension=[".nii.gz", ".nii"])
+        confounds = _companion(layout, bold, space=None, res=None, den=None, desc="confounds",
+                               suffix="timeseries", extension=".tsv")
+        missing = []
+        if not masks:
+            missing.append("brain mask (*_desc-brain_mask.nii.gz)")
+        if need_confounds and not confounds:
+            missing.append("confounds (*_desc-confounds_timeseries.tsv)")
+        if missing:
+            raise XaibidsError(
+                f"sub-{subject}: {Path(bold.path).name} has no {' and no '.join(missing)} beside "
+                "it. Pass the complete fMRIPrep derivatives with -d fmriprep=PATH"
+                + (", or use --confounds none" if need_confounds and not confounds else "") + "."
+            )
+        runs.append(BoldRun(subject=subject, bold=bold.path, mask=masks[0].path,
+                            confounds=confounds[0].path if confounds else None,
+                            entities=bold.get_entities(), metadata=bold.get_metadata()))
+    return runs
+
+
+def collect_timeseries(layout: BIDSLayout, subject: str, filters: dict, sessions: list[str],
+                       tasks: list[str], atlas: str | None = None) -> list[str]:
+    """``*_stat-mean_timeseries.tsv`` files of ``subject`` in the derivatives datasets."""
+    query = _query("timeseries", filters, sessions, tasks)
+    # ``statistic`` is unknown to a layout without derivatives: allow the filter then
+    files = layout.get(scope="derivatives", subject=subject, statistic="mean",
+                       invalid_filters="allow", **query)
+    if atlas:
+        files = [f for f in files if f.entities.get("atlas") == atlas]
+    return sorted(f.path for f in files)
+
+
+def read_participants(bids_dir: Path) -> pd.DataFrame:
+    """``participants.tsv`` as strings indexed by ``participant_id`` (``n/a`` → missing)."""
+    path = bids_dir / "participants.tsv"
+    if not path.exists():
+        raise XaibidsError(
+            f"{path} does not exist; the group level reads the class labels (--target) from it. "
+            "Add it with a participant_id column and one column per variable."
+        )
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a"], keep_default_na=False)
+    except Exception as err:  # pandas raises several kinds
+        raise XaibidsError(f"{path} is not a readable TSV: {err}.") from None
+    if "participant_id" not in table.columns:
+        raise XaibidsError(f"{path} has no 'participant_id' column; BIDS requires it first.")
+    return table.set_index("participant_id")

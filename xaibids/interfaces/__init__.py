@@ -1,0 +1,1 @@
+"""Nipype interfaces: thin wrappers that call the plain functions of ``xaibids.features``."""

@@ -1,0 +1,1 @@
+"""Outputs: the BIDS-derivatives dataset (description, ignore file, logs) and, later, reports."""

@@ -1,0 +1,1 @@
+"""Nipype workflow builders. They only wire interfaces; the science is in ``xaibids.features``."""

@@ -1,0 +1,78 @@
+"""Top-level participant workflow: one sub-workflow per subject, one per run within it."""
+
+from __future__ import annotations
+
+from copy import deepcopy
+from pathlib import Path
+
+from niworkflows.engine.workflows import LiterateWorkflow as Workflow
+
+from xaibids import __version__
+from xaibids.outputs.derivatives import bids_uri
+from xaibids.workflows.roi import init_roi_timeseries_wf
+
+
+def _run_name(entities: dict) -> str:
+    parts = [f"{k}_{entities[k]}" for k in ("session", "task", "acquisition", "run", "echo")
+             if entities.get(k) is not None]
+    return "_".join(parts) or "run"
+
+
+def _dataset_of(path: str, roots: dict[str, str]) -> tuple[str, str]:
+    """The (name, root) of the input dataset holding ``path`` (deepest root wins)."""
+    resolved = Path(path).resolve()
+    best = None
+    for name, root in roots.items():
+        root_path = Path(root).resolve()
+        if resolved.is_relative_to(root_path):
+            if best is None or len(root_path.parts) > len(Path(best[1]).parts):
+                best = (name, str(root_path))
+    if best is None:
+        raise ValueError(f"{path} lies in none of the input datasets")
+    return best
+
+
+def init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs):
+    """Build the participant-level workflow.
+
+    Parameters
+    ----------
+    config : :class:`xaibids.config.Config`
+    subjects : list of :class:`xaibids.inputs.layout.SubjectData`
+        Subjects with the BOLD runs to extract (subjects without runs are skipped).
+    atlas : :class:`xaibids.features.atlases.Atlas`
+    atlas_files : tuple of str
+        Label image and labels TSV of ``atlas`` written to the work directory.
+    crash_dirs : dict
+        Subject label → folder for that subject's crash files.
+    """
+    ex = config.execution
+    workflow = Workflow(name="xaibids_participant_wf")
+    workflow.base_dir = ex.work_dir
+    workflow.__desc__ = (
+        f"Results included in this manuscript come from processing with xaibids {__version__}, "
+        "which is based on Nipype and niworkflows; data were queried with PyBIDS. "
+    )
+    roots = {"raw": ex.bids_dir, **ex.derivatives}
+    for subject in subjects:
+        if not subject.bold_runs:
+            continue
+        subject_wf = Workflow(name=f"single_subject_{subject.subject}_wf")
+        subject_wf.config["execution"].update(
+            {"crashdump_dir": str(crash_dirs[subject.subject]), "crashfile_format": "txt"})
+        for run in subject.bold_runs:
+            sources = []
+            for path in (run.bold, run.mask, run.confounds):
+                if path:
+                    name, root = _dataset_of(path, roots)
+                    sources.append(bids_uri(name, root, path))
+            run_wf = init_roi_timeseries_wf(
+                run, atlas, atlas_files, config.workflow, ex.output_dir, sources,
+                name=f"roi_timeseries_{_run_name(run.entities)}_wf",
+            )
+            subject_wf.add_nodes([run_wf])
+        # as fMRIPrep does: nodes keep their own copy of the config, so push the crash folder
+        for node in subject_wf._get_all_nodes():
+            node.config = deepcopy(subject_wf.config)
+        workflow.add_nodes([subject_wf])
+    return workflow
