@@ -70,7 +70,7 @@ def non_negative_float(text: str) -> float:
 
 
 class _Group:
-    """Adds each ``--a-b`` option together with its ``--a_b`` alias (hidden from help)."""
+    """Adds each ``--a-b`` option together with its ``--a_b`` alias, as fMRIPrep does."""
 
     def __init__(self, group):
         self.group = group
