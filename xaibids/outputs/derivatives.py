@@ -21,9 +21,9 @@ BIDSIGNORE = (
     "*_attribution.json",
     "*_attribution.nii.gz",
     "*.html",
-    "group/",
-    "logs/",
-    "figures/",
+    "group",
+    "logs",
+    "figures",
 )
 
 
@@ -46,6 +46,24 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def bids_uri(dataset_name: str, root: str | Path, path: str | Path) -> str:
     """``bids:<dataset>:<path relative to the dataset root>`` (BIDS URI, BIDS 1.8+)."""
     return f"bids:{dataset_name}:{Path(path).resolve().relative_to(Path(root).resolve()).as_posix()}"
+
+
+def source_uri(path: str | Path, roots: dict[str, str]) -> str:
+    """BIDS URI of ``path`` in whichever input dataset holds it (the deepest root wins).
+
+    ``roots`` maps dataset names (as in ``DatasetLinks``) to their roots; the empty name stands
+    for the output dataset itself (``bids::path``).
+    """
+    resolved = Path(path).resolve()
+    best = None
+    for name, root in roots.items():
+        root_path = Path(root).resolve()
+        if resolved.is_relative_to(root_path):
+            if best is None or len(root_path.parts) > len(best[1].parts):
+                best = (name, root_path)
+    if best is None:
+        raise ValueError(f"{path} lies in none of the datasets {sorted(roots)}")
+    return bids_uri(best[0], best[1], resolved)
 
 
 def dataset_links(bids_dir: str | Path, derivatives: dict[str, str]) -> dict[str, str]:

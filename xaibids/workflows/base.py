@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from copy import deepcopy
-from pathlib import Path
 
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from xaibids import __version__
-from xaibids.outputs.derivatives import bids_uri
+from xaibids.outputs.derivatives import source_uri
 from xaibids.workflows.roi import init_roi_timeseries_wf
 
 
@@ -16,20 +15,6 @@ def _run_name(entities: dict) -> str:
     parts = [f"{k}_{entities[k]}" for k in ("session", "task", "acquisition", "run", "echo")
              if entities.get(k) is not None]
     return "_".join(parts) or "run"
-
-
-def _dataset_of(path: str, roots: dict[str, str]) -> tuple[str, str]:
-    """The (name, root) of the input dataset holding ``path`` (deepest root wins)."""
-    resolved = Path(path).resolve()
-    best = None
-    for name, root in roots.items():
-        root_path = Path(root).resolve()
-        if resolved.is_relative_to(root_path):
-            if best is None or len(root_path.parts) > len(Path(best[1]).parts):
-                best = (name, str(root_path))
-    if best is None:
-        raise ValueError(f"{path} lies in none of the input datasets")
-    return best
 
 
 def init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs):
@@ -61,11 +46,8 @@ def init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs
         subject_wf.config["execution"].update(
             {"crashdump_dir": str(crash_dirs[subject.subject]), "crashfile_format": "txt"})
         for run in subject.bold_runs:
-            sources = []
-            for path in (run.bold, run.mask, run.confounds):
-                if path:
-                    name, root = _dataset_of(path, roots)
-                    sources.append(bids_uri(name, root, path))
+            sources = [source_uri(path, roots)
+                       for path in (run.bold, run.mask, run.confounds) if path]
             run_wf = init_roi_timeseries_wf(
                 run, atlas, atlas_files, config.workflow, ex.output_dir, sources,
                 name=f"roi_timeseries_{_run_name(run.entities)}_wf",

@@ -1,0 +1,210 @@
+"""Group level: assemble timecourses, train seeded ensembles, write stabilized attributions.
+
+Timecourses come from the derivatives datasets given with ``-d`` or from earlier participant
+runs in OUTPUT_DIR; subjects that have neither are extracted first (participant step).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+
+from xaibids.errors import XaibidsError
+from xaibids.features.io import write_timeseries_tsv
+from xaibids.inputs.layout import build_layout, collect_timeseries, read_participants
+from xaibids.outputs.derivatives import atomic_write_text, source_uri
+
+LOGGER = logging.getLogger("xaibids")
+
+
+def _atlas_of(path: str) -> str | None:
+    match = re.search(r"_atlas-([A-Za-z0-9]+)_", Path(path).name)
+    return match.group(1) if match else None
+
+
+def gather_timeseries(config, atlas, subjects) -> tuple[list[tuple[str, str]], str]:
+    """Timeseries files of every selected subject, all of one atlas; returns (runs, atlas label).
+
+    The atlas given with ``--atlas`` is used when its files exist; otherwise the one atlas the
+    derivatives provide (several → error asking to choose).
+    """
+    ex = config.execution
+    derivatives = dict(ex.derivatives)
+    if (Path(ex.output_dir) / "dataset_description.json").exists():
+        derivatives.setdefault("xaibids", ex.output_dir)
+    layout = build_layout(Path(ex.bids_dir), derivatives, Path(ex.work_dir))
+    files = {s.subject: collect_timeseries(layout, s.subject, ex.bids_filters, ex.session_label,
+                                           ex.task_id) for s in subjects}
+    labels = sorted({_atlas_of(f) for fs in files.values() for f in fs} - {None})
+    if atlas.name in labels:
+        chosen = atlas.name
+    elif len(labels) == 1:
+        chosen = labels[0]
+        LOGGER.info("Using the %s timeseries found in the derivatives (--atlas %s has none).",
+                    chosen, config.workflow.atlas)
+    elif not labels:
+        raise XaibidsError("No timeseries TSVs (*_stat-mean_timeseries.tsv) were found or made.")
+    else:
+        raise XaibidsError(
+            f"The derivatives hold timeseries of several atlases ({', '.join(labels)}); choose "
+            "one with --atlas (a bundled name, or the atlas file)."
+        )
+    runs = []
+    for subject, paths in files.items():
+        chosen_paths = [p for p in paths if _atlas_of(p) == chosen]
+        # one file per run: the first dataset listed wins over duplicates in OUTPUT_DIR
+        seen = set()
+        for path in chosen_paths:
+            key = Path(path).name
+            if key not in seen:
+                seen.add(key)
+                runs.append((f"sub-{subject}", path))
+    return runs, chosen
+
+
+def _jsonable(obj):
+    """Plain Python types for JSON sidecars (numpy scalars and arrays converted)."""
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+def sink(output_dir: Path, source: str, in_file: Path, meta: dict, **entities) -> str:
+    """Write ``in_file`` under ``output_dir`` named from ``source`` with niworkflows' sink."""
+    from xaibids.interfaces.bids import DerivativesDataSink
+
+    node = DerivativesDataSink(base_directory=str(output_dir), source_file=source,
+                               in_file=str(in_file), dismiss_entities=("statistic",),
+                               meta_dict=_jsonable(meta), **entities)
+    return node.run(cwd=str(in_file.parent)).outputs.out_file
+
+
+def paint_regions(atlas, values: pd.Series) -> nb.Nifti1Image:
+    """A float image on the atlas grid holding each region's value (0 elsewhere)."""
+    data = np.asarray(atlas.img.dataobj)
+    out = np.zeros(data.shape, dtype=np.float32)
+    index_of = dict(zip(atlas.labels["name"], atlas.labels["index"]))
+    for name, value in values.items():
+        if name in index_of and np.isfinite(value):
+            out[data == index_of[name]] = value
+    img = nb.Nifti1Image(out, atlas.img.affine)
+    img.header.set_xyzt_units("mm")
+    img.header.set_qform(atlas.img.affine, code=4 if atlas.space else 2)
+    img.header.set_sform(atlas.img.affine, code=4 if atlas.space else 2)
+    return img
+
+
+def run_group(config, atlas, subjects) -> int:
+    """Run the group level; returns the exit code."""
+    from xaibids.cli.participant import prepare_output, run_participant
+    from xaibids.learning.dataset import assemble_dataset
+    from xaibids.learning.ensemble import EnsembleConfig, run_ensemble
+    from xaibids.stats.importance import group_importance
+
+    ex, lc, ac = config.execution, config.learning, config.attribution
+    out = Path(ex.output_dir)
+    participants = read_participants(Path(ex.bids_dir))
+    if lc.target not in participants.columns:
+        raise XaibidsError(
+            f"--target {lc.target!r} is not a column of {Path(ex.bids_dir) / 'participants.tsv'}; "
+            f"its columns are {', '.join(participants.columns)}."
+        )
+    existing = {p.name.split("_")[0][4:] for p in out.glob(
+        f"sub-*/**/*_atlas-{atlas.name}_stat-mean_timeseries.tsv")}
+    to_extract = [s for s in subjects
+                  if s.bold_runs and not s.timeseries and s.subject not in existing]
+    if to_extract:
+        LOGGER.info("Running the participant step for %d subject(s) without timecourses.",
+                    len(to_extract))
+        if run_participant(config, atlas, to_extract) != 0:
+            raise XaibidsError("The participant step failed for some subjects (see above); "
+                               "fix them or leave them out with --participant-label.")
+    else:
+        prepare_output(config, atlas)
+
+    runs, atlas_label = gather_timeseries(config, atlas, subjects)
+    try:
+        dataset = assemble_dataset(runs, participants, lc.target, lc.cv_group or None,
+                                   lc.length_policy)
+    except ValueError as err:
+        raise XaibidsError(str(err)) from None
+    LOGGER.info("Group level: %d run(s) of %d subject(s), %d time points × %d features, "
+                "classes %s.", len(dataset.subjects), len(set(dataset.subjects)),
+                dataset.X.shape[1], dataset.X.shape[2], ", ".join(dataset.classes))
+    ens_config = EnsembleConfig(
+        model=lc.model, n_folds=lc.n_folds, n_models=lc.n_models, epochs=lc.epochs,
+        device=lc.device, random_seed=config.seeds.random_seed,
+        attribution=tuple(ac.attribution), baseline=ac.baseline, stabilize=ac.stabilize,
+    )
+    group_dir = out / "group"
+    result = run_ensemble(dataset, ens_config, group_dir / "checkpoints", progress=True)
+    write_group_outputs(config, atlas if atlas.name == atlas_label else None, dataset, result,
+                        ens_config, group_importance)
+    ens = result.performance[result.performance["model"].astype(str) == "ensemble"]
+    LOGGER.info("Balanced accuracy per fold: %s (mean %.3f).",
+                ", ".join(f"{v:.3f}" for v in ens["balanced_accuracy"]),
+                ens["balanced_accuracy"].mean())
+    return 0
+
+
+def write_group_outputs(config, atlas, dataset, result, ens_config, group_importance) -> None:
+    """Per-subject maps (TSV, and NIfTI where features are atlas regions) and group tables."""
+    out = Path(config.execution.output_dir)
+    group_dir = out / "group"
+    group_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(config.execution.work_dir) / "group_outputs"
+    scratch.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(group_dir / "desc-performance_metrics.tsv",
+                      result.performance.to_csv(sep="\t", index=False, na_rep="n/a"))
+    roots = {"": str(out), "raw": config.execution.bids_dir, **config.execution.derivatives}
+    for method, maps in result.maps.items():
+        for i, info in enumerate(result.map_info):
+            source = dataset.sources[i]
+            meta = {
+                "Sources": [source_uri(source, roots)],
+                "Description": f"Out-of-fold {method} attribution, stabilized across the "
+                               f"{ens_config.n_models} models of fold {info['fold']} "
+                               f"({ens_config.stabilize}); rows are time points, columns "
+                               "features.",
+                "Model": ens_config.model,
+                "Fold": info["fold"],
+                "ModelSeeds": info["model_seeds"],
+                "SelectedModelSeed": (info.get("selected_model_seed") or {}).get(method),
+                "Stabilization": ens_config.stabilize,
+                "Positive": ens_config.positive,
+                "Baseline": ens_config.baseline,
+                "Steps": ens_config.ig_steps,
+                "Prediction": info["prediction"],
+                "Probability": info["probability"],
+                "TrueLabel": info["true_label"],
+            }
+            if atlas is not None:
+                meta["Description"] += (
+                    " The NIfTI image of the same name holds each region's time-summed value "
+                    f"painted into the {atlas.name} atlas in its template space."
+                )
+                meta["Atlas"] = atlas.name
+                region = pd.Series(maps[i].sum(axis=0), index=dataset.feature_names)
+                tmp = scratch / "map.nii.gz"
+                paint_regions(atlas, region).to_filename(tmp)
+                # one sidecar serves both files (same name), written with the TSV below
+                sink(out, source, tmp, {}, desc=method, suffix="attribution", space=atlas.space)
+            tmp = write_timeseries_tsv(maps[i], dataset.feature_names, scratch / "map.tsv")
+            sink(out, source, tmp, meta, desc=method, suffix="attribution")
+        table = group_importance(maps, dataset.y, dataset.classes, dataset.feature_names)
+        atomic_write_text(group_dir / f"desc-{method}_importance.tsv",
+                          table.to_csv(sep="\t", index=False, na_rep="n/a"))
+        top = table.sort_values("importance_norm", ascending=False).head(5)
+        LOGGER.info("%s: top features %s.", method,
+                    ", ".join(f"{r.feature} ({r.importance_norm:.2f})" for r in top.itertuples()))
