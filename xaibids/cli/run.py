@@ -115,7 +115,12 @@ def plugin_settings(config: Config, use_plugin: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``xaibids`` command; returns the exit code."""
-    config, extra = parse_args(argv)
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["demo"]:
+        from xaibids.cli.demo import main as demo_main
+
+        return demo_main(args[1:])
+    config, extra = parse_args(args)
     setup_logging(config.execution.verbose_count)
     try:
         return run(config, extra)

@@ -1,0 +1,128 @@
+"""Integrated Gradients through Captum, without input multiplication (seed 000, §2.3).
+
+Seed 000, §2.3: IG integrates the gradient of the *correct* class along a straight path from a
+baseline to the input, with a zero-valued "blank" baseline, and -- unlike the original
+formulation -- the integrated gradients are *not* multiplied element-wise by the input, "to ensure
+no information from the input is enforced upon the gradient maps". Captum's
+``IntegratedGradients(model, multiply_by_inputs=False)`` computes exactly this (its default
+Gauss-Legendre rule approximates the path integral with ``n_steps`` points).
+
+Seed 001 (Methods, "Integrated Gradients") additionally compares mean, median and random
+baselines; :func:`make_baseline` builds those from reference (training) data.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from captum.attr import IntegratedGradients
+
+BASELINES = ("zero", "mean", "median", "random")
+
+
+def make_baseline(
+    name: str, reference: np.ndarray | None = None, seed: int = 0
+) -> float | torch.Tensor:
+    """Build an IG baseline by name (seed 000 §2.3; seed 001 Methods).
+
+    Parameters
+    ----------
+    name : {"zero", "mean", "median", "random"}
+        ``zero``: the all-zero "blank" input (seed 000). ``mean`` / ``median``: one scalar, the
+        mean / median of the reference signal across features, time points and samples
+        (seed 001, baselines (1)-(2)). ``random``: one ``(time, features)`` draw from a normal
+        distribution centred on zero with the variance of the reference (seed 001, (4)).
+    reference : ndarray of shape (n_samples, n_timepoints, n_features), optional
+        Data the baseline is computed from -- the *training* samples of a fold, never the
+        test samples. Needed for every baseline except ``zero``. NaNs are ignored.
+    seed : int, default=0
+        Seed of the ``random`` baseline.
+
+    Returns
+    -------
+    float or torch.Tensor
+        A scalar (``zero``, ``mean``, ``median``) or a float32 tensor of shape
+        ``(1, n_timepoints, n_features)`` (``random``), either of which Captum broadcasts
+        over the batch.
+    """
+    if name not in BASELINES:
+        raise ValueError(f"Unknown IG baseline {name!r}; choose one of {', '.join(BASELINES)}.")
+    if name == "zero":
+        return 0.0
+    if reference is None:
+        raise ValueError(f"The {name!r} IG baseline needs reference data (the training samples).")
+    reference = np.asarray(reference, dtype=float)
+    if reference.ndim != 3:
+        raise ValueError(
+            f"IG baseline reference must have shape (n_samples, n_timepoints, n_features), "
+            f"got {reference.shape}."
+        )
+    if name == "mean":
+        return float(np.nanmean(reference))
+    if name == "median":
+        return float(np.nanmedian(reference))
+    std = float(np.nanstd(reference))
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(0.0, std, size=(1,) + reference.shape[1:])
+    return torch.as_tensor(noise, dtype=torch.float32)
+
+
+def integrated_gradients(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    target: torch.Tensor | int,
+    baseline: str | float | torch.Tensor = "zero",
+    n_steps: int = 50,
+    internal_batch_size: int | None = None,
+) -> torch.Tensor:
+    """Integrated Gradients of the target class, not multiplied by the input (seed 000, §2.3).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Classifier returning logits ``(batch, n_classes)``; put it in ``eval()`` mode first.
+    inputs : torch.Tensor of shape (batch, n_timepoints, n_features)
+        Samples to explain (on the model's device).
+    target : torch.Tensor of shape (batch,) or int
+        Class whose logit is explained -- the *true* class of each sample in xaibids.
+    baseline : "zero", float or torch.Tensor, default="zero"
+        ``"zero"`` for the blank baseline, or a value from :func:`make_baseline`.
+    n_steps : int, default=50
+        Number of points approximating the path integral.
+    internal_batch_size : int, optional
+        Passed to Captum to bound memory (``batch * n_steps`` rows at once when None).
+
+    Returns
+    -------
+    torch.Tensor of shape (batch, n_timepoints, n_features)
+        Path-averaged gradients (detached), same device as ``inputs``.
+
+    Notes
+    -----
+    On CUDA, cuDNN cannot run the backward pass of an LSTM in ``eval()`` mode; call this
+    inside ``torch.backends.cudnn.flags(enabled=False)`` there (the ensemble does).
+    """
+    if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
+        raise ValueError(f"IG n_steps must be a positive integer, got {n_steps!r}.")
+    if inputs.ndim != 3:
+        raise ValueError(
+            f"IG inputs must have shape (batch, n_timepoints, n_features), got {tuple(inputs.shape)}."
+        )
+    if isinstance(baseline, str):
+        if baseline != "zero":
+            raise ValueError(
+                f"IG baseline {baseline!r} needs reference data; build it with "
+                "make_baseline(name, reference) and pass the result."
+            )
+        baseline = 0.0
+    if isinstance(baseline, torch.Tensor):
+        baseline = baseline.to(device=inputs.device, dtype=inputs.dtype)
+    ig = IntegratedGradients(model, multiply_by_inputs=False)
+    attributions = ig.attribute(
+        inputs,
+        baselines=baseline,
+        target=target,
+        n_steps=n_steps,
+        internal_batch_size=internal_batch_size,
+    )
+    return attributions.detach()

@@ -1,0 +1,253 @@
+"""Assemble per-run timeseries TSVs and ``participants.tsv`` into a classification dataset.
+
+One sample per run file: the TSV's rows are time points, its columns features (XCP-D's
+``*_timeseries.tsv``). The class of a sample is its subject's value in the ``--target`` column of
+``participants.tsv``; the optional ``--cv-group`` column (e.g. site) keeps groups from spanning
+training and test sets in cross-validation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from xaibids.features.io import read_timeseries_tsv
+
+LOGGER = logging.getLogger("xaibids")
+
+LENGTH_POLICIES = ("crop", "error")
+_MISSING = {"", "n/a", "na", "nan", "none"}
+
+
+@dataclass
+class TimeseriesDataset:
+    """Timeseries of all samples with their labels.
+
+    Attributes
+    ----------
+    X : ndarray of shape (n_samples, n_timepoints, n_features), float32
+        Raw timeseries. NaN (``n/a`` in the TSV) is kept here; the ensemble standardizes each
+        feature with NaN-aware statistics of a fold's training samples and then replaces NaN by
+        0, i.e. by the training mean of that feature.
+    y : ndarray of shape (n_samples,), int64
+        Class index of each sample.
+    classes : list of str
+        Class label of each index: the sorted distinct values of the target column.
+    subjects : list of str
+        Participant id of each sample (``"sub-01"``); a subject with several runs has several
+        samples.
+    sources : list of str
+        Path of the TSV each sample came from.
+    feature_names : list of str
+        Column names of the TSVs.
+    groups : ndarray of shape (n_samples,) or None
+        Value of the ``--cv-group`` column for each sample, or None.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    classes: list[str]
+    subjects: list[str]
+    sources: list[str]
+    feature_names: list[str]
+    groups: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.X = np.asarray(self.X, dtype=np.float32)
+        self.y = np.asarray(self.y, dtype=np.int64)
+        if self.X.ndim != 3:
+            raise ValueError(
+                f"TimeseriesDataset.X must have shape (n_samples, n_timepoints, n_features), got {self.X.shape}."
+            )
+        n = self.X.shape[0]
+        if self.y.shape != (n,):
+            raise ValueError(f"TimeseriesDataset has {n} samples but y has shape {self.y.shape}.")
+        for name in ("subjects", "sources"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(f"TimeseriesDataset has {n} samples but {len(getattr(self, name))} {name}.")
+        if len(self.feature_names) != self.X.shape[2]:
+            raise ValueError(
+                f"TimeseriesDataset has {self.X.shape[2]} features but {len(self.feature_names)} feature names."
+            )
+        if n and (self.y.min() < 0 or self.y.max() >= len(self.classes)):
+            raise ValueError(f"TimeseriesDataset labels must index the {len(self.classes)} classes.")
+        if self.groups is not None:
+            self.groups = np.asarray(self.groups)
+            if self.groups.shape != (n,):
+                raise ValueError(f"TimeseriesDataset has {n} samples but groups of shape {self.groups.shape}.")
+
+    @property
+    def n_samples(self) -> int:
+        """Number of samples (runs)."""
+        return int(self.X.shape[0])
+
+
+def _is_missing(value) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and np.isnan(value):
+        return True
+    return str(value).strip().lower() in _MISSING
+
+
+def assemble_dataset(
+    runs: list[tuple[str, str]],
+    participants: pd.DataFrame,
+    target: str,
+    cv_group: str | None = None,
+    length_policy: str = "crop",
+) -> TimeseriesDataset:
+    """Build a :class:`TimeseriesDataset` from timeseries TSVs and ``participants.tsv``.
+
+    Parameters
+    ----------
+    runs : list of (str, str)
+        ``(participant_id, path)`` pairs, e.g. ``("sub-01", ".../sub-01_..._timeseries.tsv")``;
+        one sample per pair.
+    participants : pandas.DataFrame
+        ``participants.tsv`` read with ``dtype=str``, indexed by ``participant_id``.
+    target : str
+        Column of ``participants`` holding the class of each subject.
+    cv_group : str, optional
+        Column whose values must not be split across training and test sets (e.g. ``site``).
+    length_policy : {"crop", "error"}, default="crop"
+        What to do when runs have different numbers of time points: ``crop`` keeps the first
+        time points up to the shortest run (and logs it), ``error`` raises.
+
+    Returns
+    -------
+    TimeseriesDataset
+
+    Notes
+    -----
+    Subjects whose target (or ``cv_group``) value is missing (empty or ``n/a``), or who are
+    absent from ``participants.tsv``, are left out with a warning on the ``xaibids`` logger.
+    All TSVs must hold the same set of feature columns (columns are reordered to the first
+    file's order). NaN values are kept (see :attr:`TimeseriesDataset.X`).
+    """
+    if length_policy not in LENGTH_POLICIES:
+        raise ValueError(
+            f"length_policy must be one of {', '.join(LENGTH_POLICIES)}, got {length_policy!r}."
+        )
+    if not runs:
+        raise ValueError("No timeseries files were given; run the participant level first or check the filters.")
+    if not isinstance(participants, pd.DataFrame):
+        raise TypeError("participants must be a pandas DataFrame (participants.tsv indexed by participant_id).")
+    columns = [str(c) for c in participants.columns]
+    for option, column in (("--target", target), ("--cv-group", cv_group)):
+        if column is not None and column not in participants.columns:
+            raise ValueError(
+                f"Column {column!r} given to {option} is not in participants.tsv; "
+                f"available columns: {', '.join(columns) or '(none)'}."
+            )
+    if participants.index.has_duplicates:
+        dup = participants.index[participants.index.duplicated()][0]
+        raise ValueError(f"participants.tsv lists {dup!r} more than once; keep one row per participant.")
+
+    kept: list[tuple[str, str, str, object]] = []
+    missing_target: set[str] = set()
+    missing_group: set[str] = set()
+    unknown: set[str] = set()
+    for subject, path in runs:
+        subject = str(subject)
+        if subject not in participants.index:
+            unknown.add(subject)
+            continue
+        label = participants.at[subject, target]
+        if _is_missing(label):
+            missing_target.add(subject)
+            continue
+        group = None
+        if cv_group is not None:
+            group = participants.at[subject, cv_group]
+            if _is_missing(group):
+                missing_group.add(subject)
+                continue
+            group = str(group).strip()
+        kept.append((subject, str(path), str(label).strip(), group))
+    if unknown:
+        LOGGER.warning(
+            "Leaving out %d subject(s) absent from participants.tsv: %s.",
+            len(unknown), ", ".join(sorted(unknown)),
+        )
+    if missing_target:
+        LOGGER.warning(
+            "Leaving out %d subject(s) with no value in target column %r: %s.",
+            len(missing_target), target, ", ".join(sorted(missing_target)),
+        )
+    if missing_group:
+        LOGGER.warning(
+            "Leaving out %d subject(s) with no value in --cv-group column %r: %s.",
+            len(missing_group), cv_group, ", ".join(sorted(missing_group)),
+        )
+    if not kept:
+        raise ValueError(
+            f"No timeseries is left after removing subjects without a value in column {target!r} "
+            "of participants.tsv; fill in that column or choose another --target."
+        )
+    classes = sorted({label for _, _, label, _ in kept})
+    if len(classes) < 2:
+        raise ValueError(
+            f"Target column {target!r} has only one class ({classes[0]!r}) among the subjects with "
+            "timeseries; classification needs at least two, so choose another --target or add subjects."
+        )
+
+    arrays: list[np.ndarray] = []
+    feature_names: list[str] | None = None
+    first_path = None
+    for _, path, _, _ in kept:
+        frame = read_timeseries_tsv(path)
+        if frame.shape[0] < 1 or frame.shape[1] < 1:
+            raise ValueError(f"{path} holds no data (shape {frame.shape}); it needs a header and at least one row.")
+        names = [str(c) for c in frame.columns]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{path} has duplicated feature columns; each feature must appear once.")
+        if feature_names is None:
+            feature_names, first_path = names, path
+        elif names != feature_names:
+            if set(names) != set(feature_names):
+                extra = sorted(set(names) - set(feature_names))[:5]
+                lacking = sorted(set(feature_names) - set(names))[:5]
+                raise ValueError(
+                    f"{path} has different features than {first_path} (extra: {extra}, missing: "
+                    f"{lacking}); extract all runs with the same atlas or components."
+                )
+            frame = frame[feature_names]
+        arrays.append(frame.to_numpy(dtype=np.float32))
+
+    lengths = np.array([a.shape[0] for a in arrays])
+    if lengths.min() != lengths.max():
+        shortest = int(lengths.min())
+        if length_policy == "error":
+            longest_path = kept[int(lengths.argmax())][1]
+            shortest_path = kept[int(lengths.argmin())][1]
+            raise ValueError(
+                f"Runs have different lengths ({shortest} time points in {shortest_path}, "
+                f"{int(lengths.max())} in {longest_path}); set the length policy to 'crop' "
+                "(length_policy='crop') to keep the first time points up to the shortest run."
+            )
+        LOGGER.warning(
+            "Runs have %d to %d time points; cropping all to the first %d (shortest: %s).",
+            shortest, int(lengths.max()), shortest, kept[int(lengths.argmin())][1],
+        )
+        arrays = [a[:shortest] for a in arrays]
+    X = np.stack(arrays).astype(np.float32)
+    if np.isnan(X).any():
+        LOGGER.info(
+            "%d value(s) are n/a; they are set to the training mean after standardization.",
+            int(np.isnan(X).sum()),
+        )
+    index = {label: i for i, label in enumerate(classes)}
+    return TimeseriesDataset(
+        X=X,
+        y=np.array([index[label] for _, _, label, _ in kept], dtype=np.int64),
+        classes=classes,
+        subjects=[s for s, _, _, _ in kept],
+        sources=[os.fspath(p) for _, p, _, _ in kept],
+        feature_names=list(feature_names),
+        groups=np.array([g for _, _, _, g in kept], dtype=object) if cv_group is not None else None,
+    )

@@ -1,0 +1,320 @@
+"""Training of one model of an ensemble: standardization, inner split, Adam, early stopping.
+
+Building blocks of :func:`xaibids.learning.ensemble.run_ensemble`; every function here is
+deterministic given its seed on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from xaibids.models import build_model
+
+LOGGER = logging.getLogger("xaibids")
+
+
+def fit_standardizer(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and standard deviation over samples and time points, ignoring NaN.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_timepoints, n_features)
+        Training samples of one fold only (the test samples must not leak into the scaling).
+
+    Returns
+    -------
+    mean, std : ndarray of shape (n_features,)
+        Features that are constant (or entirely NaN) get ``std = 1`` (and ``mean = 0`` when
+        entirely NaN), so they standardize to zeros instead of NaN or infinity.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 3 or X.shape[0] == 0:
+        raise ValueError(f"fit_standardizer needs a non-empty (n, T, F) array, got shape {X.shape}.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN features are handled below
+        mean = np.nanmean(X, axis=(0, 1))
+        std = np.nanstd(X, axis=(0, 1))
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    return mean, std
+
+
+def apply_standardizer(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """Standardize ``X`` with :func:`fit_standardizer`'s statistics and set NaN to 0.
+
+    After standardization 0 is the training mean of the feature, so missing values (``n/a``)
+    carry no signal. Returns float32.
+    """
+    Z = (np.asarray(X, dtype=np.float64) - mean) / std
+    return np.nan_to_num(Z, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
+
+
+def inner_split(
+    y: np.ndarray, units: np.ndarray | list, val_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split a fold's training samples into fitting and validation (early stopping) parts.
+
+    The split is stratified by class and made over *units* (subjects), so the runs of one
+    subject stay on the same side.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n,)
+        Class index of each training sample.
+    units : array-like of shape (n,)
+        Subject of each sample.
+    val_fraction : float
+        Fraction of units held out for validation; 0 gives no validation set.
+    seed : int
+        Seed of the split.
+
+    Returns
+    -------
+    fit_index, val_index : ndarray of int
+        Positions into ``y``. ``val_index`` is empty when ``val_fraction`` is 0 or there are too
+        few units to hold any out.
+    """
+    from sklearn.model_selection import train_test_split
+
+    y = np.asarray(y)
+    units = np.asarray(units, dtype=object)
+    everything = np.arange(len(y))
+    if val_fraction <= 0:
+        return everything, np.array([], dtype=int)
+    unique_units, first = np.unique(units, return_index=True)
+    unit_labels = y[first]
+    n_val = int(round(val_fraction * len(unique_units)))
+    if n_val < 1 or len(unique_units) - n_val < 2:
+        LOGGER.warning(
+            "Only %d training subjects: no validation split for early stopping in this fold.",
+            len(unique_units),
+        )
+        return everything, np.array([], dtype=int)
+    try:
+        fit_units, val_units = train_test_split(
+            unique_units, test_size=n_val, stratify=unit_labels, random_state=seed
+        )
+    except ValueError:
+        LOGGER.warning(
+            "A class has too few training subjects to stratify the validation split; "
+            "using an unstratified split."
+        )
+        fit_units, val_units = train_test_split(unique_units, test_size=n_val, random_state=seed)
+    in_val = np.isin(units, val_units)
+    return everything[~in_val], everything[in_val]
+
+
+@contextlib.contextmanager
+def deterministic_algorithms(device: str | torch.device = "cpu"):
+    """Make training on ``device`` reproducible, restoring the global settings afterwards.
+
+    On the CPU, seeding (:func:`torch.manual_seed` and an explicit generator for the batch
+    order) is enough: the operations the models use are deterministic there. On CUDA this also
+    enables PyTorch's deterministic algorithms (warning only where none exists) and
+    deterministic, non-benchmarking cuDNN.
+    """
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*deterministic.*")
+            yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.backends.cudnn.deterministic = previous[2]
+        torch.backends.cudnn.benchmark = previous[3]
+
+
+def predict_logits(model: nn.Module, X: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Logits of ``model`` (left in its current mode) on ``X``, in chunks, without gradients."""
+    if len(X) == 0:
+        raise ValueError("predict_logits got no samples.")
+    with torch.no_grad():
+        return torch.cat([model(chunk) for chunk in torch.split(X, batch_size)])
+
+
+def train_model(
+    model_name: str,
+    model_kwargs: dict,
+    X_fit: np.ndarray,
+    y_fit: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
+    seed: int,
+    epochs: int = 100,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 0.0,
+    patience: int = 10,
+    device: str | torch.device = "cpu",
+) -> tuple[dict, dict]:
+    """Train one model with Adam and early stopping on a validation set.
+
+    The initialization and the order of the mini-batches depend only on ``seed``
+    (seed 000, §2.4: the models of an ensemble differ only by their random initialization).
+
+    Parameters
+    ----------
+    model_name : str
+        Name for :func:`xaibids.models.build_model`.
+    model_kwargs : dict
+        Architecture options for :func:`~xaibids.models.build_model`.
+    X_fit, y_fit : ndarray
+        Standardized samples ``(n, T, F)`` (float32) and class indices to fit.
+    X_val, y_val : ndarray
+        Standardized validation samples and labels; may be empty (then no early stopping:
+        all epochs are run and the final weights are kept).
+    n_classes : int
+        Number of classes.
+    seed : int
+        Seed of the initialization and of the mini-batch order.
+    epochs : int, default=100
+        Maximum number of epochs.
+    batch_size : int, default=32
+        Mini-batch size.
+    learning_rate, weight_decay : float
+        Adam settings.
+    patience : int, default=10
+        Stop after this many epochs without a lower validation loss; the weights of the best
+        epoch are kept.
+    device : str or torch.device, default="cpu"
+
+    Returns
+    -------
+    state_dict : dict
+        Weights of the best epoch, on the CPU.
+    info : dict
+        ``val_loss`` (best validation loss, or final training loss when there is no
+        validation set), ``has_validation``, ``best_epoch`` and ``epochs_run`` (1-based).
+    """
+    device = torch.device(device)
+    n, T, F = X_fit.shape
+    if n == 0:
+        raise ValueError("train_model got no training samples.")
+    with deterministic_algorithms(device):
+        torch.manual_seed(seed)
+        model = build_model(model_name, n_features=F, n_timepoints=T, n_classes=n_classes,
+                            **model_kwargs).to(device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
+        criterion = nn.CrossEntropyLoss()
+        generator = torch.Generator().manual_seed(seed)
+        Xf = torch.as_tensor(X_fit, dtype=torch.float32, device=device)
+        yf = torch.as_tensor(y_fit, dtype=torch.int64, device=device)
+        has_val = len(y_val) > 0
+        if has_val:
+            Xv = torch.as_tensor(X_val, dtype=torch.float32, device=device)
+            yv = torch.as_tensor(y_val, dtype=torch.int64, device=device)
+        best_loss, best_state, best_epoch, waited, epoch = float("inf"), None, 0, 0, 0
+        for epoch in range(1, epochs + 1):
+            model.train()
+            for batch in torch.randperm(n, generator=generator).split(batch_size):
+                batch = batch.to(device)
+                optimizer.zero_grad(set_to_none=True)
+                loss = criterion(model(Xf[batch]), yf[batch])
+                loss.backward()
+                optimizer.step()
+            if not has_val:
+                continue
+            model.eval()
+            val_loss = float(criterion(predict_logits(model, Xv), yv))
+            if val_loss < best_loss:
+                best_loss, best_epoch, waited = val_loss, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                waited += 1
+                if waited >= patience:
+                    break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        else:  # no validation set: keep the final weights, report the training loss
+            model.eval()
+            best_loss, best_epoch = float(criterion(predict_logits(model, Xf), yf)), epoch
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    info = {
+        "val_loss": best_loss,
+        "has_validation": has_val,
+        "best_epoch": best_epoch,
+        "epochs_run": epoch,
+    }
+    return state, info
+
+
+def checkpoint_paths(checkpoint_dir: str | os.PathLike, fold: int, seed: int) -> tuple[Path, Path]:
+    """``checkpoint_dir/fold-{fold}/model-{seed}.pt`` and its ``.json`` sidecar."""
+    folder = Path(checkpoint_dir) / f"fold-{fold}"
+    return folder / f"model-{seed}.pt", folder / f"model-{seed}.json"
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(state_dict: dict, info: dict, pt_path: Path, json_path: Path) -> None:
+    """Write a state dict and its JSON sidecar atomically (temporary file + ``os.replace``).
+
+    The sidecar is written last, so a checkpoint counts as complete only when it exists.
+    """
+    _atomic_write(Path(pt_path), lambda handle: torch.save(state_dict, handle))
+    text = json.dumps(info, indent=2, sort_keys=True).encode()
+    _atomic_write(Path(json_path), lambda handle: handle.write(text))
+
+
+def load_checkpoint(pt_path: Path, json_path: Path, fingerprint: str) -> tuple[dict, dict] | None:
+    """Load a finished checkpoint made for ``fingerprint``, or return None to retrain.
+
+    The state dict is read with ``torch.load(..., weights_only=True)`` on the CPU. A missing
+    sidecar (interrupted run) or one whose fingerprint differs (other data or settings) makes
+    the checkpoint stale.
+    """
+    pt_path, json_path = Path(pt_path), Path(json_path)
+    if not (pt_path.is_file() and json_path.is_file()):
+        return None
+    try:
+        info = json.loads(json_path.read_text())
+    except (OSError, ValueError):
+        LOGGER.warning("Checkpoint sidecar %s is unreadable; retraining that model.", json_path)
+        return None
+    if info.get("fingerprint") != fingerprint:
+        LOGGER.warning(
+            "Checkpoint %s was trained on other data or settings; retraining that model.", pt_path
+        )
+        return None
+    try:
+        state = torch.load(pt_path, map_location="cpu", weights_only=True)
+    except Exception as err:  # corrupt file: retrain rather than fail the whole run
+        LOGGER.warning("Checkpoint %s is unreadable (%s); retraining that model.", pt_path, err)
+        return None
+    return state, info
