@@ -73,3 +73,29 @@ def test_group_unknown_target_is_a_clear_error(group_run, capsys):
     err = capsys.readouterr().err
     assert "--target 'diagnosis' is not a column" in err and "group" in err
     assert not (root / "out3").exists()
+
+
+@pytest.mark.parametrize("option, phrase", [
+    (["--attribution", "ig", "gbp"], "--attribution gbp: not available"),
+    (["--model", "cnn3d"], "--model cnn3d is not available"),
+    (["--permutations", "10"], "--permutations is not available"),
+])
+def test_unimplemented_group_choices_stop_before_work(group_run, capsys, option, phrase):
+    code, bids_dir, deriv, out, root = group_run
+    code = main([str(bids_dir), str(root / "out4"), "group", "-d", f"fmriprep={deriv}",
+                 *FAST, *option])
+    assert code == 1
+    assert phrase in capsys.readouterr().err
+    assert not (root / "out4").exists()
+
+
+def test_group_boilerplate_names_the_configuration(group_run):
+    code, bids_dir, deriv, out, root = group_run
+    text = (out / "logs" / "CITATION.md").read_text()
+    for phrase in ("NiftiLabelsMasker", "2-fold stratified cross-validation", "ensemble of 2",
+                   "Integrated Gradients", "at most 2 epochs", "master seed 0"):
+        assert phrase in text
+    bib = (out / "logs" / "CITATION.bib").read_text()
+    for key in ("nipype1", "pybids", "nilearn", "pytorch", "sundararajan2017", "captum"):
+        assert "{" + key + "," in bib
+    assert "[@" not in (out / "logs" / "CITATION.html").read_text()

@@ -63,7 +63,7 @@ class WorkflowSettings:
     atlas: str = "harvard-oxford"
     confounds: str = "simple"
     detrend: bool = True
-    standardize: str = "zscore_sample"
+    standardize: str = "none"
     high_pass: float = 0.0  # Hz, 0 → off
     low_pass: float = 0.0  # Hz, 0 → off
     min_coverage: float = 0.5
@@ -84,6 +84,12 @@ class LearningSettings:
     epochs: int = 100
     device: str = "auto"
     length_policy: str = "crop"
+    # training details (settable with --config-file)
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 10
+    val_fraction: float = 0.2
 
 
 @dataclass
@@ -94,6 +100,9 @@ class AttributionSettings:
     baseline: str = "zero"
     stabilize: str = "closest"
     permutations: int = 0
+    ig_steps: int = 50
+    positive: str = "abs"
+    attribution_batch_size: int = 16
 
 
 @dataclass

@@ -105,12 +105,54 @@ def paint_regions(atlas, values: pd.Series) -> nb.Nifti1Image:
     return img
 
 
+def group_description(ens_config, dataset, cv_group: str) -> str:
+    """Methods paragraph of the group level, from the configuration actually used."""
+    model_text = {
+        "stdnn": "a spatiotemporal deep neural network (two 1D convolution blocks with ReLU and "
+                 "pooling, adaptive average pooling over time and a linear classifier)",
+        "lstm-attn": "a bidirectional LSTM with additive attention over time steps and a linear "
+                     "classifier",
+        "linear": "a linear softmax classifier on the flattened timecourses",
+    }[ens_config.model]
+    folds = f"{ens_config.n_folds}-fold stratified cross-validation" + (
+        f" keeping each value of '{cv_group}' within one fold" if cv_group else "")
+    stab = {
+        "closest": "for each test subject, the map of the model closest (Euclidean distance "
+                   "weighted by the model's loss on that subject) to the mean map over the "
+                   "fold's models was selected",
+        "mean": "the maps of the fold's models were averaged",
+        "median": "the element-wise median of the fold's models' maps was taken",
+        "none": "the map of the fold's first model was used (no stabilization)",
+    }[ens_config.stabilize]
+    return (
+        f"The {len(dataset.classes)} classes ({', '.join(dataset.classes)}) of "
+        f"{len(set(dataset.subjects))} subjects were classified from their regional timecourses "
+        f"({dataset.X.shape[1]} time points × {dataset.X.shape[2]} features, each feature "
+        f"standardized with the mean and standard deviation of the training subjects) with "
+        f"{model_text}, implemented in PyTorch [@pytorch]. Within {folds}, an ensemble of "
+        f"{ens_config.n_models} models with different random initializations (seeds derived from "
+        f"master seed {ens_config.random_seed}) was trained per fold with Adam (learning rate "
+        f"{ens_config.learning_rate:g}, batch size {ens_config.batch_size}, at most "
+        f"{ens_config.epochs} epochs, early stopping with patience {ens_config.patience} on a "
+        f"{ens_config.val_fraction:.0%} validation split). Feature attributions of each test "
+        f"subject were computed out of fold with Integrated Gradients [@sundararajan2017] in "
+        f"Captum [@captum] ({ens_config.ig_steps} steps, {ens_config.baseline} baseline, no "
+        f"multiplication by the input, for the true class); {stab}. The resulting map was made "
+        f"non-negative ({ens_config.positive}) and normalized to sum to one. Group importance "
+        "of a feature is its time-summed attribution averaged over subjects, max-normalized; "
+        "features at or above 0.5 are reported as selected, and Cohen's d compares the "
+        "time-summed attributions of the two classes."
+    )
+
+
 def run_group(config, atlas, subjects) -> int:
     """Run the group level; returns the exit code."""
-    from xaibids.cli.participant import prepare_output, run_participant
+    from xaibids.cli.participant import prepare_output, run_participant, write_atlas_files
     from xaibids.learning.dataset import assemble_dataset
     from xaibids.learning.ensemble import EnsembleConfig, run_ensemble
+    from xaibids.outputs.boilerplate import workflow_description, write_boilerplate
     from xaibids.stats.importance import group_importance
+    from xaibids.workflows.base import init_xaibids_participant_wf
 
     ex, lc, ac = config.execution, config.learning, config.attribution
     out = Path(ex.output_dir)
@@ -134,6 +176,16 @@ def run_group(config, atlas, subjects) -> int:
         prepare_output(config, atlas)
 
     runs, atlas_label = gather_timeseries(config, atlas, subjects)
+    extracted = [s for s in subjects if s.bold_runs and not s.timeseries]
+    participant_text = (
+        workflow_description(init_xaibids_participant_wf(
+            config, extracted, atlas, write_atlas_files(config, atlas),
+            {s.subject: "" for s in extracted}))
+        if extracted else
+        f"Regional timecourses ({atlas_label} atlas) were read from the derivatives dataset(s) "
+        f"{', '.join(config.execution.derivatives)} and analysed with xaibids "
+        f"{config.execution.version}."
+    )
     try:
         dataset = assemble_dataset(runs, participants, lc.target, lc.cv_group or None,
                                    lc.length_policy)
@@ -144,13 +196,19 @@ def run_group(config, atlas, subjects) -> int:
                 dataset.X.shape[1], dataset.X.shape[2], ", ".join(dataset.classes))
     ens_config = EnsembleConfig(
         model=lc.model, n_folds=lc.n_folds, n_models=lc.n_models, epochs=lc.epochs,
-        device=lc.device, random_seed=config.seeds.random_seed,
-        attribution=tuple(ac.attribution), baseline=ac.baseline, stabilize=ac.stabilize,
+        batch_size=lc.batch_size, learning_rate=lc.learning_rate, weight_decay=lc.weight_decay,
+        patience=lc.patience, val_fraction=lc.val_fraction, device=lc.device,
+        random_seed=config.seeds.random_seed, attribution=tuple(ac.attribution),
+        ig_steps=ac.ig_steps, baseline=ac.baseline, stabilize=ac.stabilize,
+        positive=ac.positive, attribution_batch_size=ac.attribution_batch_size,
     )
     group_dir = out / "group"
     result = run_ensemble(dataset, ens_config, group_dir / "checkpoints", progress=True)
     write_group_outputs(config, atlas if atlas.name == atlas_label else None, dataset, result,
                         ens_config, group_importance)
+    write_boilerplate(participant_text + "\n\n" + group_description(ens_config, dataset,
+                                                                      lc.cv_group),
+                      out / "logs")
     ens = result.performance[result.performance["model"].astype(str) == "ensemble"]
     LOGGER.info("Balanced accuracy per fold: %s (mean %.3f).",
                 ", ".join(f"{v:.3f}" for v in ens["balanced_accuracy"]),

@@ -155,8 +155,10 @@ def get_parser() -> argparse.ArgumentParser:
     g.add("--confounds", choices=CONFOUND_STRATEGIES, default="simple",
           help="nilearn fMRIPrep denoising strategy")
     g.add("--no-detrend", dest="detrend", action="store_false", help="do not detrend")
-    g.add("--standardize", choices=STANDARDIZE_CHOICES, default="zscore_sample",
-          help="standardization of each timecourse")
+    g.add("--standardize", choices=STANDARDIZE_CHOICES, default="none",
+          help="standardization of each timecourse (off by default, as in XCP-D: amplitude "
+               "differences can carry the class; the group level standardizes each feature on "
+               "the training folds)")
     g.add("--high-pass", type=non_negative_float, default=0.0, metavar="HZ",
           help="high-pass cut-off in Hz (0: off)")
     g.add("--low-pass", type=non_negative_float, default=0.0, metavar="HZ",
@@ -187,6 +189,8 @@ def get_parser() -> argparse.ArgumentParser:
           help="attribution methods")
     g.add("--baseline", choices=["zero", "mean", "median", "random"], default="zero",
           help="Integrated Gradients baseline")
+    g.add("--ig-steps", type=positive_int, default=50,
+          help="integration steps of Integrated Gradients")
     g.add("--stabilize", choices=["closest", "mean", "median", "none"], default="closest",
           help="how maps of a fold's models are combined per subject")
     g.add("--permutations", type=non_negative_int, default=0,

@@ -67,7 +67,12 @@ def prepare_output(config, atlas) -> tuple[str, str]:
     write_dataset_description(out, ex.bids_dir, ex.derivatives)
     write_bidsignore(out)
     config.save(out / "logs" / "config.toml")
-    atlas_dir = Path(ex.work_dir) / "atlas"
+    return write_atlas_files(config, atlas)
+
+
+def write_atlas_files(config, atlas) -> tuple[str, str]:
+    """The atlas label image and labels TSV in the work dir (written once per run)."""
+    atlas_dir = Path(config.execution.work_dir) / "atlas"
     atlas_dir.mkdir(parents=True, exist_ok=True)
     stem = atlas_dir / f"atlas-{atlas.name}_dseg"
     atlas.img.to_filename(f"{stem}.nii.gz")
@@ -77,7 +82,7 @@ def prepare_output(config, atlas) -> tuple[str, str]:
 
 def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
     """Build and run the participant workflow; report per subject; non-zero if any failed."""
-    from xaibids.outputs.boilerplate import write_boilerplate
+    from xaibids.outputs.boilerplate import workflow_description, write_boilerplate
     from xaibids.workflows.base import init_xaibids_participant_wf
 
     ex = config.execution
@@ -85,7 +90,7 @@ def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
     crash_dirs = {s.subject: Path(ex.output_dir) / "logs" / f"sub-{s.subject}" / ex.run_uuid
                   for s in subjects}
     workflow = init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs)
-    write_boilerplate(workflow, Path(ex.output_dir) / "logs")
+    write_boilerplate(workflow_description(workflow), Path(ex.output_dir) / "logs")
     if ex.boilerplate_only:
         LOGGER.info("Boilerplate written to %s", Path(ex.output_dir) / "logs" / "CITATION.md")
         return 0

@@ -131,6 +131,28 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
+def check_group_options(config: Config) -> None:
+    """Refuse, before any work, group-level choices this version does not implement."""
+    from xaibids.attribution import METHODS
+    from xaibids.models import MODEL_NAMES
+
+    missing = [m for m in config.attribution.attribution if m not in METHODS]
+    if missing:
+        raise XaibidsError(
+            f"--attribution {' '.join(missing)}: not available in xaibids {__version__} yet; "
+            f"available: {', '.join(sorted(METHODS))}."
+        )
+    if config.learning.model not in MODEL_NAMES:
+        raise XaibidsError(
+            f"--model {config.learning.model} is not available in xaibids {__version__} yet; "
+            f"use one of {', '.join(MODEL_NAMES)}."
+        )
+    if config.attribution.permutations:
+        raise XaibidsError(
+            f"--permutations is not available in xaibids {__version__} yet; leave it at 0."
+        )
+
+
 def configure(config: Config, extra: dict):
     """Complete and check the configuration; return the atlas. Writes nothing."""
     from xaibids.features.atlases import AtlasError, load_atlas
@@ -150,6 +172,8 @@ def configure(config: Config, extra: dict):
             f"--features {config.workflow.features} is not available in xaibids {__version__} "
             "yet; use --features roi (ROI timecourses)."
         )
+    if ex.analysis_level == "group":
+        check_group_options(config)
     check_paths(config)
     plugin_settings(config, extra.get("use_plugin"))
     try:

@@ -115,7 +115,7 @@ def extract_roi_timeseries(
     labels: pd.DataFrame,
     confounds: str = "simple",
     detrend: bool = True,
-    standardize: str = "zscore_sample",
+    standardize: str = "none",
     high_pass: float | None = None,
     low_pass: float | None = None,
     min_coverage: float = 0.5,

@@ -26,7 +26,7 @@ class _ExtractRoiTimeseriesInputSpec(BaseInterfaceInputSpec):
     atlas_source = traits.Str("", usedefault=True)
     confounds = traits.Str("simple", usedefault=True)
     detrend = traits.Bool(True, usedefault=True)
-    standardize = traits.Str("zscore_sample", usedefault=True)
+    standardize = traits.Str("none", usedefault=True)
     high_pass = traits.Float(0.0, usedefault=True)
     low_pass = traits.Float(0.0, usedefault=True)
     min_coverage = traits.Float(0.5, usedefault=True)

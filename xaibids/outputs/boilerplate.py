@@ -1,10 +1,30 @@
-"""Methods boilerplate assembled from the workflows' ``__desc__`` text (as fMRIPrep does)."""
+"""Methods boilerplate assembled from the workflows' ``__desc__`` text (as fMRIPrep does).
+
+Descriptions cite with pandoc's ``[@key]`` markers; the keys are entries of
+``boilerplate/references.bib`` (installed with the package as ``xaibids/data/boilerplate``).
+Three files are written under ``logs/``: ``CITATION.md`` (the text), ``CITATION.bib`` (the
+entries cited) and ``CITATION.html`` (the text with numbered references, readable offline).
+"""
 
 from __future__ import annotations
 
+import html
+import re
+from importlib import resources
 from pathlib import Path
 
 from xaibids.outputs.derivatives import atomic_write_text
+
+CITE_RE = re.compile(r"\[@([A-Za-z0-9_:-]+)\]")
+_ENTRY_RE = re.compile(r"^@\w+\{([^,]+),", re.M)
+
+
+def bibliography() -> dict[str, str]:
+    """BibTeX entries of ``references.bib`` keyed by citation key."""
+    text = resources.files("xaibids").joinpath("data", "boilerplate", "references.bib").read_text()
+    starts = [(m.start(), m.group(1).strip()) for m in _ENTRY_RE.finditer(text)]
+    ends = [s for s, _ in starts[1:]] + [len(text)]
+    return {key: text[start:end].strip() for (start, key), end in zip(starts, ends)}
 
 
 def workflow_description(workflow) -> str:
@@ -29,12 +49,48 @@ def workflow_description(workflow) -> str:
     return "\n\n".join(parts)
 
 
-def write_boilerplate(workflow, logs_dir: str | Path) -> Path:
-    """Write ``logs/CITATION.md`` from the workflow's descriptions."""
-    text = (
+def _bib_field(entry: str, name: str) -> str:
+    match = re.search(rf"\b{name}\s*=\s*\{{(.*?)\}},?\s*$", entry, re.M | re.S)
+    return re.sub(r"[{}\\\"]", "", " ".join(match.group(1).split())) if match else ""
+
+
+def _html(text: str, cited: list[str], bib: dict[str, str]) -> str:
+    number = {key: i + 1 for i, key in enumerate(cited)}
+    body = html.escape(text)
+    body = CITE_RE.sub(lambda m: f"[{number[m.group(1)]}]", body)
+    body = re.sub(r"^# (.+)$", r"<h1>\1</h1>", body, flags=re.M)
+    body = re.sub(r"\*([^*]+)\*", r"<em>\1</em>", body)
+    body = re.sub(r"`([^`]+)`", r"<code>\1</code>", body)
+    paragraphs = "".join(p if p.startswith("<h1>") else f"<p>{p}</p>"
+                         for p in body.split("\n\n") if p.strip())
+    refs = "".join(
+        f"<li>{html.escape(_bib_field(bib[k], 'author'))}. {html.escape(_bib_field(bib[k], 'title'))}. "
+        f"{html.escape(_bib_field(bib[k], 'journal') or _bib_field(bib[k], 'booktitle'))} "
+        f"({html.escape(_bib_field(bib[k], 'year'))}).</li>"
+        for k in cited
+    )
+    return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>xaibids methods</title>"
+            "</head><body>" + paragraphs + "<h2>References</h2><ol>" + refs + "</ol></body></html>\n")
+
+
+def write_boilerplate(text: str, logs_dir: str | Path) -> Path:
+    """Write ``CITATION.md``, ``CITATION.bib`` and ``CITATION.html`` for ``text``.
+
+    Raises ``KeyError`` for a citation key missing from the bibliography (a bug, caught by the
+    tests).
+    """
+    logs_dir = Path(logs_dir)
+    bib = bibliography()
+    cited = list(dict.fromkeys(CITE_RE.findall(text)))
+    missing = [key for key in cited if key not in bib]
+    if missing:
+        raise KeyError(f"citation keys missing from references.bib: {missing}")
+    markdown = (
         "# Methods\n\n"
         "*The text below was generated automatically by xaibids from the configuration of this "
         "run (see `logs/config.toml`); it may be copied into a manuscript unchanged.*\n\n"
-        + workflow_description(workflow) + "\n"
+        + text.strip() + "\n"
     )
-    return atomic_write_text(Path(logs_dir) / "CITATION.md", text)
+    atomic_write_text(logs_dir / "CITATION.bib", "\n\n".join(bib[k] for k in cited) + "\n")
+    atomic_write_text(logs_dir / "CITATION.html", _html(markdown, cited, bib))
+    return atomic_write_text(logs_dir / "CITATION.md", markdown)

@@ -36,7 +36,8 @@ def init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs
     workflow.base_dir = ex.work_dir
     workflow.__desc__ = (
         f"Results included in this manuscript come from processing with xaibids {__version__}, "
-        "which is based on Nipype and niworkflows; data were queried with PyBIDS. "
+        "which is based on Nipype [@nipype1] and niworkflows; data were queried with PyBIDS "
+        "[@pybids]. "
     )
     roots = {"raw": ex.bids_dir, **ex.derivatives}
     for subject in subjects:

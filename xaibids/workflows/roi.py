@@ -11,9 +11,9 @@ CONFOUND_TEXT = {
     "simple": "motion parameters with derivatives and squares, mean white-matter and CSF "
               "signals, and high-pass cosine regressors (nilearn's *simple* strategy)",
     "scrubbing": "the *simple* regressors plus censoring of high-motion volumes (nilearn's "
-                 "*scrubbing* strategy, Power et al. 2014)",
-    "compcor": "motion parameters, anatomical CompCor components and high-pass cosine "
-               "regressors (nilearn's *compcor* strategy)",
+                 "*scrubbing* strategy [@power2014])",
+    "compcor": "motion parameters, anatomical CompCor components [@behzadi2007] and "
+               "high-pass cosine regressors (nilearn's *compcor* strategy)",
     "ica_aroma": "ICA-AROMA denoising regressors (nilearn's *ica_aroma* strategy)",
     "none": "no confound regression",
 }
@@ -43,8 +43,8 @@ def init_roi_timeseries_wf(run, atlas, atlas_files, settings, output_dir, source
     workflow.__desc__ = (
         f"Regional BOLD timecourses were extracted as the mean signal within each of the "
         f"{len(atlas.labels)} regions of the {atlas.name} atlas (nearest-neighbour resampled to "
-        f"the BOLD grid) with nilearn's `NiftiLabelsMasker`. Confounds were regressed out "
-        f"({CONFOUND_TEXT[settings.confounds]}) in the same step as "
+        f"the BOLD grid) with nilearn's `NiftiLabelsMasker` [@nilearn]. Confounds were "
+        f"regressed out ({CONFOUND_TEXT[settings.confounds]}) in the same step as "
         + ("linear detrending, " if settings.detrend else "")
         + (", ".join(band) + " filtering, " if band else "")
         + (f"and {settings.standardize} standardization" if settings.standardize != "none"
