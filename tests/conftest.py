@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import nibabel as nb
@@ -106,6 +107,15 @@ def make_fmriprep_dataset(root: Path, subjects=("01", "02"), tasks=("rest",), ru
                             {f"a_comp_cor_{i:02d}": {"Method": "aCompCor", "Retained": True,
                                                      "Mask": "combined"} for i in range(6)})
     return bids_dir, deriv
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_per_worker():
+    """Under pytest-xdist each worker gets one core: keep PyTorch from oversubscribing."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

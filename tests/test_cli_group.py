@@ -14,7 +14,7 @@ from xaibids.features.atlases import load_atlas
 from xaibids.inputs.validation import run_validator, summarize_errors
 
 FAST = ["--atlas", "aal", "--n-folds", "2", "--n-models", "2", "--epochs", "2",
-        "--skip-bids-validation"]
+        "--skip-bids-validation", "--omp-nthreads", "1"]
 
 
 @pytest.fixture(scope="module")

@@ -49,7 +49,7 @@ def test_timeseries_equal_nilearn_masker(participant_run):
                                      force_resample=True, copy_header=True)
         conf, sample_mask = load_confounds_strategy(str(bold), denoise_strategy="simple")
         masker = NiftiLabelsMasker(labels_img=labels_img, mask_img=mask, detrend=True,
-                                   standardize=False, t_r=2.0)
+                                   standardize=None, t_r=2.0)
         expected = masker.fit_transform(img, confounds=conf, sample_mask=sample_mask)
         got = read_timeseries_tsv(tsv)
         assert list(got.columns) == atlas.region_names
@@ -74,7 +74,7 @@ def test_output_is_valid_bids_derivative(participant_run):
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative"
     assert desc["GeneratedBy"][0]["Name"] == "xaibids"
-    assert "logs/" in (out / ".bidsignore").read_text()
+    assert {"logs", "group"} <= set((out / ".bidsignore").read_text().splitlines())
     assert (out / "logs" / "CITATION.md").read_text().count("NiftiLabelsMasker") == 1
 
 

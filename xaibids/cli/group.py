@@ -202,6 +202,9 @@ def run_group(config, atlas, subjects) -> int:
         ig_steps=ac.ig_steps, baseline=ac.baseline, stabilize=ac.stabilize,
         positive=ac.positive, attribution_batch_size=ac.attribution_batch_size,
     )
+    import torch
+
+    torch.set_num_threads(max(1, config.nipype.omp_nthreads))
     group_dir = out / "group"
     result = run_ensemble(dataset, ens_config, group_dir / "checkpoints", progress=True)
     write_group_outputs(config, atlas if atlas.name == atlas_label else None, dataset, result,

@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="atlas of the ROI files, as in their names (default cc200)")
     p.add_argument("--atlas-image", metavar="PATH",
                    help="atlas NIfTI the files were extracted with (e.g. "
-                        "CPAC200_space-MNI152NLin6_res-2x2x2.nii.gz), copied into the "
-                        "derivatives with a labels table")
+                        "CPAC200_space-MNI152NLin6_res-2x2x2.nii.gz), or a folder holding it; "
+                        "copied with a labels table into OUT_DIR/derivatives/abide-pcp-<atlas>/"
+                        "atlases/, which 'xaibids … --atlas' accepts for painting region maps")
     p.add_argument("--repetition-time", type=float, metavar="SECONDS",
                    help="repetition time for every subject (default: ABIDE I value per site)")
     p.add_argument("--overwrite", action="store_true",
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from xaibids.errors import XaibidsError
     from xaibids.ingest import IngestError
     from xaibids.ingest.abide import ingest_abide_pcp
     from xaibids.simulate.bidsio import OutputExistsError, validate
@@ -66,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
           f"({len(report.unmatched_files)} file(s) without phenotypic row skipped, "
           f"{report.n_flat} flat region timecourse(s) written as n/a).")
     if args.validate:
-        found = validate(report.out_dir)
+        try:
+            found = validate(report.out_dir)
+        except (FileNotFoundError, XaibidsError) as err:
+            print(f"xaibids-ingest: error: {err}", file=sys.stderr)
+            return 1
         if found["errors"]:
             print("xaibids-ingest: error: bids-validator-deno reports errors: "
                   + "; ".join(found["errors"][:10]), file=sys.stderr)

@@ -103,6 +103,7 @@ def _rnn_options(p: argparse.ArgumentParser, n_timepoints: int, tr: float) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
+    from xaibids.errors import XaibidsError
     from xaibids.simulate import KIND_OPTIONS, simulate
     from xaibids.simulate.bidsio import OutputExistsError, validate
 
@@ -118,7 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"xaibids-simulate: wrote the {args.kind} dataset to {out} "
           f"({time.monotonic() - start:.1f} s); ground truth is described in its README.")
     if args.validate:
-        found = validate(out)
+        try:
+            found = validate(out)
+        except (FileNotFoundError, XaibidsError) as err:
+            print(f"xaibids-simulate: error: {err}", file=sys.stderr)
+            return 1
         if found["errors"]:
             print("xaibids-simulate: error: bids-validator-deno reports errors: "
                   + "; ".join(found["errors"][:10]), file=sys.stderr)

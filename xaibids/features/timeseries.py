@@ -169,7 +169,7 @@ def extract_roi_timeseries(
         labels_img=grid_atlas,
         mask_img=mask,
         detrend=detrend,
-        standardize=False if standardize == "none" else standardize,
+        standardize=None if standardize == "none" else standardize,
         high_pass=high_pass or None,
         low_pass=low_pass or None,
         t_r=tr,
