@@ -35,6 +35,8 @@ def test_group_runs_participant_step_and_writes_maps(group_run):
     ts = sorted(out.glob("sub-*/func/*_stat-mean_timeseries.tsv"))
     maps = sorted(out.glob("sub-*/func/*_desc-ig_attribution.tsv"))
     assert len(ts) == len(maps) == 8
+    # each subject has its own map (outputs must not share one scratch file's inode)
+    assert maps[0].read_bytes() != maps[1].read_bytes()
     frame = pd.read_csv(maps[0], sep="\t")
     assert frame.shape == (20, len(atlas.labels))
     assert np.isclose(frame.to_numpy().sum(), 1.0, atol=1e-4)  # normalized by the sum

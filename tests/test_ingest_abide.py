@@ -6,20 +6,22 @@ import json
 import shutil
 from pathlib import Path
 
+import nibabel as nb
 import numpy as np
 import pandas as pd
 import pytest
 
 from xaibids.cli.ingest import main
+from xaibids.features.atlases import load_atlas
 from xaibids.features.io import read_timeseries_tsv
 from xaibids.ingest import IngestError
 from xaibids.ingest.abide import ingest_abide_pcp, read_roi_file
-from xaibids.simulate.bidsio import tree_digest, validate, validator_executable
+from xaibids.simulate.bidsio import tree_digest, validate, validator_available
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ABIDE = SHARED / "abide-pcp-cc200"
 CC200 = SHARED / "atlases" / "CPAC200_space-MNI152NLin6_res-2x2x2.nii.gz"
-needs_validator = pytest.mark.skipif(validator_executable() is None,
+needs_validator = pytest.mark.skipif(not validator_available(),
                                      reason="bids-validator-deno not installed")
 needs_abide = pytest.mark.skipif(not (ABIDE / "rois_cc200").is_dir(),
                                  reason="../shared/data/abide-pcp-cc200 not available")
@@ -81,8 +83,10 @@ def test_ingest_fake_dataset(fake_abide, tmp_path):
     side = json.loads(ts.with_suffix(".json").read_text())
     assert side["RepetitionTime"] == 2.0 and side["Atlas"] == "CC200"
     assert side["Sources"] == ["NYU_0050953_rois_cc200.1D"] and side["FlatRegions"] == ["CC200_3"]
-    labels = pd.read_csv(out / DERIV / "atlas-CC200_dseg.tsv", sep="\t")
+    labels = pd.read_csv(out / DERIV / "atlases/atlas-CC200/atlas-CC200_dseg.tsv", sep="\t")
     assert list(labels["index"]) == [1, 2, 3, 4, 5]
+    assert side["AtlasLabels"] == "atlases/atlas-CC200/atlas-CC200_dseg.tsv"
+    assert "AtlasImage" not in side
     desc = json.loads((out / DERIV / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative"
     assert desc["GeneratedBy"][0]["Name"] == "xaibids-ingest"
@@ -132,6 +136,17 @@ def test_ingest_bad_inputs(fake_abide, tmp_path, capsys):
     assert "NYU_0050954_rois_cc200.1D" in err
 
 
+def test_identical_timecourses_are_reported(fake_abide, tmp_path, caplog):
+    rois, csv = fake_abide
+    shutil.copy(rois / "UM_1_0050272_rois_cc200.1D", rois / "UM_1_0050274_rois_cc200.1D")
+    pd.read_csv(csv, index_col=0).assign(SUB_ID=[50952, 50953, 50272, 50273, 50274]).to_csv(
+        tmp_path / "more.csv")
+    report = ingest_abide_pcp(rois, tmp_path / "more.csv", tmp_path / "bids")
+    assert report.duplicates == [("sub-0050272", "sub-0050274")]
+    assert "sub-0050274 = sub-0050272" in caplog.text
+    assert "`sub-0050274` and `sub-0050272`" in (tmp_path / "bids" / "README").read_text()
+
+
 def test_ingest_refuses_existing_output(fake_abide, tmp_path):
     rois, csv = fake_abide
     out = tmp_path / "bids"
@@ -172,6 +187,7 @@ def test_ingest_real_abide_files(tmp_path, capsys):
     assert main(argv) == 0
     captured = capsys.readouterr()
     assert "0 errors" in captured.out and "2 flat region" in captured.out
+    assert "0 participant(s) with data identical" in captured.out
     pheno = pd.read_csv(csv).set_index("SUB_ID")
     parts = pd.read_csv(out / "participants.tsv", sep="\t").set_index("participant_id")
     assert len(parts) == len(picked)
@@ -190,6 +206,75 @@ def test_ingest_real_abide_files(tmp_path, capsys):
     flat = json.loads(next((out / DERIV / "sub-0051062").rglob("*.json")).read_text())
     assert flat["FlatRegions"] == ["CC200_43"]
     if CC200.exists():
-        labels = pd.read_csv(out / DERIV / "atlas-CC200_dseg.tsv", sep="\t")
+        stem = out / DERIV / "atlases/atlas-CC200/atlas-CC200_space-MNI152NLin6Asym_res-2_dseg"
+        labels = pd.read_csv(f"{stem}.tsv", sep="\t")
         assert len(labels) == 200 and {"x", "y", "z"} <= set(labels.columns)
-        assert (out / DERIV / "atlas-CC200_dseg.nii.gz").exists()
+        atlas = load_atlas(out / DERIV / "atlases")
+        assert (atlas.name, atlas.space) == ("CC200", "MNI152NLin6Asym")
+        assert atlas.region_names == list(ts.columns)
+        np.testing.assert_array_equal(atlas.img.affine, nb.load(CC200).affine)
+        assert Path(f"{stem}.nii.gz").read_bytes() == CC200.read_bytes()
+
+
+def _fake_cpac_atlas(folder: Path, n_regions: int = 5, name: str =
+                     "CPAC200_space-MNI152NLin6_res-2x2x2.nii.gz") -> Path:
+    """A small 2 mm label image named like the neuroparc CC200 file, with a neuroparc JSON."""
+    data = np.zeros((10, 12, 10), dtype=np.float32)
+    for k in range(1, n_regions + 1):
+        data[k, 2:6, 3:5] = k
+    affine = np.array([[-2.0, 0, 0, 90], [0, 2, 0, -126], [0, 0, 2, -72], [0, 0, 0, 1]])
+    folder.mkdir(exist_ok=True)
+    path = folder / name
+    nb.save(nb.Nifti1Image(data, affine), path)
+    rois = {"0": {"label": None, "center": [0, 0, 0]}}
+    rois.update({str(k): {"label": None, "center": [float(k), 1.5, -2.0]}
+                 for k in range(1, n_regions + 1)})
+    path.with_name(name.split(".nii")[0] + ".json").write_text(json.dumps({"rois": rois}))
+    return path
+
+
+@needs_validator
+def test_atlas_image_is_written_for_painting(fake_abide, tmp_path):
+    """--atlas-image (file or folder) → atlases/, which load_atlas reads as CC200 in
+    MNI152NLin6Asym with region names equal to the timeseries columns."""
+    rois, csv = fake_abide
+    image = _fake_cpac_atlas(tmp_path / "atlases")
+    (tmp_path / "atlases" / "Schaefer200_space-MNI152NLin6_res-2x2x2.nii.gz").write_bytes(b"")
+    out = tmp_path / "bids"
+    ingest_abide_pcp(rois, csv, out, atlas_image=tmp_path / "atlases")  # folder: picks CPAC200
+    folder = out / DERIV / "atlases"
+    stem = folder / "atlas-CC200" / "atlas-CC200_space-MNI152NLin6Asym_res-2_dseg"
+    assert Path(f"{stem}.nii.gz").read_bytes() == image.read_bytes()
+    ts = read_timeseries_tsv(next((out / DERIV).rglob("sub-0050952_*_timeseries.tsv")))
+    for spec in (folder, Path(f"{stem}.nii.gz")):
+        atlas = load_atlas(spec)
+        assert (atlas.name, atlas.space) == ("CC200", "MNI152NLin6Asym")
+        assert atlas.region_names == list(ts.columns) == [f"CC200_{k}" for k in range(1, 6)]
+        np.testing.assert_array_equal(atlas.img.affine, nb.load(image).affine)
+    labels = pd.read_csv(f"{stem}.tsv", sep="\t")
+    assert list(labels["x"]) == [1.0, 2.0, 3.0, 4.0, 5.0]
+    side = json.loads(next((out / DERIV).rglob("sub-0050952_*_timeseries.json")).read_text())
+    assert side["AtlasImage"] == "atlases/atlas-CC200/" + Path(f"{stem}.nii.gz").name
+    assert side["AtlasLabels"] == "atlases/atlas-CC200/" + Path(f"{stem}.tsv").name
+    assert json.loads(Path(f"{stem}.json").read_text())["Resolution"] == "2 mm isotropic"
+    assert "--atlas" in (out / "README").read_text()
+    assert validate(out)["errors"] == []
+    again = tmp_path / "again"
+    ingest_abide_pcp(rois, csv, again, atlas_image=image)  # the file itself: same output
+    assert tree_digest(again) == tree_digest(out)
+
+
+def test_atlas_image_errors(fake_abide, tmp_path):
+    rois, csv = fake_abide
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(IngestError, match="CPAC200_"):
+        ingest_abide_pcp(rois, csv, tmp_path / "o1", atlas_image=empty)
+    small = _fake_cpac_atlas(tmp_path / "small", n_regions=3)
+    with pytest.raises(IngestError, match=r"lacks label\(s\) \[4, 5\]"):
+        ingest_abide_pcp(rois, csv, tmp_path / "o2", atlas_image=small)
+    four_d = tmp_path / "cpac4d.nii.gz"
+    nb.save(nb.Nifti1Image(np.zeros((4, 4, 4, 2), dtype=np.int16), np.eye(4)), four_d)
+    with pytest.raises(IngestError, match="3D image"):
+        ingest_abide_pcp(rois, csv, tmp_path / "o3", atlas_image=four_d)
+    assert not any(p.name.startswith((".o", "o")) for p in tmp_path.iterdir())

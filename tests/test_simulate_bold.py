@@ -15,9 +15,9 @@ import pytest
 from scipy import stats
 
 from xaibids.simulate import simulate
-from xaibids.simulate.bidsio import tree_digest, validate, validator_executable
+from xaibids.simulate.bidsio import tree_digest, validate, validator_available
 
-needs_validator = pytest.mark.skipif(validator_executable() is None,
+needs_validator = pytest.mark.skipif(not validator_available(),
                                      reason="bids-validator-deno not installed")
 FUNC = "derivatives/fmriprep/sub-{s}/func/sub-{s}_task-rest"
 PREFIX = FUNC + "_space-MNI152NLin6Asym_res-2"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from xaibids.cli.simulate import main
-from xaibids.simulate.bidsio import tree_digest, validator_executable
+from xaibids.simulate.bidsio import tree_digest, validator_available
 
 
 def test_cli_writes_dataset(tmp_path, capsys):
@@ -21,7 +21,7 @@ def test_cli_writes_dataset(tmp_path, capsys):
     assert '"box_std": 2.0' in sim and "--box-std 2.0" in sim
 
 
-@pytest.mark.skipif(validator_executable() is None, reason="bids-validator-deno not installed")
+@pytest.mark.skipif(not validator_available(), reason="bids-validator-deno not installed")
 def test_cli_validate_flag(tmp_path, capsys):
     assert main(["rnn-ei", str(tmp_path / "r"), "--n-subjects", "2", "--n-timepoints", "30",
                  "--burn-in", "10", "--validate"]) == 0

@@ -11,11 +11,11 @@ from scipy import stats
 
 from xaibids.features.io import read_timeseries_tsv
 from xaibids.simulate import simulate
-from xaibids.simulate.bidsio import tree_digest, validate, validator_executable
+from xaibids.simulate.bidsio import tree_digest, validate, validator_available
 from xaibids.simulate.rnn import simulate_rnn_ei
 from xaibids.simulate.synthetic import simulate_boxes, simulate_var
 
-needs_validator = pytest.mark.skipif(validator_executable() is None,
+needs_validator = pytest.mark.skipif(not validator_available(),
                                      reason="bids-validator-deno not installed")
 
 SMALL = {

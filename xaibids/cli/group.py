@@ -90,6 +90,16 @@ def sink(output_dir: Path, source: str, in_file: Path, meta: dict, **entities) -
     return node.run(cwd=str(in_file.parent)).outputs.out_file
 
 
+def _fresh(path: Path) -> Path:
+    """``path`` with any old file removed first.
+
+    DerivativesDataSink hard-links a file it does not need to change into OUTPUT_DIR, so
+    rewriting a scratch file in place would also rewrite every output linked to it.
+    """
+    path.unlink(missing_ok=True)
+    return path
+
+
 def paint_regions(atlas, values: pd.Series) -> nb.Nifti1Image:
     """A float image on the atlas grid holding each region's value (0 elsewhere)."""
     data = np.asarray(atlas.img.dataobj)
@@ -207,6 +217,11 @@ def run_group(config, atlas, subjects) -> int:
     torch.set_num_threads(max(1, config.nipype.omp_nthreads))
     group_dir = out / "group"
     result = run_ensemble(dataset, ens_config, group_dir / "checkpoints", progress=True)
+    if atlas.name != atlas_label:
+        LOGGER.warning(
+            "The timecourses are of the %s atlas but --atlas gives %s: no NIfTI maps are "
+            "written. Pass --atlas with the %s atlas image (and its labels TSV) to get them.",
+            atlas_label, atlas.name, atlas_label)
     write_group_outputs(config, atlas if atlas.name == atlas_label else None, dataset, result,
                         ens_config, group_importance)
     write_boilerplate(participant_text + "\n\n" + group_description(ens_config, dataset,
@@ -229,6 +244,11 @@ def write_group_outputs(config, atlas, dataset, result, ens_config, group_import
     atomic_write_text(group_dir / "desc-performance_metrics.tsv",
                       result.performance.to_csv(sep="\t", index=False, na_rep="n/a"))
     roots = {"": str(out), "raw": config.execution.bids_dir, **config.execution.derivatives}
+    if atlas is not None:
+        unknown = sorted(set(dataset.feature_names) - set(atlas.labels["name"]))
+        if unknown:
+            LOGGER.warning("%d feature(s) are not regions of the %s atlas (e.g. %s); they stay 0 "
+                           "in the NIfTI maps.", len(unknown), atlas.name, unknown[0])
     for method, maps in result.maps.items():
         for i, info in enumerate(result.map_info):
             source = dataset.sources[i]
@@ -257,11 +277,12 @@ def write_group_outputs(config, atlas, dataset, result, ens_config, group_import
                 )
                 meta["Atlas"] = atlas.name
                 region = pd.Series(maps[i].sum(axis=0), index=dataset.feature_names)
-                tmp = scratch / "map.nii.gz"
+                tmp = _fresh(scratch / "map.nii.gz")
                 paint_regions(atlas, region).to_filename(tmp)
                 # one sidecar serves both files (same name), written with the TSV below
                 sink(out, source, tmp, {}, desc=method, suffix="attribution", space=atlas.space)
-            tmp = write_timeseries_tsv(maps[i], dataset.feature_names, scratch / "map.tsv")
+            tmp = write_timeseries_tsv(maps[i], dataset.feature_names,
+                                       _fresh(scratch / "map.tsv"))
             sink(out, source, tmp, meta, desc=method, suffix="attribution")
         table = group_importance(maps, dataset.y, dataset.classes, dataset.feature_names)
         atomic_write_text(group_dir / f"desc-{method}_importance.tsv",

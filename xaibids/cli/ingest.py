@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"xaibids-ingest: wrote {report.n_subjects} participants to {report.out_dir} "
           f"({len(report.unmatched_files)} file(s) without phenotypic row skipped, "
-          f"{report.n_flat} flat region timecourse(s) written as n/a).")
+          f"{report.n_flat} flat region timecourse(s) written as n/a, "
+          f"{len(report.duplicates)} participant(s) with data identical to another's).")
     if args.validate:
         try:
             found = validate(report.out_dir)

@@ -13,8 +13,11 @@ Output (``OUT_DIR``)::
       sub-<SUBID>/sub-<SUBID>_scans.tsv        (empty: the raw images are not part of the input)
       derivatives/abide-pcp-<atlas>/           timeseries derivatives dataset
         dataset_description.json  README  .bidsignore
-        atlas-<ATLAS>_dseg.tsv  (+ atlas-<ATLAS>_dseg.nii.gz/.json with --atlas-image)
         sub-<SUBID>/func/sub-<SUBID>_task-rest_atlas-<ATLAS>_stat-mean_timeseries.tsv (+ .json)
+        atlases/                               the atlas, laid out like XCP-D's atlases dataset
+          dataset_description.json
+          atlas-<ATLAS>/atlas-<ATLAS>_dseg.tsv                         (without --atlas-image)
+          atlas-<ATLAS>/atlas-<ATLAS>_space-<tpl>_res-<mm>_dseg.nii.gz (+ .tsv, .json with it)
 
 Subjects are matched to phenotypic rows by the numeric id in the file name (``0051030`` ↔
 ``SUB_ID`` 51030); the participant label is that id zero-padded to seven digits, as in the
@@ -22,10 +25,18 @@ file names. Columns are named ``<ATLAS>_<k>`` from the ``#k`` header; column ``k
 ``k`` of the atlas (for CC200: ``CPAC200_space-MNI152NLin6_res-2x2x2.nii.gz``). Regions whose
 timecourse is flat (zero variance, e.g. outside the subject's field of view) are written as
 ``n/a`` and counted in a warning.
+
+With ``--atlas-image`` (the NIfTI, or a folder of neuroparc/C-PAC atlases holding
+``CPAC200_*.nii.gz`` for cc200), the image is copied to ``atlases/atlas-<ATLAS>/`` under a BIDS
+name whose ``atlas-`` label is the timeseries' ``atlas-`` entity and whose ``space-`` is the
+TemplateFlow name of the source's space (neuroparc ``MNI152NLin6`` → ``MNI152NLin6Asym``), with a
+labels TSV (``index`` k, ``name`` ``<ATLAS>_k``) beside it. ``xaibids … group --atlas`` with that
+image (or with the ``atlases`` folder) then paints region importances into the atlas.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -64,6 +75,13 @@ KNOWN_ATLASES = {
     "cc400": "Craddock 400-region parcellation as distributed with C-PAC "
              "(CPAC400_space-MNI152NLin6_res-2x2x2.nii.gz)",
 }
+#: File-name prefix of the known atlases among neuroparc / C-PAC atlas files
+#: (``--atlas-image FOLDER`` picks ``<prefix>_*.nii.gz`` there).
+ATLAS_FILE_PREFIX = {"cc200": "CPAC200", "cc400": "CPAC400"}
+#: neuroparc space names → TemplateFlow identifiers (neuroparc's MNI152NLin6 is FSL's MNI152).
+SPACE_ALIASES = {"MNI152NLin6": "MNI152NLin6Asym"}
+#: Folder of the derivatives dataset holding the atlas (BIDS-Atlas-like, as XCP-D's).
+ATLAS_DIR = "atlases"
 REQUIRED_COLUMNS = ("SUB_ID", "DX_GROUP", "SEX", "SITE_ID", "AGE_AT_SCAN")
 MISSING_CODE = -9999
 
@@ -77,6 +95,8 @@ class IngestReport:
     n_files: int
     unmatched_files: list[str] = field(default_factory=list)
     flat_regions: dict[str, list[str]] = field(default_factory=dict)
+    #: participants whose ROI file holds exactly the data of an earlier one: (earlier, later)
+    duplicates: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def n_flat(self) -> int:
@@ -199,45 +219,124 @@ PARTICIPANT_COLUMNS = {
 }
 
 
-def _atlas_files(atlas_image: Path | None, label: str, regions: list[int], deriv: Path) -> dict:
-    """Write the atlas labels table (and image, if given); return sidecar metadata."""
+@dataclass
+class AtlasPlan:
+    """Where and how the atlas of the timeseries columns is written (resolved before writing)."""
+
+    label: str
+    image: Path | None = None
+    img: nb.Nifti1Image | None = None
+    space: str | None = None
+    res: str | None = None
+
+    @property
+    def stem(self) -> str:
+        """``atlas-<label>[_space-<tpl>][_res-<mm>]_dseg`` (XCP-D's atlas naming)."""
+        return (f"atlas-{self.label}" + (f"_space-{self.space}" if self.space else "")
+                + (f"_res-{self.res}" if self.res else "") + "_dseg")
+
+    @property
+    def folder(self) -> str:
+        return f"{ATLAS_DIR}/atlas-{self.label}"
+
+    @property
+    def labels_path(self) -> str:
+        """Labels TSV, relative to the derivatives dataset."""
+        return f"{self.folder}/{self.stem}.tsv"
+
+    @property
+    def image_path(self) -> str | None:
+        return f"{self.folder}/{self.stem}.nii.gz" if self.image is not None else None
+
+
+def find_atlas_image(atlas_image, atlas: str) -> Path | None:
+    """``--atlas-image``: the NIfTI itself, or a folder holding the known file of ``atlas``."""
+    if atlas_image is None:
+        return None
+    path = Path(atlas_image)
+    if path.is_dir():
+        prefix = ATLAS_FILE_PREFIX.get(atlas)
+        found = sorted(path.glob(f"{prefix}_*.nii*")) if prefix else []
+        if len(found) != 1:
+            wanted = f"'{prefix}_*.nii.gz'" if prefix else "the atlas NIfTI"
+            raise IngestError(
+                f"--atlas-image {path} is a folder with {len(found)} file(s) named {wanted} for "
+                f"--atlas {atlas}; pass the path of the atlas NIfTI itself.")
+        return found[0]
+    if not path.is_file():
+        raise IngestError(f"--atlas-image {path} does not exist; pass the atlas NIfTI "
+                          "(e.g. CPAC200_space-MNI152NLin6_res-2x2x2.nii.gz), a folder holding "
+                          "it, or leave it out.")
+    return path
+
+
+def plan_atlas(atlas_image, atlas: str, label: str) -> AtlasPlan:
+    """Read ``--atlas-image`` (if any) and choose the BIDS names of the atlas files."""
+    path = find_atlas_image(atlas_image, atlas)
+    if path is None:
+        return AtlasPlan(label)
+    try:
+        img = nb.load(path)
+        shape = img.shape
+    except Exception as err:  # nibabel raises several kinds
+        raise IngestError(f"--atlas-image {path} is not a readable NIfTI ({err}).") from None
+    if len(shape) != 3:
+        raise IngestError(f"--atlas-image {path} has shape {shape}; pass a 3D image of integer "
+                          "region labels.")
+    match = re.search(r"(?:space|tpl)-([A-Za-z0-9]+)", path.name)
+    space = SPACE_ALIASES.get(match.group(1), match.group(1)) if match else None
+    if space is None:
+        LOGGER.warning("--atlas-image %s names no template space (space-<label>); the atlas "
+                       "and the maps painted into it will carry no space entity.", path.name)
+    zooms = [float(z) for z in img.header.get_zooms()[:3]]
+    res = (f"{zooms[0]:g}" if len(set(zooms)) == 1 and zooms[0] == int(zooms[0]) else None)
+    return AtlasPlan(label, image=path, img=img, space=space, res=res)
+
+
+def _atlas_files(plan: AtlasPlan, regions: list[int], deriv: Path) -> None:
+    """Write the BIDS-Atlas-like folder ``atlases/`` of the derivatives dataset.
+
+    ``atlases/atlas-<label>/<stem>.tsv`` (``index``, ``name``, and ``x``, ``y``, ``z`` centres when
+    a neuroparc JSON is beside the image) and, with an image, ``<stem>.nii.gz`` and ``.json``;
+    ``<stem>`` is ``atlas-<label>_space-<tpl>_res-<mm>_dseg``, so that ``xaibids … --atlas`` with
+    the image (or the ``atlases`` folder) yields atlas ``<label>``, whose region names are the
+    timeseries columns.
+    """
+    label = plan.label
     names = [f"{label}_{k}" for k in regions]
     labels = pd.DataFrame({"index": regions, "name": names})
-    meta: dict = {"Atlas": label}
-    if atlas_image is not None:
-        atlas_image = Path(atlas_image)
-        if not atlas_image.is_file():
-            raise IngestError(f"--atlas-image {atlas_image} does not exist; pass the atlas NIfTI "
-                              "(e.g. CPAC200_space-MNI152NLin6_res-2x2x2.nii.gz) or leave it out.")
-        try:
-            img = nb.load(atlas_image)
-            values = set(np.unique(np.asarray(img.dataobj)).astype(int).tolist())
-        except Exception as err:  # nibabel raises several kinds
-            raise IngestError(f"--atlas-image {atlas_image} is not a readable NIfTI ({err}).") \
-                from None
+    folder = deriv / plan.folder
+    folder.mkdir(parents=True)
+    if plan.image is not None:
+        values = set(np.unique(np.asarray(plan.img.dataobj)).astype(int).tolist())
         absent = [k for k in regions if k not in values]
         if absent:
             raise IngestError(
-                f"--atlas-image {atlas_image} lacks label(s) {absent[:5]} that the ROI files "
+                f"--atlas-image {plan.image} lacks label(s) {absent[:5]} that the ROI files "
                 "use; pass the atlas the files were extracted with.")
-        centers = _neuroparc_centers(atlas_image)
+        centers = _neuroparc_centers(plan.image)
         if centers:
             for axis, key in enumerate("xyz"):
                 labels[key] = [centers.get(k, (np.nan,) * 3)[axis] for k in regions]
-        if atlas_image.name.endswith(".nii.gz"):
-            shutil.copyfile(atlas_image, deriv / f"atlas-{label}_dseg.nii.gz")
+        if plan.image.name.endswith(".nii.gz"):
+            shutil.copyfile(plan.image, deriv / plan.image_path)
         else:
-            bidsio.save_nifti(img, deriv / f"atlas-{label}_dseg.nii.gz")
-        space = re.search(r"space-([A-Za-z0-9]+)", atlas_image.name)
-        bidsio.write_json(deriv / f"atlas-{label}_dseg.json", {
+            bidsio.save_nifti(plan.img, deriv / plan.image_path)
+        sidecar = {
+            "Name": label,
             "Description": f"Atlas of the timeseries columns: column '{label}_k' is label k.",
-            "SourceFile": atlas_image.name,
-            "SpatialReference": space.group(1) if space else "unknown"})
-        meta["AtlasImage"] = f"atlas-{label}_dseg.nii.gz"
-        meta["AtlasSourceFile"] = atlas_image.name
-    bidsio.write_tsv(labels, deriv / f"atlas-{label}_dseg.tsv")
-    meta["AtlasLabels"] = f"atlas-{label}_dseg.tsv"
-    return meta
+            "SourceFile": plan.image.name,
+        }
+        if plan.space:
+            sidecar["SpatialReference"] = plan.space
+        if plan.res:
+            sidecar["Resolution"] = f"{plan.res} mm isotropic"
+        bidsio.write_json(deriv / plan.folder / f"{plan.stem}.json", sidecar)
+    bidsio.write_tsv(labels, deriv / plan.labels_path)
+    bidsio.write_dataset_description(
+        deriv / ATLAS_DIR, f"{label} atlas of the ABIDE PCP timeseries", "derivative", TOOL,
+        "Atlas of the ROI timecourses (labels table, and image when given), laid out like "
+        "XCP-D's atlases dataset.")
 
 
 def _neuroparc_centers(atlas_image: Path) -> dict[int, tuple]:
@@ -284,11 +383,13 @@ def ingest_abide_pcp(rois_dir, phenotypic_csv, out_dir, atlas: str = "cc200",
     elif repetition_time <= 0:
         raise IngestError("--repetition-time must be a positive number of seconds.")
 
+    plan = plan_atlas(atlas_image, atlas, label)
     report = IngestReport(out_dir=Path(out_dir), n_subjects=len(matched), n_files=len(files),
                           unmatched_files=unmatched)
     deriv_name = f"abide-pcp-{atlas}"
     regions_ref: list[int] | None = None
     ref_file = None
+    seen: dict[str, str] = {}  # data digest → first participant
     with bidsio.staged_output(out_dir, overwrite) as root:
         deriv = root / "derivatives" / deriv_name
         deriv.mkdir(parents=True)
@@ -300,10 +401,14 @@ def ingest_abide_pcp(rois_dir, phenotypic_csv, out_dir, atlas: str = "cc200",
                 raise IngestError(
                     f"{files[sub_id]} has regions {_describe(regions)} but {ref_file.name} has "
                     f"{_describe(regions_ref)}; pass files of one atlas only.")
+            lab = f"{sub_id:07d}"
+            digest = hashlib.sha256(np.ascontiguousarray(data).tobytes()).hexdigest()
+            if digest in seen:
+                report.duplicates.append((seen[digest], f"sub-{lab}"))
+            seen.setdefault(digest, f"sub-{lab}")
             flat = np.nanstd(data, axis=0) == 0
             data = np.where(flat[None, :], np.nan, data)
             names = [f"{label}_{k}" for k in regions]
-            lab = f"{sub_id:07d}"
             if flat.any():
                 report.flat_regions[f"sub-{lab}"] = [n for n, f in zip(names, flat) if f]
             func = deriv / f"sub-{lab}" / "func"
@@ -318,14 +423,21 @@ def ingest_abide_pcp(rois_dir, phenotypic_csv, out_dir, atlas: str = "cc200",
                 "Atlas": label,
                 "AtlasDescription": KNOWN_ATLASES.get(atlas, f"the {atlas} parcellation of the "
                                                              "PCP files"),
-                "AtlasLabels": f"atlas-{label}_dseg.tsv",
+                "AtlasLabels": plan.labels_path,
+                **({"AtlasImage": plan.image_path} if plan.image is not None else {}),
                 "RepetitionTime": tr,
                 "SamplingFrequency": 1.0 / tr,
                 "FlatRegions": report.flat_regions.get(f"sub-{lab}", []),
             })
-        atlas_meta = _atlas_files(atlas_image, label, regions_ref, deriv)
-        _write_metadata(root, deriv, participants, atlas, label, atlas_meta, repetition_time,
+        _atlas_files(plan, regions_ref, deriv)
+        _write_metadata(root, deriv, participants, atlas, label, plan, repetition_time,
                         sites, report)
+    if report.duplicates:
+        LOGGER.warning(
+            "%d participant(s) have ROI timecourses identical to another's (%s); the files are "
+            "kept as given, but check them: a subject in training and its copy in testing "
+            "inflates accuracy.", len(report.duplicates),
+            ", ".join(f"{b} = {a}" for a, b in report.duplicates[:5]))
     if report.flat_regions:
         LOGGER.warning("%d flat (zero-variance) region timecourse(s) in %d subject(s) were "
                        "written as n/a.", report.n_flat, len(report.flat_regions))
@@ -337,7 +449,7 @@ def _describe(regions: list[int]) -> str:
 
 
 def _write_metadata(root: Path, deriv: Path, participants: pd.DataFrame, atlas: str, label: str,
-                    atlas_meta: dict, repetition_time, sites, report: IngestReport) -> None:
+                    plan: AtlasPlan, repetition_time, sites, report: IngestReport) -> None:
     bidsio.write_dataset_description(
         root, "ABIDE I (Preprocessed Connectomes Project ROI timecourses)", "raw", TOOL,
         "Participants of ABIDE PCP ROI files converted to BIDS.",
@@ -352,7 +464,7 @@ def _write_metadata(root: Path, deriv: Path, participants: pd.DataFrame, atlas: 
         f"ABIDE PCP '*_rois_{atlas}.1D' files rewritten as XCP-D-style timeseries.",
         extra={"License": "CC BY-NC-SA 3.0 (ABIDE)",
                "SourceDatasets": [{"URL": "http://preprocessed-connectomes-project.org/abide/"}]})
-    bidsio.write_bidsignore(deriv, ["*_timeseries.tsv", "*_timeseries.json", "atlas-*"])
+    bidsio.write_bidsignore(deriv, ["*_timeseries.tsv", "*_timeseries.json", ATLAS_DIR])
     counts = participants.groupby(["site", "diagnosis"]).size()
     table = "\n".join(f"| {site} | {counts.get((site, 'ASD'), 0)} | "
                       f"{counts.get((site, 'control'), 0)} |" for site in sites)
@@ -361,6 +473,16 @@ def _write_metadata(root: Path, deriv: Path, participants: pd.DataFrame, atlas: 
     flat = (f"{report.n_flat} flat (zero-variance) region timecourse(s) in "
             f"{len(report.flat_regions)} participant(s) are `n/a` (listed in each sidecar's "
             "`FlatRegions`)." if report.flat_regions else "No region timecourse was flat.")
+    if report.duplicates:
+        flat += (" The ROI files of " + ", ".join(f"`{b}` and `{a}`" for a, b in report.duplicates)
+                 + " hold identical data (as distributed); check before analysing both.")
+    atlas_text = (
+        f"`derivatives/abide-pcp-{atlas}/{plan.image_path}` (copy of `{plan.image.name}`) with its "
+        f"labels table: pass it, or the folder `derivatives/abide-pcp-{atlas}/{ATLAS_DIR}`, to "
+        f"`xaibids … --atlas` to paint region importances into the {label} atlas."
+        if plan.image is not None else
+        f"`derivatives/abide-pcp-{atlas}/{ATLAS_DIR}/`: the labels table only (the ingest was "
+        "run without `--atlas-image`), so region importances cannot be painted into an image.")
     text = f"""# ABIDE I — Preprocessed Connectomes Project ROI timecourses ({label})
 
 Converted by `{TOOL}` (xaibids {__version__}) from the ABIDE PCP files `*_rois_{atlas}.1D` and
@@ -381,9 +503,11 @@ phenotypic row skipped).
 - `derivatives/abide-pcp-{atlas}/sub-<label>/func/`
   `sub-<label>_task-rest_atlas-{label}_stat-mean_timeseries.tsv`:
   one row per volume, one column per region; column `{label}_k` comes from header `#k` of the
-  `.1D` file and is label `k` of the atlas (labels in `atlas-{label}_dseg.tsv`; for CC200 the
-  image is `CPAC200_space-MNI152NLin6_res-2x2x2.nii.gz`). {flat}
+  `.1D` file and is label `k` of the atlas (labels in
+  `derivatives/abide-pcp-{atlas}/{plan.labels_path}`; for CC200 the image is
+  `CPAC200_space-MNI152NLin6_res-2x2x2.nii.gz`). {flat}
   `RepetitionTime`: {trs}.
+- {atlas_text}
 
 Licence of the data: ABIDE, CC BY-NC-SA (research use).
 """

@@ -33,9 +33,14 @@ def validator_executable() -> str:
     return found
 
 
-def run_validator(bids_dir: str | Path) -> dict:
-    """Run the validator on ``bids_dir`` and return its JSON report."""
-    cmd = [validator_executable(), "--json", "--ignoreNiftiHeaders", str(bids_dir)]
+def run_validator(bids_dir: str | Path, ignore_nifti_headers: bool = True) -> dict:
+    """Run the validator on ``bids_dir`` and return its JSON report.
+
+    NIfTI headers are not read unless ``ignore_nifti_headers`` is false (the generators in
+    :mod:`xaibids.simulate` check their images' headers too).
+    """
+    cmd = [validator_executable(), "--json", *(["--ignoreNiftiHeaders"] * ignore_nifti_headers),
+           str(bids_dir)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     try:
         return json.loads(proc.stdout)

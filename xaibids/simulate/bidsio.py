@@ -15,8 +15,6 @@ import gzip
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -25,6 +23,8 @@ import nibabel as nb
 import pandas as pd
 
 from xaibids import __url__, __version__
+from xaibids.errors import XaibidsError
+from xaibids.inputs.validation import run_validator, validator_executable
 
 #: BIDS version the generated datasets declare.
 BIDS_VERSION = "1.10.0"
@@ -157,37 +157,29 @@ def subject_labels(n: int) -> list[str]:
     return [f"{i + 1:0{width}d}" for i in range(n)]
 
 
-def validator_executable() -> str | None:
-    """Path of ``bids-validator-deno`` (beside the running Python first, then on PATH)."""
-    candidate = Path(sys.executable).parent / "bids-validator-deno"
-    if candidate.exists():
-        return str(candidate)
-    return shutil.which("bids-validator-deno")
-
-
-def _run_validator(exe: str, path: Path) -> dict:
-    proc = subprocess.run([exe, "--json", str(path)], capture_output=True, text=True,
-                          check=False)
+def validator_available() -> bool:
+    """Whether ``bids-validator-deno`` can be found (see :mod:`xaibids.inputs.validation`)."""
     try:
-        return json.loads(proc.stdout)
-    except json.JSONDecodeError:
-        raise RuntimeError(
-            f"bids-validator-deno gave no JSON report for {path}: {proc.stderr.strip()[:500]}"
-        ) from None
+        validator_executable()
+    except XaibidsError:
+        return False
+    return True
 
 
 def validate(path: str | os.PathLike) -> dict:
     """Validate a dataset and each ``derivatives/<name>/`` dataset inside it.
 
-    Runs ``bids-validator-deno --json`` on ``path`` and, separately, on every folder of
-    ``path/derivatives`` that holds a ``dataset_description.json``. (``--recursive`` would do
-    both in one call, but bids-validator-deno 3.0.x then ignores the derivative datasets'
-    own ``.bidsignore``; see bids-standard/bids-validator PR #331.)
+    Runs :func:`xaibids.inputs.validation.run_validator` (``bids-validator-deno --json``, NIfTI
+    headers checked too) on ``path`` and, separately, on every folder of ``path/derivatives``
+    that holds a ``dataset_description.json``. (``--recursive`` would do both in one call, but
+    bids-validator-deno 3.0.x then ignores the derivative datasets' own ``.bidsignore``; see
+    bids-standard/bids-validator PR #331.)
 
     Returns ``{"errors": [...], "warnings": [...]}``, each item ``"<dataset>:<code>:<location>"``.
+    Raises :class:`FileNotFoundError` if the validator is not installed and
+    :class:`~xaibids.errors.XaibidsError` if it gives no report.
     """
-    exe = validator_executable()
-    if exe is None:
+    if not validator_available():
         raise FileNotFoundError(
             "bids-validator-deno is not installed; install it (pip install bids-validator-deno) "
             "to validate the output."
@@ -200,7 +192,7 @@ def validate(path: str | os.PathLike) -> dict:
                     if (d / "dataset_description.json").is_file()]
     found = {"errors": [], "warnings": []}
     for prefix, target in targets:
-        report = _run_validator(exe, target)
+        report = run_validator(target, ignore_nifti_headers=False)
         for issue in report.get("issues", {}).get("issues", []):
             key = "errors" if issue.get("severity") == "error" else "warnings"
             found[key].append(f"{prefix}:{issue.get('code')}:{issue.get('location')}")
