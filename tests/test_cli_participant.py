@@ -10,7 +10,6 @@ from pathlib import Path
 
 import nibabel as nb
 import numpy as np
-import pandas as pd
 import pytest
 from nilearn.image import resample_to_img
 from nilearn.interfaces.fmriprep import load_confounds_strategy

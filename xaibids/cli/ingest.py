@@ -49,10 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from xaibids.errors import XaibidsError
     from xaibids.ingest import IngestError
     from xaibids.ingest.abide import ingest_abide_pcp
-    from xaibids.simulate.bidsio import OutputExistsError, validate
+    from xaibids.simulate.bidsio import OutputExistsError, print_validation
 
     args = build_parser().parse_args(argv)
     logging.basicConfig(format="xaibids-ingest: warning: %(message)s", level=logging.WARNING)
@@ -69,17 +68,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{report.n_flat} flat region timecourse(s) written as n/a, "
           f"{len(report.duplicates)} participant(s) with data identical to another's).")
     if args.validate:
-        try:
-            found = validate(report.out_dir)
-        except (FileNotFoundError, XaibidsError) as err:
-            print(f"xaibids-ingest: error: {err}", file=sys.stderr)
-            return 1
-        if found["errors"]:
-            print("xaibids-ingest: error: bids-validator-deno reports errors: "
-                  + "; ".join(found["errors"][:10]), file=sys.stderr)
-            return 1
-        print(f"xaibids-ingest: bids-validator-deno: 0 errors, "
-              f"{len(found['warnings'])} warnings.")
+        return print_validation(report.out_dir, "xaibids-ingest")
     return 0
 
 

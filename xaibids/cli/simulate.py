@@ -103,9 +103,8 @@ def _rnn_options(p: argparse.ArgumentParser, n_timepoints: int, tr: float) -> No
 
 
 def main(argv: list[str] | None = None) -> int:
-    from xaibids.errors import XaibidsError
     from xaibids.simulate import KIND_OPTIONS, simulate
-    from xaibids.simulate.bidsio import OutputExistsError, validate
+    from xaibids.simulate.bidsio import OutputExistsError, print_validation
 
     args = build_parser().parse_args(argv)
     options = {key: getattr(args, key) for key in KIND_OPTIONS[args.kind]}
@@ -119,17 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"xaibids-simulate: wrote the {args.kind} dataset to {out} "
           f"({time.monotonic() - start:.1f} s); ground truth is described in its README.")
     if args.validate:
-        try:
-            found = validate(out)
-        except (FileNotFoundError, XaibidsError) as err:
-            print(f"xaibids-simulate: error: {err}", file=sys.stderr)
-            return 1
-        if found["errors"]:
-            print("xaibids-simulate: error: bids-validator-deno reports errors: "
-                  + "; ".join(found["errors"][:10]), file=sys.stderr)
-            return 1
-        print(f"xaibids-simulate: bids-validator-deno: 0 errors, "
-              f"{len(found['warnings'])} warnings.")
+        return print_validation(out, "xaibids-simulate")
     return 0
 
 

@@ -206,3 +206,23 @@ def tree_digest(path: str | os.PathLike) -> dict[str, str]:
     path = Path(path)
     return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def print_validation(path: str | os.PathLike, prog: str) -> int:
+    """Validate ``path`` (see :func:`validate`) and print the outcome; return an exit code."""
+    import sys
+
+    from xaibids.errors import XaibidsError
+
+    try:
+        found = validate(path)
+    except (FileNotFoundError, XaibidsError) as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 1
+    if found["errors"]:
+        print(f"{prog}: error: bids-validator-deno reports errors: "
+              + "; ".join(found["errors"][:10]), file=sys.stderr)
+        return 1
+    print(f"{prog}: bids-validator-deno: 0 errors, {len(found['warnings'])} warnings.")
+    return 0
+
