@@ -81,6 +81,7 @@ def test_group_unknown_target_is_a_clear_error(group_run, capsys):
     (["--attribution", "ig", "gbp"], "--attribution gbp: not available"),
     (["--model", "cnn3d"], "--model cnn3d is not available"),
     (["--permutations", "10"], "--permutations is not available"),
+    (["--reports-only"], "--reports-only is not available"),
 ])
 def test_unimplemented_group_choices_stop_before_work(group_run, capsys, option, phrase):
     code, bids_dir, deriv, out, root = group_run
@@ -101,3 +102,13 @@ def test_group_boilerplate_names_the_configuration(group_run):
     for key in ("nipype1", "pybids", "nilearn", "pytorch", "sundararajan2017", "captum"):
         assert "{" + key + "," in bib
     assert "[@" not in (out / "logs" / "CITATION.html").read_text()
+
+
+def test_group_boilerplate_only_trains_nothing(group_run):
+    code, bids_dir, deriv, out, root = group_run
+    out5 = root / "out5"
+    code = main([str(bids_dir), str(out5), "group", "-d", f"timeseries={out}",
+                 "-w", str(root / "work5"), *FAST, "--boilerplate-only", "--n-models", "7"])
+    assert code == 0
+    assert "an ensemble of 7 models" in (out5 / "logs" / "CITATION.md").read_text()
+    assert not (out5 / "group").exists()

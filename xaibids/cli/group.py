@@ -212,6 +212,12 @@ def run_group(config, atlas, subjects) -> int:
         ig_steps=ac.ig_steps, baseline=ac.baseline, stabilize=ac.stabilize,
         positive=ac.positive, attribution_batch_size=ac.attribution_batch_size,
     )
+    write_boilerplate(participant_text + "\n\n" + group_description(ens_config, dataset,
+                                                                      lc.cv_group),
+                      out / "logs")
+    if ex.boilerplate_only:
+        LOGGER.info("Boilerplate written to %s", out / "logs" / "CITATION.md")
+        return 0
     import torch
 
     torch.set_num_threads(max(1, config.nipype.omp_nthreads))
@@ -224,9 +230,6 @@ def run_group(config, atlas, subjects) -> int:
             atlas_label, atlas.name, atlas_label)
     write_group_outputs(config, atlas if atlas.name == atlas_label else None, dataset, result,
                         ens_config, group_importance)
-    write_boilerplate(participant_text + "\n\n" + group_description(ens_config, dataset,
-                                                                      lc.cv_group),
-                      out / "logs")
     ens = result.performance[result.performance["model"].astype(str) == "ensemble"]
     LOGGER.info("Balanced accuracy per fold: %s (mean %.3f).",
                 ", ".join(f"{v:.3f}" for v in ens["balanced_accuracy"]),

@@ -167,6 +167,11 @@ def configure(config: Config, extra: dict):
     ex.task_id = clean_labels(ex.task_id, "task-", "--task-id")
     if extra.get("bids_filter_file"):
         ex.bids_filters = load_bids_filters(extra["bids_filter_file"])
+    if ex.reports_only:
+        raise XaibidsError(
+            f"--reports-only is not available in xaibids {__version__} yet (HTML reports are "
+            "not written); rerun without it."
+        )
     if config.workflow.features != "roi":
         raise XaibidsError(
             f"--features {config.workflow.features} is not available in xaibids {__version__} "
