@@ -160,6 +160,11 @@ def extract_roi_timeseries(
         )
     atlas_img = nb.load(atlas_img) if isinstance(atlas_img, (str, Path)) else atlas_img
     grid_atlas, resampled = atlas_on_grid(atlas_img, img)
+    if resampled:
+        LOGGER.info("%s: atlas resampled (nearest neighbour) from %s voxels of %s mm to the BOLD "
+                    "grid of %s voxels of %s mm.", Path(bold_file).name, atlas_img.shape[:3],
+                    tuple(round(float(z), 2) for z in atlas_img.header.get_zooms()[:3]),
+                    img.shape[:3], tuple(round(float(z), 2) for z in img.header.get_zooms()[:3]))
     atlas_data = np.asarray(grid_atlas.dataobj)
     indices = labels["index"].astype(int).tolist()
     coverage = region_coverage(atlas_data, mask_data, indices)
