@@ -2,8 +2,9 @@
 
 The dataset is the ``bold`` simulation (``xaibids-simulate bold``): the small-world E/I network
 of seed 001 painted into the Harvard-Oxford regions of the MNI152 template, with a few regions
-whose excitability differs between the classes. The demo ends by comparing the regions the
-ensemble selected (``importance_norm >= 0.5``) with those simulated as relevant.
+whose excitability differs between the classes. The demo ends by scoring the maps against
+the simulated truth with :mod:`xaibids.validation` (also written to
+``group/desc-validation_metrics.tsv``).
 """
 
 from __future__ import annotations
@@ -39,20 +40,6 @@ def get_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def compare_with_truth(importance_tsv: Path, truth_tsv: Path) -> dict:
-    """Precision, recall and F1 of the selected features against the simulated relevant ones."""
-    table = pd.read_csv(importance_tsv, sep="\t")
-    truth = pd.read_csv(truth_tsv, sep="\t")
-    selected = set(table.loc[table["selected"].astype(str) == "True", "feature"])
-    relevant = set(truth.loc[truth["relevant"] == 1, "feature"])
-    hits = len(selected & relevant)
-    precision = hits / len(selected) if selected else 0.0
-    recall = hits / len(relevant) if relevant else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"selected": sorted(selected), "relevant": sorted(relevant),
-            "precision": precision, "recall": recall, "f1": f1}
-
-
 def main(argv: list[str] | None = None) -> int:
     from xaibids.cli.run import main as xaibids_main
     from xaibids.simulate import simulate
@@ -80,8 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         "--n-models", str(opts.n_models), "--epochs", str(opts.epochs)])
     if code:
         return code
-    score = compare_with_truth(results / "group" / "desc-ig_importance.tsv",
-                               fmriprep / "groundtruth_features.tsv")
+    from xaibids.validation import score_output, write_metrics
+
+    table = score_output(results, bids_dir)
+    metrics_path = write_metrics(table, results, bids_dir)
+    summary = table[table["subject"].isna()].set_index("metric")["value"]
+    importance = pd.read_csv(results / "group" / "desc-ig_importance.tsv", sep="\t")
+    selected = importance.loc[importance["selected"].astype(str) == "True", "feature"].tolist()
+    truth = pd.read_csv(fmriprep / "groundtruth_features.tsv", sep="\t")
+    relevant = truth.loc[truth["relevant"] == 1, "feature"].tolist()
     perf = pd.read_csv(results / "group" / "desc-performance_metrics.tsv", sep="\t")
     ens = perf[perf["model"].astype(str) == "ensemble"]
     print(f"""
@@ -89,9 +83,12 @@ xaibids demo finished.
   results:            {results}
   group importance:   {results / 'group' / 'desc-ig_importance.tsv'}
   subject maps:       {results}/sub-*/func/*_desc-ig_attribution.(tsv|nii.gz)
+  validation metrics: {metrics_path}
   methods text:       {results / 'logs' / 'CITATION.md'}
   balanced accuracy:  {ens['balanced_accuracy'].mean():.3f} (mean over {len(ens)} folds)
-  simulated relevant regions: {', '.join(score['relevant'])}
-  selected regions (importance_norm >= 0.5): {', '.join(score['selected']) or 'none'}
-  precision {score['precision']:.2f}, recall {score['recall']:.2f}, F1 {score['f1']:.2f}""")
+  simulated relevant regions: {', '.join(relevant)}
+  selected regions (importance_norm >= 0.5): {len(selected)} of {len(importance)}
+  against the truth: importance precision {summary['importance_precision']:.2f}, recall \
+{summary['importance_recall']:.2f}, F1 {summary['importance_f1']:.2f}; seed 001 ROI score F1 \
+{summary['group_roi_f1']:.2f}""")
     return 0
