@@ -98,7 +98,8 @@ class GroundTruth:
                 raise XaibidsError(f"{root / 'groundtruth_features.tsv'} needs the columns "
                                    "'feature' and 'relevant'.")
             features["feature"] = features["feature"].astype(str)
-        masks = {run_key(p.name): p for p in sorted(root.glob("sub-*/**/*_desc-groundtruth_mask.tsv"))}
+        masks = {run_key(p.name): p
+                 for p in sorted(root.glob("sub-*/**/*_desc-groundtruth_mask.tsv"))}
         return cls(root=root, participants=table.set_index("participant_id"), features=features,
                    masks=masks)
 

@@ -217,7 +217,8 @@ def score_output(output_dir: str | os.PathLike, ground_truth: str | os.PathLike 
     from xaibids.features.io import read_timeseries_tsv
 
     output_dir = Path(output_dir)
-    truth = ground_truth if isinstance(ground_truth, GroundTruth) else GroundTruth.load(ground_truth)
+    truth = (ground_truth if isinstance(ground_truth, GroundTruth)
+             else GroundTruth.load(ground_truth))
     found = find_maps(output_dir, methods)
     if not found:
         what = f" of method(s) {', '.join(methods)}" if methods else ""

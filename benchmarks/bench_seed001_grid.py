@@ -1,0 +1,109 @@
+"""Seed 001, Fig 2: detection of hyperexcitable nodes by IG on stDNN ensembles, over the grid.
+
+    python benchmarks/bench_seed001_grid.py [--full] [--conditions snr0 prev0.01 ...] [--threads 1]
+
+Seed 001 shows IG detecting the affected nodes of its small-world RNN E/I simulator with
+F1 = 1.0 at the 0.5 threshold in every condition of Fig 2: SNR −10, 0, 10 dB (5 % prevalence,
+δ = 0.3), prevalence 1, 5, 10 % (0 dB, δ = 0.3) and severity δ = 0.1, 0.3, 0.5 (0 dB, 5 %) —
+seven distinct conditions. For each, this script simulates the ``rnn-ei`` dataset in memory,
+trains seeded ``stdnn`` ensembles per fold (``run_ensemble``), and scores the stabilized maps
+(``xaibids.validation``): seed 001's ROI score (``|median over time|``, max-normalized, above 0.5)
+averaged over subjects (``group_roi_*``) and per subject (``roi_*``), and the ``selected``
+column of xaibids' group importance table (``importance_*``). Prints them beside the paper's
+F1 = 1 and writes ``benchmarks/results/seed001_grid.json`` (``seed001_grid_full.json`` with
+``--full``).
+
+Sizes: the default is the CI preset of ``tests/test_validation_benchmarks.py`` (1 200 subjects,
+2 folds × 2 models; about a minute per condition on one core); ``--full`` uses 5 folds × 3
+models. See ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+
+#: Seed 001 Fig 2's conditions (SNR dB, prevalence, severity), keyed by a short name.
+CONDITIONS = {
+    "snr-10": (-10.0, 0.05, 0.3),
+    "snr0": (0.0, 0.05, 0.3),
+    "snr10": (10.0, 0.05, 0.3),
+    "prev0.01": (0.0, 0.01, 0.3),
+    "prev0.10": (0.0, 0.10, 0.3),
+    "sev0.1": (0.0, 0.05, 0.1),
+    "sev0.5": (0.0, 0.05, 0.5),
+}
+REPORTED = ("group_roi_precision", "group_roi_recall", "group_roi_f1", "importance_f1",
+            "roi_f1")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--full", action="store_true", help="5 folds x 3 models per condition")
+    parser.add_argument("--conditions", nargs="+", choices=sorted(CONDITIONS),
+                        default=list(CONDITIONS))
+    parser.add_argument("--threads", type=int, default=1,
+                        help="PyTorch threads (1 avoids oversubscription on shared machines)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--random-seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, help="JSON file (default benchmarks/results/...)")
+    args = parser.parse_args(argv)
+
+    import numpy
+    import torch
+
+    from xaibids.validation.benchmark import CI_PRESETS, SEED001_F1, run_benchmark
+
+    torch.set_num_threads(args.threads)
+    name = "seed001_grid" + ("_full" if args.full else "")
+    output = args.output or HERE / "results" / f"{name}.json"
+    base = CI_PRESETS["rnn-ei"]
+    if args.full:
+        base = replace(base, ensemble={**base.ensemble, "n_folds": 5, "n_models": 3})
+    report = {"benchmark": name,
+              "description": "Seed 001 Fig 2 grid: F1 of IG-selected nodes (stdnn ensembles, "
+                             "threshold 0.5) against the simulated hyperexcitable nodes.",
+              "paper_f1": SEED001_F1, "results": {}}
+    print(f"{'condition':<10} {'SNR':>5} {'prev':>5} {'δ':>4} {'acc':>6} "
+          + " ".join(f"{m:>19}" for m in REPORTED) + "   paper F1   s")
+    for key in args.conditions:
+        snr, prevalence, severity = CONDITIONS[key]
+        preset = replace(base, simulation={"snr_db": snr, "prevalence": prevalence,
+                                           "severity": severity})
+        start = time.perf_counter()
+        result = run_benchmark(preset, random_seed=args.random_seed, device=args.device)
+        wall = time.perf_counter() - start
+        got = result["summary"]
+        values = {m: got[m]["value"] for m in REPORTED}
+        print(f"{key:<10} {snr:>5g} {prevalence:>5g} {severity:>4g} {result['accuracy']:>6.3f} "
+              + " ".join(f"{values[m]:>19.3f}" for m in REPORTED)
+              + f"   {SEED001_F1:>8.1f} {wall:>4.0f}", flush=True)
+        report["results"][key] = {"snr_db": snr, "prevalence": prevalence,
+                                  "severity": severity, "accuracy": result["accuracy"],
+                                  "metrics": {m: got[m] for m in got},
+                                  "meets_paper": values["group_roi_f1"] == SEED001_F1,
+                                  "seconds": {**result["seconds"], "wall": wall},
+                                  "settings": result["settings"]}
+    report["environment"] = {
+        "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": numpy.__version__, "machine": platform.machine(),
+        "processor": platform.processor(), "cpu_count": os.cpu_count(),
+        "threads": args.threads, "device": args.device,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
