@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nibabel as nb
@@ -109,13 +108,16 @@ def make_fmriprep_dataset(root: Path, subjects=("01", "02"), tasks=("rest",), ru
     return bids_dir, deriv
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _one_thread_per_worker():
-    """Under pytest-xdist each worker gets one core: keep PyTorch from oversubscribing."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        import torch
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One PyTorch thread per test: tiny models train fastest so, and pytest-xdist workers on
+    shared CI cores do not oversubscribe."""
+    import torch
 
-        torch.set_num_threads(1)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

@@ -15,13 +15,6 @@ from xaibids.stats import group_importance
 SIGNAL = (3, 11, 25)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models train fastest on one thread; keeps the tests cheap on shared CI cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def toy_dataset(n=40, n_timepoints=50, n_features=30, signal=SIGNAL, amplitude=1.0, seed=0):

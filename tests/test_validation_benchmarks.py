@@ -12,19 +12,7 @@ The settings (:data:`xaibids.validation.benchmark.CI_PRESETS`) and why they were
 
 from __future__ import annotations
 
-import pytest
-import torch
-
 from xaibids.validation.benchmark import CI_PRESETS, SEED000_TABLE1, SEED001_F1, run_benchmark
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One thread: on a shared 2-core machine PyTorch's thread pool oversubscribes badly."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_boxes_lstm_attention_beats_seed000_table1():
