@@ -58,8 +58,8 @@ def test_registry_and_errors():
     x = torch.randn(2, 3, 4)
     torch.testing.assert_close(attribute("ig", model, x, 0, n_steps=3),
                                integrated_gradients(model, x, 0, n_steps=3))
-    with pytest.raises(ValueError, match="Unknown attribution method 'lrp'; available: ig"):
-        attribute("lrp", model, x, 0)
+    with pytest.raises(ValueError, match="Unknown attribution method 'shap'; available: ablation"):
+        attribute("shap", model, x, 0)
     with pytest.raises(ValueError, match="n_steps"):
         integrated_gradients(model, x, 0, n_steps=0)
     with pytest.raises(ValueError, match="make_baseline"):

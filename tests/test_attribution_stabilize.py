@@ -68,3 +68,12 @@ def test_errors():
         stabilize(maps, np.ones(2), positive="square")
     with pytest.raises(ValueError, match="NaN"):
         stabilize(np.full((2, 1, 1), np.nan), np.ones(2))
+
+
+def test_signed_maps_keep_their_sign_and_unit_magnitude():
+    rng = np.random.default_rng(0)
+    maps = rng.normal(size=(4, 6, 3))
+    out, _ = stabilize(maps, np.ones(4), how="mean", positive="none")
+    expected = maps.mean(axis=0)
+    np.testing.assert_allclose(out, expected / np.abs(expected).sum())
+    assert (out < 0).any() and np.isclose(np.abs(out).sum(), 1.0)

@@ -25,21 +25,28 @@ from __future__ import annotations
 import numpy as np
 
 STABILIZE_METHODS = ("closest", "mean", "median", "none")
-POSITIVE_METHODS = ("abs", "relu")
+POSITIVE_METHODS = ("abs", "relu", "none")
 
 
 def make_positive(a: np.ndarray, positive: str = "abs") -> np.ndarray:
-    """Absolute value or ReLU of a map (seed 000, §2.5-2.6)."""
+    """Absolute value or ReLU of a map (seed 000, §2.5-2.6); ``none`` keeps the signed map.
+
+    Signed maps are what seed 001's ROI score (``|median over time|``) needs: it relies on
+    attributions of opposite sign cancelling over time.
+    """
     if positive == "abs":
         return np.abs(a)
     if positive == "relu":
         return np.maximum(a, 0)
+    if positive == "none":
+        return a
     raise ValueError(f"positive must be one of {', '.join(POSITIVE_METHODS)}, got {positive!r}.")
 
 
 def normalize_sum(a: np.ndarray) -> np.ndarray:
-    """Divide a non-negative map by its sum (seed 000, §2.4); an all-zero map stays zero."""
-    total = float(np.sum(a))
+    """Divide a map by the sum of its magnitudes (seed 000, §2.4: by its sum, for the
+    non-negative maps there); an all-zero map stays zero."""
+    total = float(np.sum(np.abs(a)))
     if total > 0 and np.isfinite(total):
         return a / total
     return np.zeros_like(a)
@@ -68,13 +75,15 @@ def stabilize(
         distance, then to the lowest index.
         ``mean`` / ``median``: the element-wise mean / median over models.
         ``none``: the first model's map (a single model, for comparison).
-    positive : {"abs", "relu"}, default="abs"
-        Applied to the chosen map before normalizing it by its sum.
+    positive : {"abs", "relu", "none"}, default="abs"
+        Applied to the chosen map before normalizing it by its sum (``none``: signed map,
+        normalized by the sum of its magnitudes).
 
     Returns
     -------
     stabilized : ndarray of shape (n_timepoints, n_features)
-        Non-negative float64 map summing to 1 (all zeros if the map is identically zero).
+        Float64 map whose magnitudes sum to 1, non-negative unless ``positive="none"`` (all
+        zeros if the map is identically zero).
     selected : int or None
         Index of the selected model for ``closest`` (``0`` for ``none``), None for ``mean``
         and ``median``.

@@ -1,0 +1,451 @@
+"""Attribution methods for ``(batch, time, features)`` timeseries classifiers.
+
+Every function here has the signature ``f(model, inputs, target, baseline=0.0, **params)`` and
+returns a detached map shaped like ``inputs``; :mod:`xaibids.attribution.registry` lists them
+with their defaults, descriptions and citations. Captum (Kokhlikyan et al., 2020) computes every
+method it has; what it lacks is written here with its paper cited:
+
+- Grad-CAM for 1D convolutions over time (Selvaraju et al., 2017, §3, Eq. 1-2) uses Captum's
+  ``LayerGradCam`` and ``LayerAttribution.interpolate``; only the layout is adapted: stdnn's
+  ``Conv1d`` layers see ``(batch, channels, time)`` while inputs are ``(batch, time, features)``,
+  so the class-activation curve over time is upsampled to the input length and repeated over
+  the features (the first convolution mixes all features, so Grad-CAM has no feature
+  resolution). Captum's ``GuidedGradCam`` assumes channel-first inputs and would upsample along
+  the feature axis, hence Guided Grad-CAM is composed here as the element-wise product of Guided
+  Backpropagation and the upsampled Grad-CAM (Selvaraju et al., 2017, §3 "Guided Grad-CAM").
+- The linear-model importances of seed 004 (§2.8): ``W`` (the classifier's weights, Pereira et
+  al., 2009) and ``W x X`` (weights times activations, Polyn et al., 2005) read the weights of
+  :class:`xaibids.models.LinearSoftmax`; the output difference (OD) -- the change of the
+  classifier's softmax output when one input is removed (set to 0, the training mean of the
+  standardized data) -- is Captum's ``FeatureAblation`` on the softmax output with one input
+  element per feature.
+- LRP (Bach et al., 2015) is Captum's ``LRP``; Captum has rules for ``Linear``, 2D convolutions
+  and 2D pooling only, so for stdnn the epsilon rule (Bach et al., 2015, Eq. 58), which Captum
+  applies to ``Linear``/``Conv2d``/``AvgPool2d``, is attached to its ``Conv1d``, 1D pooling and
+  identity layers as well. Recurrent layers (``lstm-attn``) have no LRP rule.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from captum.attr import (
+    LRP,
+    DeepLift,
+    Deconvolution,
+    FeatureAblation,
+    GradientShap,
+    GuidedBackprop,
+    InputXGradient,
+    LayerAttribution,
+    LayerGradCam,
+    NoiseTunnel,
+    Occlusion,
+    Saliency,
+    ShapleyValueSampling,
+)
+from captum.attr._utils.lrp_rules import EpsilonRule
+from torch import nn
+
+from xaibids.attribution.ig import integrated_gradients
+
+__all__ = [
+    "ablation", "deconvolution", "deeplift", "gradcam", "gradientshap", "guidedbackprop",
+    "guidedgradcam", "inputxgradient", "lrp", "occlusion", "outputdiff", "saliency",
+    "shapleysampling", "smoothgrad", "weight", "weightxinput", "integrated_gradients",
+    "last_conv_layer",
+]
+
+# Layers LRP handles: Captum's own rules plus the 1D analogues we give the epsilon rule.
+_LRP_NONLINEAR = (nn.ReLU, nn.Dropout, nn.Tanh)
+_LRP_EPSILON_1D = (nn.Conv1d, nn.AvgPool1d, nn.AdaptiveAvgPool1d, nn.Identity, nn.Flatten)
+_LRP_CAPTUM = (nn.Linear, nn.Conv2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.MaxPool1d,
+               nn.MaxPool2d, nn.MaxPool3d, nn.BatchNorm2d)
+
+
+def _check_inputs(inputs: torch.Tensor, name: str) -> None:
+    if not isinstance(inputs, torch.Tensor) or inputs.ndim != 3:
+        shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
+        raise ValueError(f"{name} needs inputs of shape (batch, n_timepoints, n_features), got {shape}.")
+
+
+def _baseline_tensor(baseline, inputs: torch.Tensor) -> float | torch.Tensor:
+    """A scalar stays a scalar; a tensor baseline moves to the inputs' device and dtype."""
+    if isinstance(baseline, str):
+        if baseline != "zero":
+            raise ValueError(
+                f"Baseline {baseline!r} needs reference data; build it with "
+                "xaibids.attribution.make_baseline(name, reference) and pass the result."
+            )
+        return 0.0
+    if isinstance(baseline, torch.Tensor):
+        return baseline.to(device=inputs.device, dtype=inputs.dtype)
+    return float(baseline)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device):
+    """Run a stochastic Captum method with its own seed, leaving the global RNG untouched."""
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(seed))
+        yield
+
+
+def _check_positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
+
+
+def _feature_mask(feature_mask, inputs: torch.Tensor, name: str) -> torch.Tensor:
+    """Integer mask ``(1, T, F)``: default one group per feature over all time (one region)."""
+    _, T, F = inputs.shape
+    if feature_mask is None:
+        mask = torch.arange(F, device=inputs.device).expand(T, F)
+    else:
+        arr = np.asarray(feature_mask)
+        if arr.shape not in ((F,), (T, F)):
+            raise ValueError(
+                f"{name} feature_mask must have shape ({F},) (a group per feature, e.g. the atlas "
+                f"network of each region) or ({T}, {F}), got {arr.shape}."
+            )
+        if not np.issubdtype(arr.dtype, np.integer):
+            if not np.all(np.isfinite(arr.astype(float))) or not np.all(arr == np.round(arr)):
+                raise ValueError(f"{name} feature_mask must hold integer group ids.")
+        _, codes = np.unique(arr.astype(np.int64), return_inverse=True)
+        codes = codes.reshape(arr.shape)
+        mask = torch.as_tensor(np.broadcast_to(codes, (T, F)).copy(), device=inputs.device)
+    return mask.reshape(1, T, F).long().contiguous()
+
+
+def _linear_weights(model: nn.Module, name: str) -> nn.Linear:
+    from xaibids.models.linear import LinearSoftmax
+
+    if not isinstance(model, LinearSoftmax):
+        raise ValueError(
+            f"Attribution method {name!r} reads the weights of the 'linear' model (seed 004, §2.8) "
+            f"and does not apply to {type(model).__name__}."
+        )
+    return model.linear
+
+
+def _target_rows(target, batch: int, device) -> torch.Tensor:
+    if isinstance(target, torch.Tensor):
+        t = target.to(device).long().reshape(-1)
+        if t.numel() == 1:
+            t = t.expand(batch)
+    else:
+        t = torch.full((batch,), int(target), device=device, dtype=torch.long)
+    if t.shape != (batch,):
+        raise ValueError(f"target must be an int or have one class per sample ({batch}), got {tuple(t.shape)}.")
+    return t
+
+
+# --------------------------------------------------------------------------- gradient methods
+
+
+def saliency(model, inputs, target, baseline=0.0, abs: bool = True):  # noqa: A002 - Captum's name
+    """Saliency: the gradient of the target logit (Simonyan et al., 2014, §3.1); Captum ``Saliency``.
+
+    ``abs=True`` (Captum's default) returns its magnitude as in the paper.
+    """
+    _check_inputs(inputs, "saliency")
+    return Saliency(model).attribute(inputs, target=target, abs=bool(abs)).detach()
+
+
+def inputxgradient(model, inputs, target, baseline=0.0):
+    """Input x Gradient (Shrikumar et al., 2016); Captum ``InputXGradient``."""
+    _check_inputs(inputs, "inputxgradient")
+    return InputXGradient(model).attribute(inputs, target=target).detach()
+
+
+def deeplift(model, inputs, target, baseline=0.0, multiply_by_inputs: bool = True, eps: float = 1e-10):
+    """DeepLIFT with the Rescale rule (Shrikumar et al., 2017, §3.5.1); Captum ``DeepLift``.
+
+    Multipliers are propagated through the ``nn`` activation modules Captum hooks (ReLU, Tanh,
+    ...); nonlinearities inside ``nn.LSTM`` fall back to plain gradients.
+    """
+    _check_inputs(inputs, "deeplift")
+    dl = DeepLift(model, multiply_by_inputs=bool(multiply_by_inputs), eps=float(eps))
+    return dl.attribute(inputs, baselines=_baseline_tensor(baseline, inputs), target=target).detach()
+
+
+def guidedbackprop(model, inputs, target, baseline=0.0):
+    """Guided Backpropagation (Springenberg et al., 2015, §3.4); Captum ``GuidedBackprop``.
+
+    Only ``nn.ReLU`` modules are guided; a model without them (linear, lstm-attn) gets the plain
+    gradient.
+    """
+    _check_inputs(inputs, "guidedbackprop")
+    return GuidedBackprop(model).attribute(inputs, target=target).detach()
+
+
+def deconvolution(model, inputs, target, baseline=0.0):
+    """Deconvolution (Zeiler & Fergus, 2014, §2.1); Captum ``Deconvolution`` (ReLU modules only)."""
+    _check_inputs(inputs, "deconvolution")
+    return Deconvolution(model).attribute(inputs, target=target).detach()
+
+
+# --------------------------------------------------------------------------- class activation maps
+
+
+def last_conv_layer(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Module]:
+    """The layer Grad-CAM reads: the rectified output of the last ``Conv1d`` by default.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model with ``nn.Conv1d`` layers over time (stdnn).
+    layer : str, optional
+        Dotted module name (``"block1.0"``) to use instead.
+
+    Returns
+    -------
+    (str, torch.nn.Module)
+        The name and module. Without ``layer``: the ``nn.ReLU`` that directly follows the last
+        ``nn.Conv1d`` (Grad-CAM's rectified feature maps ``A^k``), or the convolution itself
+        when no ReLU module follows it.
+    """
+    named = list(model.named_modules())
+    if layer is not None:
+        lookup = dict(named)
+        if layer not in lookup or layer == "":
+            raise ValueError(f"Grad-CAM layer {layer!r} is not a module of {type(model).__name__}.")
+        module = lookup[layer]
+        if not any(isinstance(m, nn.Conv1d) for m in module.modules()) and not _follows_conv(named, layer):
+            raise ValueError(f"Grad-CAM layer {layer!r} is not (the activation of) a Conv1d layer.")
+        return layer, module
+    convs = [i for i, (_, m) in enumerate(named) if isinstance(m, nn.Conv1d)]
+    if not convs:
+        raise ValueError(
+            f"Grad-CAM needs a convolutional model (nn.Conv1d layers over time, e.g. 'stdnn'); "
+            f"{type(model).__name__} has none."
+        )
+    i = convs[-1]
+    if i + 1 < len(named) and isinstance(named[i + 1][1], nn.ReLU):
+        return named[i + 1]
+    return named[i]
+
+
+def _follows_conv(named, layer: str) -> bool:
+    names = [n for n, _ in named]
+    i = names.index(layer)
+    return isinstance(named[i][1], nn.ReLU) and i > 0 and isinstance(named[i - 1][1], nn.Conv1d)
+
+
+def gradcam(model, inputs, target, baseline=0.0, layer: str | None = None,
+            relu_attributions: bool = True, interpolate_mode: str = "linear"):
+    """Grad-CAM over time for 1D-convolutional models (Selvaraju et al., 2017, §3).
+
+    Captum's ``LayerGradCam`` weights each channel ``k`` of the layer's output ``A`` (shape
+    ``(batch, channels, time')``) by its time-averaged gradient and sums over channels
+    (Eq. 1-2), with the ReLU of Eq. 2 when ``relu_attributions``; the curve ``(batch, 1,
+    time')`` is upsampled to the input length with ``LayerAttribution.interpolate``
+    (``interpolate_mode`` "linear" or "nearest") and repeated over the features.
+    """
+    _check_inputs(inputs, "gradcam")
+    if interpolate_mode not in ("linear", "nearest"):
+        raise ValueError(f"gradcam interpolate_mode must be 'linear' or 'nearest', got {interpolate_mode!r}.")
+    _, module = last_conv_layer(model, layer)
+    cam = LayerGradCam(model, module).attribute(inputs, target=target,
+                                                relu_attributions=bool(relu_attributions))
+    if cam.ndim != 3 or cam.shape[1] != 1:
+        raise ValueError(f"gradcam expected a (batch, 1, time) activation map, got {tuple(cam.shape)}.")
+    T, F = inputs.shape[1], inputs.shape[2]
+    if cam.shape[2] != T:
+        cam = LayerAttribution.interpolate(cam, (T,), interpolate_mode=interpolate_mode)
+    return cam.transpose(1, 2).expand(-1, T, F).contiguous().detach()
+
+
+def guidedgradcam(model, inputs, target, baseline=0.0, layer: str | None = None,
+                  interpolate_mode: str = "linear"):
+    """Guided Grad-CAM: Guided Backpropagation x upsampled Grad-CAM (Selvaraju et al., 2017, §3).
+
+    Composed by hand because Captum's ``GuidedGradCam`` upsamples along the wrong axis for
+    ``(batch, time, features)`` inputs (see the module docstring).
+    """
+    cam = gradcam(model, inputs, target, layer=layer, relu_attributions=True,
+                  interpolate_mode=interpolate_mode)
+    return (guidedbackprop(model, inputs, target) * cam).detach()
+
+
+# --------------------------------------------------------------------------- perturbation methods
+
+
+def occlusion(model, inputs, target, baseline=0.0, window: tuple[int, int] = (10, 1),
+              stride: tuple[int, int] = (5, 1), perturbations_per_eval: int = 16):
+    """Occlusion with sliding windows over time x features (Zeiler & Fergus, 2014, §4.2).
+
+    Captum ``Occlusion``: a ``window = (time, features)`` patch, moved by ``stride``, is replaced
+    by the baseline and the drop of the target logit is spread over the patch (averaged where
+    patches overlap). Windows longer than the input are clipped to it.
+    """
+    _check_inputs(inputs, "occlusion")
+    T, F = inputs.shape[1], inputs.shape[2]
+    window, stride = tuple(window), tuple(stride)
+    if len(window) != 2 or len(stride) != 2:
+        raise ValueError(f"occlusion window and stride are (time, features) pairs, got {window} and {stride}.")
+    w = tuple(min(_check_positive_int(v, "occlusion window"), n) for v, n in zip(window, (T, F)))
+    s = tuple(min(_check_positive_int(v, "occlusion stride"), n) for v, n in zip(stride, (T, F)))
+    return Occlusion(model).attribute(
+        inputs, sliding_window_shapes=w, strides=s, baselines=_baseline_tensor(baseline, inputs),
+        target=target, perturbations_per_eval=_check_positive_int(perturbations_per_eval,
+                                                                  "perturbations_per_eval"),
+    ).detach()
+
+
+def ablation(model, inputs, target, baseline=0.0, feature_mask=None, perturbations_per_eval: int = 16):
+    """Feature ablation (Captum ``FeatureAblation``; Kokhlikyan et al., 2020).
+
+    Each group of ``feature_mask`` is replaced by the baseline at once and the drop of the target
+    logit is assigned to all its elements. Default: one group per feature (region) over all time
+    points; a ``(n_features,)`` mask groups regions (e.g. atlas networks), a ``(time, features)``
+    mask any elements.
+    """
+    _check_inputs(inputs, "ablation")
+    return FeatureAblation(model).attribute(
+        inputs, baselines=_baseline_tensor(baseline, inputs), target=target,
+        feature_mask=_feature_mask(feature_mask, inputs, "ablation"),
+        perturbations_per_eval=_check_positive_int(perturbations_per_eval, "perturbations_per_eval"),
+    ).detach()
+
+
+def shapleysampling(model, inputs, target, baseline=0.0, n_samples: int = 25, feature_mask=None,
+                    perturbations_per_eval: int = 16, seed: int = 0):
+    """Shapley value sampling (Castro et al., 2009; Strumbelj & Kononenko, 2010).
+
+    Captum ``ShapleyValueSampling`` over ``n_samples`` random feature orderings; players are the
+    groups of ``feature_mask`` (default: one per feature over all time, as in :func:`ablation`),
+    absent players take the baseline. ``seed`` fixes the orderings.
+    """
+    _check_inputs(inputs, "shapleysampling")
+    with _seeded(seed, inputs.device):
+        return ShapleyValueSampling(model).attribute(
+            inputs, baselines=_baseline_tensor(baseline, inputs), target=target,
+            feature_mask=_feature_mask(feature_mask, inputs, "shapleysampling"),
+            n_samples=_check_positive_int(n_samples, "shapleysampling n_samples"),
+            perturbations_per_eval=_check_positive_int(perturbations_per_eval, "perturbations_per_eval"),
+        ).detach()
+
+
+def gradientshap(model, inputs, target, baseline=0.0, n_samples: int = 20, stdevs: float = 0.0,
+                 seed: int = 0):
+    """GradientSHAP / expected gradients (Lundberg & Lee, 2017); Captum ``GradientShap``.
+
+    ``n_samples`` random points on the paths from the baseline to the inputs (plus Gaussian noise
+    of SD ``stdevs``); gradients there times ``inputs - baseline``. A scalar baseline is expanded
+    to a constant series. ``seed`` fixes the draws.
+    """
+    _check_inputs(inputs, "gradientshap")
+    if not (isinstance(stdevs, (int, float)) and stdevs >= 0):
+        raise ValueError(f"gradientshap stdevs must be >= 0, got {stdevs!r}.")
+    base = _baseline_tensor(baseline, inputs)
+    if not isinstance(base, torch.Tensor):
+        base = torch.full((1,) + tuple(inputs.shape[1:]), base, device=inputs.device, dtype=inputs.dtype)
+    with _seeded(seed, inputs.device):
+        return GradientShap(model).attribute(
+            inputs, baselines=base, target=target,
+            n_samples=_check_positive_int(n_samples, "gradientshap n_samples"), stdevs=float(stdevs),
+        ).detach()
+
+
+def smoothgrad(model, inputs, target, baseline=0.0, n_samples: int = 25, sigma: float = 0.5,
+               abs: bool = True, seed: int = 0):  # noqa: A002
+    """SmoothGrad: saliency averaged over noisy copies (Smilkov et al., 2017, §3).
+
+    Captum ``NoiseTunnel(Saliency)`` with ``nt_type="smoothgrad"``, ``n_samples`` copies and
+    Gaussian noise of SD ``sigma``. xaibids standardizes every feature (z-scores), so the
+    default ``sigma = 0.5`` is 10 % of a ``±2.5`` SD range, within the 10-20 % of the input range
+    Smilkov et al. recommend (§4.2). ``abs`` as in :func:`saliency`; ``seed`` fixes the noise.
+    """
+    _check_inputs(inputs, "smoothgrad")
+    if not (isinstance(sigma, (int, float)) and sigma > 0):
+        raise ValueError(f"smoothgrad sigma must be positive, got {sigma!r}.")
+    with _seeded(seed, inputs.device):
+        return NoiseTunnel(Saliency(model)).attribute(
+            inputs, nt_type="smoothgrad", nt_samples=_check_positive_int(n_samples, "smoothgrad n_samples"),
+            stdevs=float(sigma), target=target, abs=bool(abs),
+        ).detach()
+
+
+# --------------------------------------------------------------------------- relevance propagation
+
+
+def lrp_supported(model: nn.Module) -> list[str]:
+    """Names of the leaf-module types of ``model`` that LRP has no rule for (empty: supported)."""
+    bad = set()
+    for m in model.modules():
+        if len(list(m.children())) > 0:
+            continue
+        if not isinstance(m, _LRP_NONLINEAR + _LRP_EPSILON_1D + _LRP_CAPTUM):
+            bad.add(type(m).__name__)
+    return sorted(bad)
+
+
+def lrp(model, inputs, target, baseline=0.0, epsilon: float = 1e-9):
+    """Layer-wise relevance propagation, epsilon rule (Bach et al., 2015, Eq. 58); Captum ``LRP``.
+
+    Supported: models built only from ``Linear``, ``Conv1d``/``Conv2d``, pooling, ``ReLU``,
+    ``Tanh``, ``Dropout`` and identity layers -- the ``linear`` model (seed 004, §2.8) and
+    ``stdnn``. A model with other layers (the LSTM of ``lstm-attn``) raises a ValueError.
+    """
+    _check_inputs(inputs, "lrp")
+    bad = lrp_supported(model)
+    if bad:
+        raise ValueError(
+            f"LRP has no propagation rule for layer type(s) {', '.join(bad)} of {type(model).__name__}; "
+            "it supports the 'linear' and 'stdnn' models (Linear, Conv1d, pooling, ReLU layers)."
+        )
+    if not (isinstance(epsilon, (int, float)) and epsilon > 0):
+        raise ValueError(f"lrp epsilon must be positive, got {epsilon!r}.")
+    for m in model.modules():
+        if len(list(m.children())) == 0 and not isinstance(m, _LRP_NONLINEAR):
+            m.rule = EpsilonRule(epsilon=float(epsilon))
+    try:
+        return LRP(model).attribute(inputs, target=target).detach()
+    finally:  # Captum removes the rules itself; make sure no attribute is left on failure
+        for m in model.modules():
+            if hasattr(m, "rule"):
+                del m.rule
+
+
+# --------------------------------------------------------------------------- linear model (seed 004)
+
+
+def weight(model, inputs, target, baseline=0.0):
+    """``W``: the linear classifier's weights of the target class (seed 004 §2.8; Pereira et al., 2009).
+
+    The same map for every sample of a class, reshaped to ``(time, features)``.
+    """
+    _check_inputs(inputs, "weight")
+    layer = _linear_weights(model, "weight")
+    t = _target_rows(target, len(inputs), inputs.device)
+    return layer.weight.detach()[t].reshape(inputs.shape).clone()
+
+
+def weightxinput(model, inputs, target, baseline=0.0):
+    """``W x X``: weights times input (activation) (seed 004 §2.8; Polyn et al., 2005)."""
+    return weight(model, inputs, target) * inputs.detach()
+
+
+def outputdiff(model, inputs, target, baseline=0.0, perturbations_per_eval: int = 64):
+    """Output difference ``OD`` (seed 004, §2.8): softmax output minus output without one input.
+
+    Every input element (time point x feature) is "removed" (set to 0, the training mean of the
+    standardized data) in turn; the map is the resulting drop of the target class's softmax
+    probability, in ``[-1, 1]``. Captum ``FeatureAblation`` on the softmax output, costing one
+    forward pass per element (``time x features``), batched ``perturbations_per_eval`` at a time.
+    The baseline argument is ignored: removal means zero, as in the seed.
+    """
+    _check_inputs(inputs, "outputdiff")
+
+    def probabilities(x):
+        return torch.softmax(model(x), dim=1)
+
+    return FeatureAblation(probabilities).attribute(
+        inputs, baselines=0.0, target=target,
+        perturbations_per_eval=_check_positive_int(perturbations_per_eval, "perturbations_per_eval"),
+    ).detach()
