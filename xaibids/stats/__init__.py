@@ -1,5 +1,49 @@
-"""Group statistics of stabilized attribution maps (seed 000 §2.7, seed 001)."""
+"""Group statistics of stabilized attribution maps (seed 000 §2.7–2.8, §3; seed 001; seed 002).
 
-from xaibids.stats.importance import SELECTION_THRESHOLD, cohens_d, group_importance
+The lead's entry points are :func:`compute_group_statistics` and :func:`write_group_statistics`
+(plus :func:`rank_regions` / :func:`write_region_ranking` for voxel maps).
+"""
 
-__all__ = ["SELECTION_THRESHOLD", "cohens_d", "group_importance"]
+from xaibids.stats.communities import Communities, community_graph, detect_communities
+from xaibids.stats.connectivity import (
+    ConnectivityStatistics,
+    connectivity_statistics,
+    correlation_edges,
+    edges_to_matrix,
+    fisher_z,
+)
+from xaibids.stats.group import GroupStatistics, compute_group_statistics, write_group_statistics
+from xaibids.stats.importance import (
+    SELECTION_THRESHOLD,
+    bootstrap_cohens_d_ci,
+    cohens_d,
+    domain_importance,
+    group_importance,
+    load_feature_groups,
+    subject_importance,
+)
+from xaibids.stats.regions import REGION_THRESHOLD, rank_regions, write_region_ranking
+
+__all__ = [
+    "REGION_THRESHOLD",
+    "SELECTION_THRESHOLD",
+    "Communities",
+    "ConnectivityStatistics",
+    "GroupStatistics",
+    "bootstrap_cohens_d_ci",
+    "cohens_d",
+    "community_graph",
+    "compute_group_statistics",
+    "connectivity_statistics",
+    "correlation_edges",
+    "detect_communities",
+    "domain_importance",
+    "edges_to_matrix",
+    "fisher_z",
+    "group_importance",
+    "load_feature_groups",
+    "rank_regions",
+    "subject_importance",
+    "write_group_statistics",
+    "write_region_ranking",
+]
