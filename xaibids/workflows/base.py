@@ -7,6 +7,7 @@ from copy import deepcopy
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
 from xaibids import __version__
+from xaibids.errors import XaibidsError
 from xaibids.outputs.derivatives import source_uri
 from xaibids.workflows.roi import init_roi_timeseries_wf
 
@@ -17,8 +18,16 @@ def _run_name(entities: dict) -> str:
     return "_".join(parts) or "run"
 
 
-def init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs):
+def init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs,
+                                ica_template_files=None):
     """Build the participant-level workflow.
+
+    ``config.workflow.features`` picks the per-run sub-workflow: ``roi`` (ROI timecourses) or
+    ``ica`` with ``config.workflow.ica_template`` (template-mode ICA timecourses, see
+    :func:`xaibids.workflows.ica.init_ica_timeseries_wf`). Group ICA (``ica`` without a
+    template) needs all subjects and runs at the group level
+    (:func:`xaibids.workflows.ica.run_group_ica`); asking for it here raises
+    :class:`~xaibids.errors.XaibidsError`.
 
     Parameters
     ----------
@@ -30,8 +39,24 @@ def init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs
         Label image and labels TSV of ``atlas`` written to the work directory.
     crash_dirs : dict
         Subject label → folder for that subject's crash files.
+    ica_template_files : tuple of str, optional
+        ``(maps, labels)`` from :func:`xaibids.workflows.ica.prepare_ica_template`; made from
+        ``config.workflow.ica_template`` in the work directory when not given (ICA only;
+        ``atlas`` and ``atlas_files`` are then unused and may be ``None``).
     """
     ex = config.execution
+    features = config.workflow.features
+    if features == "ica":
+        from xaibids.workflows.ica import init_ica_timeseries_wf, prepare_ica_template
+
+        if not config.workflow.ica_template:
+            raise XaibidsError(
+                "--features ica without --ica-template runs group ICA, which needs all subjects "
+                "and is done at the group level; the participant level extracts ICA timecourses "
+                "only with a template (--ica-template MAPS.nii.gz)."
+            )
+        if ica_template_files is None:
+            ica_template_files = prepare_ica_template(config.workflow.ica_template, ex.work_dir)
     workflow = Workflow(name="xaibids_participant_wf")
     workflow.base_dir = ex.work_dir
     workflow.__desc__ = (
@@ -49,10 +74,17 @@ def init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs
         for run in subject.bold_runs:
             sources = [source_uri(path, roots)
                        for path in (run.bold, run.mask, run.confounds) if path]
-            run_wf = init_roi_timeseries_wf(
-                run, atlas, atlas_files, config.workflow, ex.output_dir, sources,
-                name=f"roi_timeseries_{_run_name(run.entities)}_wf",
-            )
+            if features == "ica":
+                run_wf = init_ica_timeseries_wf(
+                    run, ica_template_files, config.workflow, ex.output_dir, sources,
+                    name=f"ica_timeseries_{_run_name(run.entities)}_wf",
+                    template_source=config.workflow.ica_template,
+                )
+            else:
+                run_wf = init_roi_timeseries_wf(
+                    run, atlas, atlas_files, config.workflow, ex.output_dir, sources,
+                    name=f"roi_timeseries_{_run_name(run.entities)}_wf",
+                )
             subject_wf.add_nodes([run_wf])
         # as fMRIPrep does: nodes keep their own copy of the config, so push the crash folder
         for node in subject_wf._get_all_nodes():

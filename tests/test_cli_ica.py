@@ -1,0 +1,71 @@
+"""``--features ica`` through the command line: group ICA at the group level, then template
+mode (the group maps of one run as the template of another) through both levels."""
+
+import json
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import make_fmriprep_dataset
+from xaibids.cli.run import main
+
+FAST = ["--n-folds", "2", "--n-models", "2", "--epochs", "2", "--skip-bids-validation",
+        "--omp-nthreads", "1", "--reliability-samples", "2", "--n-bootstrap", "50"]
+SUBJECTS = tuple(f"{i:02d}" for i in range(1, 9))
+
+
+@pytest.fixture(scope="module")
+def group_ica_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ica")
+    bids_dir, deriv = make_fmriprep_dataset(root, subjects=SUBJECTS, n_vols=30)
+    out = root / "out"
+    code = main([str(bids_dir), str(out), "group", "-d", f"fmriprep={deriv}",
+                 "-w", str(root / "work"), "--features", "ica", "--ica-components", "4", *FAST])
+    return code, bids_dir, deriv, out, root
+
+
+def test_group_ica_writes_components_timecourses_and_maps(group_ica_run):
+    code, bids_dir, deriv, out, root = group_ica_run
+    assert code == 0
+    components = sorted(out.glob("atlases/atlas-*/*_desc-ica_components.nii.gz"))
+    assert len(components) == 1 and nb.load(components[0]).shape[3] == 4
+    ts = sorted(out.glob("sub-*/func/*_desc-ica_timeseries.tsv"))
+    assert len(ts) == len(SUBJECTS)
+    assert pd.read_csv(ts[0], sep="\t").shape == (30, 4)
+    maps = sorted(out.glob("sub-*/func/*_desc-ig_attribution.nii.gz"))
+    assert len(maps) == len(SUBJECTS)
+    # the painted map is the component maps weighted by the subject's time-summed importance
+    assert np.ptp(np.asarray(nb.load(maps[0]).dataobj)) > 0
+    text = (out / "logs" / "CITATION.md").read_text()
+    assert "ICA timecourses (4 group ICA components)" in text
+    assert "{varoquaux2010," in (out / "logs" / "CITATION.bib").read_text()
+    assert (out / "group" / "desc-ig_importance.tsv").is_file()
+
+
+def test_template_mode_through_both_levels(group_ica_run, tmp_path):
+    code, bids_dir, deriv, out, root = group_ica_run
+    template = next(out.glob("atlases/atlas-*/*_desc-ica_components.nii.gz"))
+    names = pd.read_csv(str(template).replace(".nii.gz", ".tsv"), sep="\t")["name"].tolist()
+    out2 = tmp_path / "out2"
+    common = ["-d", f"fmriprep={deriv}", "-w", str(tmp_path / "work"), "--features", "ica",
+              "--ica-template", str(template), *FAST]
+    assert main([str(bids_dir), str(out2), "participant", *common]) == 0
+    ts = sorted(out2.glob("sub-*/func/*_desc-ica_timeseries.tsv"))
+    assert len(ts) == len(SUBJECTS)
+    assert pd.read_csv(ts[0], sep="\t").columns.tolist() == names
+    assert main([str(bids_dir), str(out2), "group", *common]) == 0
+    meta = json.loads(next(out2.glob("sub-01/func/*_desc-ig_attribution.json")).read_text())
+    assert meta["Features"] == template.name.split(".")[0]
+    assert "template" in (out2 / "logs" / "CITATION.md").read_text()
+
+
+def test_missing_ica_template_is_a_clear_error(group_ica_run, capsys):
+    code, bids_dir, deriv, out, root = group_ica_run
+    code = main([str(bids_dir), str(root / "out3"), "participant", "-d", f"fmriprep={deriv}",
+                 "--features", "ica", "--ica-template", str(root / "nope.nii.gz"),
+                 "--skip-bids-validation"])
+    assert code == 1
+    assert "--ica-template file" in capsys.readouterr().err
+    assert not (root / "out3").exists()
