@@ -13,9 +13,9 @@ column of xaibids' group importance table (``importance_*``). Prints them beside
 F1 = 1 and writes ``benchmarks/results/seed001_grid.json`` (``seed001_grid_full.json`` with
 ``--full``).
 
-Sizes: the default is the CI preset of ``tests/test_validation_benchmarks.py`` (1 200 subjects,
-2 folds × 2 models; about a minute per condition on one core); ``--full`` uses 5 folds × 3
-models. See ``docs/benchmarks.md``.
+Sizes: the default is the CI preset of ``tests/test_validation_benchmarks.py`` (400 subjects,
+2 folds × 2 models, weight decay 0.1; under half a minute per condition on one core);
+``--full`` uses 5 folds × 3 models. See ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations

@@ -154,7 +154,7 @@ def test_bold_painted_signals_and_truth(bold_dataset, block_atlas):
     groups = balanced_labels(4, rng0)
     net = build_network(params["n_nodes"], 10, 0.1, 0.05, 0.3, rng0)
     assert list(feats.index[feats["relevant"] == 1]) == list(net.affected)
-    signals = clean_signals(net, groups, 3, 40, 2.0, 0.2, 20)
+    signals = clean_signals(net, groups, 3, 40, 2.0, 0.1, 20)
     idx = feats["index"].to_numpy()
     for s in range(4):
         ts = _region_means(out / (PREFIX.format(s=f"{s + 1:02d}") + "_desc-preproc_bold.nii.gz"),
@@ -163,17 +163,21 @@ def test_bold_painted_signals_and_truth(bold_dataset, block_atlas):
         ts = _clean_regression(ts, conf)
         clean = _clean_regression(signals[s], conf)  # same filter on both sides
         r = np.array([np.corrcoef(ts[:, j], clean[:, j])[0, 1] for j in range(len(idx))])
-        assert np.median(r) > 0.8 and r.min() > 0.3
+        # 0 dB per voxel against the largest regional variance (that of the hyperexcitable
+        # regions' drift, seed 001's code): most regions' own signal is weak next to the noise
+        assert np.median(r) > 0.5 and r.min() > 0.0
 
 
 @pytest.mark.slow
 def test_bold_class_signal_in_ground_truth_regions(block_atlas, tmp_path):
     """Region means extracted from the images differ between groups in the truth regions
-    (statistic: each region's gain on its graph neighbours, as in the rnn-ei test)."""
+    (``excitability='gain'``; statistic: each region's gain on its graph neighbours, as in the
+    rnn-ei test of that reading)."""
     out = tmp_path / "ds"
     n = 40
     simulate("bold", out, n_subjects=n, seed=5, atlas=str(block_atlas), voxel_size=8,
-             n_timepoints=200, burn_in=50, snr_db=10, severity=0.5, prevalence=0.1)
+             n_timepoints=200, burn_in=50, snr_db=10, severity=0.5, prevalence=0.1,
+             excitability="gain", neural_noise=0.2)
     labels = _labels_on_grid(block_atlas, out)
     feats = pd.read_csv(out / "derivatives/fmriprep/groundtruth_features.tsv", sep="\t")
     idx = feats["index"].to_numpy()

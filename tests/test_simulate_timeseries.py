@@ -137,8 +137,7 @@ def test_var_follows_seed_000():
     assert stats.ttest_ind(outside[lab == 0], outside[lab == 1]).pvalue > 0.01
 
 
-def test_rnn_ei_follows_seed_001():
-    sim = simulate_rnn_ei(n_subjects=60, seed=2, snr_db=0.0, severity=0.3)
+def _check_graph(sim):
     adjacency = sim.tables["rnn_adjacency"].set_index("node").to_numpy().astype(float)
     assert adjacency.shape == (100, 100) and np.array_equal(adjacency, adjacency.T)
     assert (adjacency.sum(axis=1) >= 1).all() and adjacency.sum() / 100 == pytest.approx(10)
@@ -148,7 +147,31 @@ def test_rnn_ei_follows_seed_001():
     ratio = feats["excitability_hyperexcitable"] / feats["excitability_control"]
     assert np.allclose(ratio[affected], 1.3) and np.allclose(ratio[~affected], 1.0)
     assert np.array_equal(sim.truth[0, 0], affected)
-    # class signal: gain of each node on its neighbours' activity (cancels the global mode)
+    return adjacency, affected
+
+
+def test_rnn_ei_follows_seed_001():
+    """Seed 001's code: every affected node gets an extra input δ/ρ from every node, so in
+    group hyperexcitable the affected nodes settle at a large signed level."""
+    sim = simulate_rnn_ei(n_subjects=60, seed=2, snr_db=0.0, severity=0.3)
+    _, affected = _check_graph(sim)
+    assert sim.data.shape == (60, 100, 100)  # the code's 100 steps
+    assert sim.params["excitability"] == "input" and sim.params["burn_in"] == 0
+    assert sim.params["spectral_radius_w1"] > 1.0 > sim.params["spectral_radius_w1"] - 0.3
+    level = np.abs(sim.data.mean(axis=1))  # |mean over time| per subject and node
+    hyper, ctrl = level[sim.labels == 1], level[sim.labels == 0]
+    assert hyper[:, affected].mean() > 2 * hyper[:, ~affected].mean()
+    assert set(np.argsort(hyper.mean(axis=0))[-5:]) == set(np.flatnonzero(affected))
+    t, _ = stats.ttest_ind(hyper, ctrl)
+    assert (t[affected] > 5).all()
+    assert ctrl[:, affected].mean() == pytest.approx(ctrl[:, ~affected].mean(), rel=0.3)
+
+
+def test_rnn_ei_gain_reading_of_the_text():
+    """``excitability='gain'`` (W_1 = Λ_1 A/ρ): the affected nodes' gain on their neighbours."""
+    sim = simulate_rnn_ei(n_subjects=60, seed=2, snr_db=0.0, severity=0.3, excitability="gain",
+                          n_timepoints=200, burn_in=100, neural_noise=0.2)
+    adjacency, affected = _check_graph(sim)
     weights = adjacency / adjacency.sum(axis=1, keepdims=True)
     gains = []
     for y in sim.data:

@@ -240,9 +240,9 @@ def simulate_bold(root: Path, n_subjects: int = 40, seed: int = 0,
                   atlas: str = "harvard-oxford", voxel_size: int = 5, n_timepoints: int = 100,
                   tr: float = 2.0, snr_db: float = 0.0, prevalence: float = 0.05,
                   severity: float = 0.3, k: int = 10, rewire_p: float = 0.1,
-                  neural_noise: float = 0.2, burn_in: int = 100, smoothness: float = 8.0,
+                  neural_noise: float = 0.1, burn_in: int = 0, smoothness: float = 8.0,
                   signal_change: float = 2.0, motion_scale: float = 1.0,
-                  affected: str | None = None) -> dict:
+                  affected: str | None = None, excitability: str = "input") -> dict:
     """Write the ``bold`` dataset into the empty (staging) folder ``root``; return its params."""
     if n_subjects < 2:
         raise ValueError("--n-subjects must be at least 2 (one per class).")
@@ -281,9 +281,11 @@ def simulate_bold(root: Path, n_subjects: int = 40, seed: int = 0,
                 f"--affected region(s) {unknown} are not regions of the atlas {atlas} on the "
                 f"{voxel_size} mm grid; use names from its labels (e.g. {node_names[:3]}).")
         chosen = np.array(sorted(node_names.index(w) for w in wanted))
-    network = build_network(len(nodes), k, rewire_p, prevalence, severity, rng0, affected=chosen)
+    network = build_network(len(nodes), k, rewire_p, prevalence, severity, rng0, affected=chosen,
+                            excitability=excitability)
     signals = clean_signals(network, labels, seed, n_timepoints, tr, neural_noise, burn_in)
-    signal_var = reference_signal_variance(network, seed, tr, neural_noise, burn_in)
+    signal_var = reference_signal_variance(network, seed, tr, neural_noise, burn_in,
+                                           n_timepoints)
     noise_sd = noise_sd_for_snr(1.0, snr_db)  # signals are divided by sqrt(signal_var)
 
     # voxel → node index (−1: no neural signal)
@@ -371,7 +373,8 @@ def simulate_bold(root: Path, n_subjects: int = 40, seed: int = 0,
     params = dict(n_subjects=n_subjects, seed=seed, atlas=str(atlas), atlas_label=atl.name,
                   voxel_size=voxel_size, n_timepoints=n_timepoints, tr=tr, snr_db=snr_db,
                   prevalence=prevalence, severity=severity, k=k, rewire_p=rewire_p,
-                  neural_noise=neural_noise, burn_in=burn_in, smoothness=smoothness,
+                  neural_noise=neural_noise, burn_in=burn_in, excitability=excitability,
+                  smoothness=smoothness,
                   signal_change=signal_change, motion_scale=motion_scale,
                   affected=affected, n_nodes=len(nodes),
                   spectral_radius=network.spectral_radius,

@@ -40,9 +40,12 @@ Group-level metrics (only where the relevant features are the same for every sub
   ``group/desc-<method>_importance.tsv`` (time-summed map averaged over subjects,
   ``importance_norm >= 0.5``) — what a user of the app reads.
 
-The maps the group level writes are already non-negative (``--positive abs`` by default) and
-sum to one; seed 001's ``|median over time|`` is therefore taken of ``|map|`` — the median of
-the absolute values rather than the absolute value of the signed median.
+- ``importance_r_precision`` and ``importance_auc``: how well the importance *ranking* recovers
+  the truth, without the 0.5 threshold (see :func:`_ranking_rows`).
+
+With the default ``--positive abs`` the maps are non-negative and seed 001's ``|median over
+time|`` is the median of the absolute values; with ``--positive none`` the maps stay signed and
+it is exactly the seed's absolute value of the signed median.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ SALIENCY_METRICS = ("overlap", "weighted_jaccard", "euclidean_distance")
 ROI_METRICS = ("roi_precision", "roi_recall", "roi_f1", "feature_accuracy", "feature_fdr",
                "feature_for")
 GROUP_ROI_METRICS = tuple(f"group_roi_{r}" for r in _RATES)
-IMPORTANCE_METRICS = tuple(f"importance_{r}" for r in _RATES)
+IMPORTANCE_METRICS = tuple(f"importance_{r}" for r in _RATES) + ("importance_r_precision",
+                                                                 "importance_auc")
 #: Every metric name, in the order of the output table.
 METRICS = SALIENCY_METRICS + ROI_METRICS + GROUP_ROI_METRICS + IMPORTANCE_METRICS
 #: Metrics where lower is better (all others: higher is better).
@@ -191,9 +195,35 @@ def score_maps(maps, feature_names: list[str], subjects: list[str], method: str 
         selected = table.loc[feature_names, "selected"].astype(str).str.lower().isin(
             ("true", "1")).to_numpy()
         out += _rate_rows("importance", method, selected, truth, len(scores))
+        out += _ranking_rows(method, table.loc[feature_names, "importance_norm"].to_numpy(float),
+                             truth, len(scores))
     frame = pd.DataFrame(out, columns=COLUMNS)
     frame["n"] = frame["n"].astype(int)
     return frame
+
+
+def _ranking_rows(method: str, importance: np.ndarray, relevant: np.ndarray, n: int) -> list[dict]:
+    """Threshold-free rows: R-precision and ROC AUC of the importance ranking.
+
+    R-precision is the share of relevant features among the ``k`` most important ones, ``k``
+    the number of relevant features (so it equals recall at ``k``); the AUC is the probability
+    that a relevant feature ranks above an irrelevant one (scikit-learn's ``roc_auc_score``).
+    Both ignore the 0.5 selection threshold, which on maps spread over many features selects
+    most of them.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    relevant = np.asarray(relevant, dtype=bool)
+    ok = np.isfinite(importance)
+    k = int(relevant[ok].sum())
+    rows = []
+    if k:
+        top = np.argsort(-importance[ok], kind="stable")[:k]
+        rows.append(("importance_r_precision", float(relevant[ok][top].mean())))
+    if 0 < k < ok.sum():
+        rows.append(("importance_auc", float(roc_auc_score(relevant[ok], importance[ok]))))
+    return [{"metric": m, "method": method, "subject": np.nan, "value": v, "sd": np.nan, "n": n}
+            for m, v in rows]
 
 
 def find_maps(output_dir: str | os.PathLike, methods=None) -> dict[str, list[Path]]:
@@ -314,4 +344,9 @@ METRIC_DESCRIPTIONS = {
     **{f"importance_{r}": f"{_RATE_TEXT[r]} of the features marked selected in "
                           "group/desc-<method>_importance.tsv, against the dataset's relevant "
                           "features." for r in _RATES},
+    "importance_r_precision": "Share of the dataset's relevant features among the k features "
+                              "of highest importance_norm, k the number of relevant features "
+                              "(threshold-free; 1 is perfect).",
+    "importance_auc": "ROC AUC of importance_norm for telling relevant from irrelevant "
+                      "features (threshold-free; 0.5 is chance, 1 perfect).",
 }
