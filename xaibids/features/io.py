@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from xaibids.outputs.derivatives import atomic_path
+
 
 def write_timeseries_tsv(data: np.ndarray, feature_names: list[str], path: str | os.PathLike) -> Path:
     """Write a ``(n_volumes, n_features)`` array as a BIDS timeseries TSV (NaN → ``n/a``)."""
@@ -22,7 +24,9 @@ def write_timeseries_tsv(data: np.ndarray, feature_names: list[str], path: str |
         )
     path = Path(path)
     frame = pd.DataFrame(data, columns=list(feature_names))
-    frame.to_csv(path, sep="\t", index=False, na_rep="n/a", float_format="%.8g")
+    # temporary file + rename: a failed write (disk full) leaves no half-written TSV behind
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=False, na_rep="n/a", float_format="%.8g")
     return path
 
 

@@ -59,6 +59,18 @@ def load_4d(path: str | Path) -> nb.Nifti1Image:
     return img
 
 
+def check_finite(img: nb.Nifti1Image, mask_data: np.ndarray, path) -> None:
+    """Refuse NaN or infinite values inside the brain mask (nilearn would silently zero them)."""
+    data = img.get_fdata(dtype=np.float32)  # cached by load_4d: no second read
+    bad = ~np.isfinite(data).all(axis=3) & (np.asarray(mask_data) > 0)
+    if bad.any():
+        raise ExtractionError(
+            f"{path} holds NaN or infinite values in {int(bad.sum())} voxel(s) inside the brain "
+            "mask; regional means would be wrong. Rerun the preprocessing of this run (or fix the "
+            "file), or leave the run out with --bids-filter-file."
+        )
+
+
 def repetition_time(img: nb.Nifti1Image, metadata: dict | None, path) -> float:
     """TR from the JSON sidecar, else from the NIfTI header (seconds)."""
     tr = (metadata or {}).get("RepetitionTime")
@@ -158,6 +170,7 @@ def extract_roi_timeseries(
             f"The brain mask {mask_file} is not on the grid of {bold_file}; use the mask that "
             "fMRIPrep wrote for this run and space."
         )
+    check_finite(img, mask_data, bold_file)
     atlas_img = nb.load(atlas_img) if isinstance(atlas_img, (str, Path)) else atlas_img
     grid_atlas, resampled = atlas_on_grid(atlas_img, img)
     if resampled:

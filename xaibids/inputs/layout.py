@@ -20,6 +20,7 @@ from bids import BIDSLayout
 from bids.layout import BIDSLayoutIndexer, Query
 
 from xaibids.errors import XaibidsError
+from xaibids.inputs.checks import check_image
 
 LOGGER = logging.getLogger("xaibids")
 
@@ -68,6 +69,9 @@ def load_bids_filters(path: str | Path) -> dict:
         filters = json.loads(path.read_text())
     except FileNotFoundError:
         raise XaibidsError(f"The BIDS filter file {path} does not exist.") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise XaibidsError(f"Cannot read the BIDS filter file {path}: {err}; give a JSON text "
+                           "file.") from None
     except json.JSONDecodeError as err:
         raise XaibidsError(
             f"The BIDS filter file {path} is not valid JSON ({err.msg} at line {err.lineno}); it "
@@ -97,11 +101,36 @@ def read_dataset_description(root: Path, role: str) -> dict:
             "'Dataset description')."
         )
     try:
-        return json.loads(desc.read_text())
+        desc_data = json.loads(desc.read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise XaibidsError(f"Cannot read {desc}: {err}; it must be a UTF-8 JSON file.") from None
     except json.JSONDecodeError as err:
         raise XaibidsError(
-            f"{desc} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno})."
+            f"{desc} is not valid JSON ({err.msg} at line {err.lineno}, column {err.colno}); fix "
+            "its syntax (check it with 'python -m json.tool FILE')."
         ) from None
+    if not isinstance(desc_data, dict):
+        raise XaibidsError(f"{desc} must hold a JSON object ({{\"Name\": ..., \"BIDSVersion\": "
+                           "...}), not a list or a single value.")
+    return desc_data
+
+
+def _json_error(err: Exception) -> XaibidsError | None:
+    """A readable error for pybids' failure to decode a JSON sidecar (None if it is not one)."""
+    match = re.search(r"decode JSON from file <\w+ filename='([^']+)'>", str(err))
+    if not match:
+        return None
+    path, detail = match.group(1), ""
+    try:
+        json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        detail = f" ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = f" ({exc})"
+    return XaibidsError(
+        f"{path} is not valid JSON{detail}; fix its syntax (check it with "
+        "'python -m json.tool FILE') or remove the file."
+    )
 
 
 @dataclass
@@ -141,10 +170,16 @@ def build_layout(bids_dir: Path, derivatives: dict[str, str], work_dir: Path | N
             )
     indexer = BIDSLayoutIndexer(validate=False, ignore=[re.compile(r"/(code|sourcedata|derivatives)/")])
     config = ["bids", "derivatives", XAIBIDS_LAYOUT_CONFIG]
-    layout = BIDSLayout(str(bids_dir), indexer=indexer, config=config[:2])
-    for name, path in derivatives.items():
-        layout.add_derivatives(str(path), parent_database_path=None, config=config,
-                               indexer=BIDSLayoutIndexer(validate=False))
+    try:
+        layout = BIDSLayout(str(bids_dir), indexer=indexer, config=config[:2])
+        for name, path in derivatives.items():
+            layout.add_derivatives(str(path), parent_database_path=None, config=config,
+                                   indexer=BIDSLayoutIndexer(validate=False))
+    except (OSError, ValueError) as err:  # pybids reports bad sidecars as OSError
+        readable = _json_error(err)
+        if readable is None:
+            raise
+        raise readable from None
     return layout
 
 
@@ -209,6 +244,7 @@ def collect_bold_runs(layout: BIDSLayout, subject: str, filters: dict, sessions:
              if f.entities.get("space") and f.entities["space"] not in ("T1w", "T2w", "fsnative")]
     runs = []
     for bold in _pick_space(files, atlas_space):
+        check_image(bold.path, "preprocessed BOLD", ndim=4, min_volumes=2)
         masks = _companion(layout, bold, desc="brain", suffix="mask", extension=[".nii.gz", ".nii"])
         confounds = _companion(layout, bold, space=None, res=None, den=None, desc="confounds",
                                suffix="timeseries", extension=".tsv")
@@ -223,6 +259,7 @@ def collect_bold_runs(layout: BIDSLayout, subject: str, filters: dict, sessions:
                 "it. Pass the complete fMRIPrep derivatives with -d fmriprep=PATH"
                 + (", or use --confounds none" if need_confounds and not confounds else "") + "."
             )
+        check_image(masks[0].path, "brain mask", ndim=3)
         runs.append(BoldRun(subject=subject, bold=bold.path, mask=masks[0].path,
                             confounds=confounds[0].path if confounds else None,
                             entities=bold.get_entities(), metadata=bold.get_metadata()))
@@ -230,9 +267,17 @@ def collect_bold_runs(layout: BIDSLayout, subject: str, filters: dict, sessions:
 
 
 def collect_timeseries(layout: BIDSLayout, subject: str, filters: dict, sessions: list[str],
-                       tasks: list[str], atlas: str | None = None) -> list[str]:
-    """``*_stat-mean_timeseries.tsv`` files of ``subject`` in the derivatives datasets."""
+                       tasks: list[str], atlas: str | None = None, kind: str = "roi") -> list[str]:
+    """Timeseries TSVs of ``subject`` in the derivatives datasets.
+
+    ``kind="roi"``: XCP-D-style ``*_atlas-<a>_stat-mean_timeseries.tsv`` (of ``atlas`` if given);
+    ``kind="ica"``: ``*_desc-ica_timeseries.tsv``.
+    """
     query = _query("timeseries", filters, sessions, tasks)
+    if kind == "ica":
+        files = layout.get(scope="derivatives", subject=subject, desc="ica",
+                           invalid_filters="allow", **query)
+        return sorted(f.path for f in files)
     # ``statistic`` is unknown to a layout without derivatives: allow the filter then
     files = layout.get(scope="derivatives", subject=subject, statistic="mean",
                        invalid_filters="allow", **query)

@@ -217,7 +217,14 @@ def assemble_dataset(
                     f"{lacking}); extract all runs with the same atlas or components."
                 )
             frame = frame[feature_names]
-        arrays.append(frame.to_numpy(dtype=np.float32))
+        values = frame.to_numpy(dtype=np.float32)
+        if np.isinf(values).any():
+            bad = [n for n, col in zip(feature_names, values.T) if np.isinf(col).any()][:5]
+            raise ValueError(
+                f"{path} holds infinite values (column(s) {', '.join(bad)}); write missing values "
+                "as 'n/a' and recreate the file (e.g. rerun the participant level)."
+            )
+        arrays.append(values)
 
     lengths = np.array([a.shape[0] for a in arrays])
     if lengths.min() != lengths.max():
@@ -236,6 +243,16 @@ def assemble_dataset(
         )
         arrays = [a[:shortest] for a in arrays]
     X = np.stack(arrays).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        constant = [name for j, name in enumerate(feature_names)
+                    if not np.isfinite(X[:, :, j]).any() or np.nanmax(X[:, :, j]) == np.nanmin(X[:, :, j])]
+    if constant:
+        LOGGER.warning(
+            "%d feature(s) are constant or n/a in every run (e.g. %s): they carry no information "
+            "and get no attribution. All-zero regions usually lie outside the data; check the "
+            "atlas and the brain masks (or raise --min-coverage to set them to n/a).",
+            len(constant), ", ".join(constant[:3]),
+        )
     if np.isnan(X).any():
         LOGGER.info(
             "%d value(s) are n/a; they are set to the training mean after standardization.",

@@ -1,0 +1,272 @@
+"""Bad-input catalogue, participant level and options (docs/errors.md).
+
+Every case: exit code 1, one ``xaibids: error:`` line naming the file and the fix, no traceback
+(unless ``-v``), and OUTPUT_DIR not created.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.conftest import make_fmriprep_dataset
+from xaibids.cli.run import main
+from xaibids.features.io import write_timeseries_tsv
+from xaibids.features.timeseries import ExtractionError, extract_roi_timeseries
+
+BOLD = "sub-01/func/sub-01_task-rest_space-MNI152NLin6Asym_res-2_desc-preproc_bold"
+MASK = "sub-01/func/sub-01_task-rest_space-MNI152NLin6Asym_res-2_desc-brain_mask.nii.gz"
+BASE = ["--skip-bids-validation", "--atlas", "aal", "--nprocs", "1"]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Two subjects, 12 volumes (read-only use: cases modify copies)."""
+    return make_fmriprep_dataset(tmp_path_factory.mktemp("errors"), n_vols=12)
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+
+    def _run(args):
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        return code, capsys.readouterr().err
+
+    return _run
+
+
+def assert_clean_error(code, err, *phrases):
+    assert code == 1, err
+    assert "Traceback" not in err, err
+    assert err.count("xaibids: error: ") == 1, err
+    message = err.split("xaibids: error: ", 1)[1]
+    for phrase in phrases:
+        assert phrase in message, message
+    return message
+
+
+def _write(path, text):
+    path.write_text(text)
+
+
+def _bold_3d(deriv):
+    path = deriv / f"{BOLD}.nii.gz"
+    img = nb.load(path)
+    nb.save(nb.Nifti1Image(np.asarray(img.dataobj)[..., 0], img.affine), path)
+
+
+# (case id, function(bids, deriv) that breaks the copies, phrases the message must hold)
+BROKEN = [
+    ("no-dataset-description", lambda b, d: (b / "dataset_description.json").unlink(),
+     ["has no dataset_description.json", "top folder"]),
+    ("dataset-description-invalid-json",
+     lambda b, d: _write(b / "dataset_description.json", '{"Name": "x",'),
+     ["dataset_description.json is not valid JSON", "line 1", "json.tool"]),
+    ("derivatives-description-invalid-json",
+     lambda b, d: _write(d / "dataset_description.json", "{'Name': 1}"),
+     ["fmriprep/dataset_description.json is not valid JSON"]),
+    ("raw-sidecar-invalid-json",
+     lambda b, d: _write(b / "sub-01/func/sub-01_task-rest_bold.json", '{"RepetitionTime": 2'),
+     ["sub-01_task-rest_bold.json is not valid JSON", "json.tool"]),
+    ("bold-sidecar-invalid-json", lambda b, d: _write(d / f"{BOLD}.json", "{bad"),
+     ["desc-preproc_bold.json is not valid JSON"]),
+    ("confounds-sidecar-invalid-json",
+     lambda b, d: _write(d / "sub-01/func/sub-01_task-rest_desc-confounds_timeseries.json", "["),
+     ["desc-confounds_timeseries.json is not valid JSON"]),
+    ("zero-byte-bold", lambda b, d: (d / f"{BOLD}.nii.gz").write_bytes(b""),
+     ["desc-preproc_bold.nii.gz is an empty file", "rerun fMRIPrep"]),
+    ("garbage-bold", lambda b, d: (d / f"{BOLD}.nii.gz").write_bytes(os.urandom(2000)),
+     ["desc-preproc_bold.nii.gz is not a readable NIfTI", "truncated"]),
+    ("3d-bold", lambda b, d: _bold_3d(d),
+     ["desc-preproc_bold.nii.gz has shape (20, 24, 20)", "4D BOLD series"]),
+    ("zero-byte-mask", lambda b, d: (d / MASK).write_bytes(b""),
+     ["brain mask", "desc-brain_mask.nii.gz is an empty file"]),
+]
+
+
+@pytest.mark.parametrize("breaker, phrases", [c[1:] for c in BROKEN], ids=[c[0] for c in BROKEN])
+def test_broken_input_stops_before_writing(dataset, tmp_path, run_cli, breaker, phrases):
+    bids_dir, deriv = dataset
+    bids, fmriprep = tmp_path / "bids", tmp_path / "fmriprep"
+    shutil.copytree(bids_dir, bids)
+    shutil.copytree(deriv, fmriprep)
+    breaker(bids, fmriprep)
+    out = tmp_path / "out"
+    code, err = run_cli([bids, out, "participant", "-d", f"fmriprep={fmriprep}",
+                         "-w", tmp_path / "work", *BASE])
+    assert_clean_error(code, err, *phrases)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("content, phrases", [
+    ('{"bold": {"task": "rest"', ["is not valid JSON", "line 1"]),
+    ('["bold"]', ["must map data types to queries"]),
+    ('{"func": {"task": "rest"}}', ["unknown data type(s) ['func']"]),
+    ('{"bold": {"task": "nback"}}', ["No preprocessed BOLD", "--bids-filter-file"]),
+], ids=["invalid-json", "not-a-mapping", "unknown-key", "selects-nothing"])
+def test_bids_filter_file_errors(dataset, tmp_path, run_cli, content, phrases):
+    bids_dir, deriv = dataset
+    filt = tmp_path / "filter.json"
+    filt.write_text(content)
+    out = tmp_path / "out"
+    code, err = run_cli([bids_dir, out, "participant", "-d", f"fmriprep={deriv}",
+                         "--bids-filter-file", filt, *BASE])
+    message = assert_clean_error(code, err, *phrases)
+    if "selects" not in phrases[0] and "No preprocessed" not in phrases[0]:
+        assert str(filt) in message
+    assert not out.exists()
+
+
+def test_config_file_invalid_toml_is_exit_1(dataset, tmp_path, run_cli):
+    bids_dir, deriv = dataset
+    bad = tmp_path / "config.toml"
+    bad.write_text("[execution\nbids_dir = 1")
+    out = tmp_path / "out"
+    code, err = run_cli([bids_dir, out, "participant", "--config-file", bad])
+    assert_clean_error(code, err, f"Could not read the configuration file {bad}", "Fix the file")
+    assert "usage:" not in err  # an input file, not a usage error
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("label", ["../01", "sub-../../etc", "01/..", "a/b", "01 02", "ü"])
+def test_participant_label_with_path_characters_refused(dataset, tmp_path, run_cli, label):
+    bids_dir, deriv = dataset
+    out = tmp_path / "out"
+    code, err = run_cli([bids_dir, out, "participant", "-d", f"fmriprep={deriv}",
+                         "--participant-label", label, *BASE])
+    assert_clean_error(code, err, "is not a BIDS label", "letters and digits")
+    assert not out.exists()
+    assert not (tmp_path / "etc").exists()
+
+
+def test_verbose_shows_the_traceback(dataset, tmp_path, run_cli):
+    bids_dir, deriv = dataset
+    code, err = run_cli([bids_dir, tmp_path / "out", "participant", "-d", f"fmriprep={deriv}",
+                         "--participant-label", "../01", "-v", *BASE])
+    assert code == 1 and "Traceback" in err and "xaibids: error: " in err
+
+
+def test_output_below_a_file(dataset, tmp_path, run_cli):
+    bids_dir, deriv = dataset
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    code, err = run_cli([bids_dir, blocker / "out", "participant", "-d", f"fmriprep={deriv}",
+                         *BASE])
+    assert_clean_error(code, err, "output directory", f"{blocker} is a file")
+
+
+def test_output_not_writable_simulated(dataset, tmp_path, run_cli, monkeypatch):
+    """As root, permissions do not stop writes: deny access the way os.access reports it."""
+    bids_dir, deriv = dataset
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: (
+        False if str(p) == str(locked) else real_access(p, mode, **kw)))
+    code, err = run_cli([bids_dir, locked / "out", "participant", "-d", f"fmriprep={deriv}",
+                         *BASE])
+    assert_clean_error(code, err, f"output directory {locked / 'out'} is not writable",
+                       "permissions")
+    assert not (locked / "out").exists()
+    code, err = run_cli([bids_dir, tmp_path / "out", "participant", "-d", f"fmriprep={deriv}",
+                         "-w", locked, *BASE])
+    assert_clean_error(code, err, f"work directory {locked} is not writable")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_output_not_writable_chmod(dataset, tmp_path, run_cli):
+    bids_dir, deriv = dataset
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        code, err = run_cli([bids_dir, locked / "out", "participant", "-d",
+                             f"fmriprep={deriv}", *BASE])
+    finally:
+        locked.chmod(stat.S_IRWXU)
+    assert_clean_error(code, err, "is not writable")
+
+
+def test_disk_full_is_a_clean_error(dataset, tmp_path, run_cli, monkeypatch):
+    """ENOSPC while writing the run's configuration: message names the file, no traceback."""
+    from xaibids.config import Config
+
+    def full(self, path):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(Config, "save", full)
+    bids_dir, deriv = dataset
+    out = tmp_path / "out"
+    code, err = run_cli([bids_dir, out, "participant", "-d", f"fmriprep={deriv}", *BASE])
+    assert_clean_error(code, err, "No space left on device", str(out / "logs" / "config.toml"),
+                       "free space")
+    assert not (out / "logs" / "config.toml").exists()
+
+
+def test_disk_full_leaves_no_partial_timeseries(tmp_path, monkeypatch):
+    path = tmp_path / "sub-01_timeseries.tsv"
+
+    def half_then_full(self, target, *args, **kwargs):
+        Path(target).write_text("roi-1\troi-2\n0.1\t")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", half_then_full)
+    with pytest.raises(OSError) as exc:
+        write_timeseries_tsv(np.ones((3, 2)), ["roi-1", "roi-2"], path)
+    assert exc.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary copy
+
+
+def test_nan_in_bold_inside_mask_is_refused(dataset, tmp_path):
+    from xaibids.features.atlases import load_atlas
+
+    bids_dir, deriv = dataset
+    img = nb.load(deriv / f"{BOLD}.nii.gz")
+    data = img.get_fdata(dtype=np.float32)
+    for value in (np.nan, np.inf):
+        data[10, 12, 10, 3] = value
+        bad = tmp_path / "sub-01_task-rest_space-MNI152NLin6Asym_desc-preproc_bold.nii.gz"
+        nb.save(nb.Nifti1Image(data, img.affine, img.header), bad)
+        atlas = load_atlas("aal")
+        with pytest.raises(ExtractionError, match=r"preproc_bold.nii.gz holds NaN or infinite "
+                                                  r"values in 1 voxel\(s\) inside the brain mask"):
+            extract_roi_timeseries(bad, deriv / MASK, atlas.img, atlas.labels, confounds="none",
+                                   metadata={"RepetitionTime": 2.0})
+
+
+def test_input_dataset_read_only(dataset, tmp_path, run_cli):
+    """Nothing is written into the inputs: chmod a-w a copy (and compare a snapshot, since
+    root ignores permissions)."""
+    bids_dir, deriv = dataset
+    ro = tmp_path / "ro"
+    shutil.copytree(bids_dir, ro / "bids")
+    shutil.copytree(deriv, ro / "fmriprep")
+
+    def snapshot():
+        return {str(p.relative_to(ro)): (p.stat().st_size, p.stat().st_mtime_ns)
+                for p in sorted(ro.rglob("*"))}
+
+    before = snapshot()
+    modes = {p: p.stat().st_mode for p in [ro, *ro.rglob("*")]}
+    for p in modes:
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        out = tmp_path / "out"
+        code, err = run_cli([ro / "bids", out, "participant", "-d", f"fmriprep={ro / 'fmriprep'}",
+                             "-w", tmp_path / "work", "--participant-label", "01", *BASE])
+    finally:
+        for p in sorted(modes, key=lambda p: len(p.parts)):
+            p.chmod(modes[p])
+    assert code == 0, err
+    assert len(list(out.glob("sub-01/func/*_timeseries.tsv"))) == 1
+    assert snapshot() == before
