@@ -7,7 +7,15 @@ sample are reduced to one stable map (:func:`xaibids.attribution.stabilize.stabi
 
 Memory does not grow with the number of subjects: a fold's test samples are streamed in batches
 of ``attribution_batch_size`` through all models of the fold and each batch is stabilized before
-the next one starts, so only ``batch x n_models`` raw maps exist at a time.
+the next one starts, so only ``batch x n_models`` raw maps exist at a time. The stability of
+the maps across seeds (mean pairwise correlation of the models' maps of a sample, and split-half
+correlation of two disjoint half-ensembles' stabilized maps) and each model's feature importance
+(for the permutation test of seed 004, §2.9) are computed from the same batches, as streaming
+statistics of ``O(n_samples + n_models x n_features)`` memory.
+
+Several IG baselines (seed 001, Fig 7) give one map per baseline, keyed ``igZero``, ``igMean``,
+... (:func:`xaibids.attribution.registry.map_keys`); :func:`permutation_test` trains
+label-shuffled ensembles for the permutation-based reproducibility of seed 004, §2.9.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +36,19 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from xaibids.attribution.ig import BASELINES, make_baseline
-from xaibids.attribution.registry import METHODS, attribute
-from xaibids.attribution.stabilize import POSITIVE_METHODS, STABILIZE_METHODS, stabilize
+from xaibids.attribution.ig import BASELINES, IG_RULES, make_baseline
+from xaibids.attribution.registry import METHODS, attribute, check_supported, map_keys, resolve_params
+from xaibids.attribution.reliability import (
+    pairwise_model_correlation,
+    pearson_per_sample,
+    permutation_reproducibility,
+)
+from xaibids.attribution.stabilize import (
+    POSITIVE_METHODS,
+    STABILIZE_METHODS,
+    make_positive,
+    stabilize,
+)
 from xaibids.learning import training
 from xaibids.learning.dataset import TimeseriesDataset
 from xaibids.models import MODEL_NAMES, build_model
@@ -65,15 +84,27 @@ class EnsembleConfig:
     random_seed : int
         Seed everything derives from (folds, validation splits, model seeds).
     attribution : tuple of str
-        Methods of :data:`xaibids.attribution.METHODS` (``"ig"``).
+        Methods of :data:`xaibids.attribution.METHODS`; each must support ``model``.
     ig_steps : int
         Integration points of IG.
-    baseline : {"zero", "mean", "median", "random"}
-        IG baseline (seed 000: zero; seed 001 compares the others), computed from the fold's
-        standardized training data.
+    ig_method : str
+        IG integration rule (:data:`xaibids.attribution.ig.IG_RULES`): ``gausslegendre``
+        (Captum's default) or ``riemann_trapezoid``, ``riemann_left``, ``riemann_right``,
+        ``riemann_middle``.
+    baseline : str or tuple of str, each of {"zero", "mean", "median", "random"}
+        IG baseline(s) (seed 000: zero; seed 001 compares the others), computed from the fold's
+        standardized training data. With several, the IG maps are keyed ``igZero``, ``igMean``,
+        ``igMedian``, ``igRandom``; other baseline-taking methods use the first.
+    attribution_params : dict of str to dict
+        Parameters per method overriding the defaults of
+        ``xaibids.attribution.METHODS[method].defaults`` (e.g. ``{"ig": {"multiply_by_inputs":
+        True}, "occlusion": {"window": (5, 1)}}``). ``n_steps`` and ``method`` of IG come from
+        ``ig_steps`` and ``ig_method`` unless given here.
+    stability : bool
+        Compute the stability of the maps across seeds (:attr:`EnsembleResult.stability`).
     stabilize : {"closest", "mean", "median", "none"}
         How the maps of a sample's models are reduced to one (seed 000, §2.4).
-    positive : {"abs", "relu"}
+    positive : {"abs", "relu", "none"}
         Applied to the stabilized map before it is normalized by its sum.
     attribution_batch_size : int
         Test samples streamed at once through all models of a fold.
@@ -97,18 +128,35 @@ class EnsembleConfig:
     random_seed: int = 0
     attribution: tuple[str, ...] = ("ig",)
     ig_steps: int = 50
-    baseline: str = "zero"
+    baseline: str | tuple[str, ...] = "zero"
     stabilize: str = "closest"
     positive: str = "abs"
     attribution_batch_size: int = 16
     model_kwargs: dict = field(default_factory=dict)
     keep_model_maps: bool = False
+    ig_method: str = "gausslegendre"
+    attribution_params: dict = field(default_factory=dict)
+    stability: bool = True
+
+    @property
+    def baselines(self) -> tuple[str, ...]:
+        """The IG baseline names as a tuple (``baseline`` may be one string)."""
+        return (self.baseline,) if isinstance(self.baseline, str) else tuple(self.baseline)
 
     def __post_init__(self) -> None:
         if isinstance(self.attribution, str):
             self.attribution = (self.attribution,)
         self.attribution = tuple(self.attribution)
-        choices = (("model", MODEL_NAMES), ("device", DEVICES), ("baseline", BASELINES),
+        if not isinstance(self.baseline, str):
+            self.baseline = tuple(self.baseline)
+            if not self.baseline:
+                raise ValueError("EnsembleConfig.baseline needs at least one baseline.")
+            if len(set(self.baseline)) != len(self.baseline):
+                raise ValueError(f"EnsembleConfig.baseline lists a baseline twice: {self.baseline}.")
+        for name in self.baselines:
+            if name not in BASELINES:
+                raise ValueError(f"EnsembleConfig.baseline must be one of {', '.join(BASELINES)}, got {name!r}.")
+        choices = (("model", MODEL_NAMES), ("device", DEVICES), ("ig_method", IG_RULES),
                    ("stabilize", STABILIZE_METHODS), ("positive", POSITIVE_METHODS))
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
@@ -125,6 +173,17 @@ class EnsembleConfig:
             )
         if len(set(self.attribution)) != len(self.attribution):
             raise ValueError(f"EnsembleConfig.attribution lists a method twice: {self.attribution}.")
+        for method in self.attribution:
+            check_supported(method, self.model)
+        if not isinstance(self.attribution_params, dict):
+            raise ValueError("EnsembleConfig.attribution_params must be a dict of parameter dicts by method.")
+        for method, params in self.attribution_params.items():
+            if method not in self.attribution:
+                raise ValueError(f"EnsembleConfig.attribution_params has parameters for {method!r}, "
+                                 f"which is not among the requested methods {self.attribution}.")
+            if not isinstance(params, dict):
+                raise ValueError(f"EnsembleConfig.attribution_params[{method!r}] must be a dict.")
+            resolve_params(method, **params)
         for name, minimum in (("n_folds", 2), ("n_models", 1), ("epochs", 1), ("batch_size", 1),
                               ("patience", 1), ("ig_steps", 1), ("attribution_batch_size", 1),
                               ("random_seed", 0)):
@@ -175,6 +234,23 @@ class EnsembleResult:
     model_maps : dict of str to ndarray of shape (n_models, n_samples, n_timepoints, n_features) or None
         Only with ``EnsembleConfig.keep_model_maps``: every model's map (model ``m`` of the
         sample's fold in row ``m``), positive and normalized like the stabilized maps.
+    stability : pandas.DataFrame
+        Stability of the maps across seeds, long table with columns ``method`` (map key),
+        ``metric``, ``value``, ``n_samples``. Metrics: ``seed_correlation`` (per sample, the mean
+        Pearson correlation over all pairs of the fold's models' positive maps; averaged over
+        samples), ``split_half_correlation`` (per sample, Pearson correlation between the maps
+        stabilized from the first ``n_models // 2`` models and from the others; averaged over
+        samples) and ``split_half_spearman_brown`` (``2r / (1 + r)`` of that mean, the
+        reliability of the full ensemble). NaN with a single model; empty with
+        ``EnsembleConfig.stability=False``.
+    run_importance : dict of str to ndarray of shape (n_models, n_classes, n_features)
+        Per map key, the feature importance of each "run" ``m`` -- model ``m`` of every fold,
+        which together explain every sample once, out of fold, like one cross-validation run of
+        seed 004 (§2.7) -- for each true class: the model's positive, sum-normalized map summed
+        over time, averaged over the samples of that class.
+    attribution_params : dict of str to dict
+        Per map key: ``method``, ``baseline`` (name or None) and ``params`` (every parameter
+        with defaults filled in), the record of how each map was made.
     """
 
     maps: dict[str, np.ndarray]
@@ -186,6 +262,42 @@ class EnsembleResult:
     n_reused: int = 0
     device: str = "cpu"
     model_maps: dict[str, np.ndarray] | None = None
+    stability: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STABILITY_COLUMNS))
+    run_importance: dict[str, np.ndarray] = field(default_factory=dict)
+    attribution_params: dict[str, dict] = field(default_factory=dict)
+
+
+STABILITY_COLUMNS = ["method", "metric", "value", "n_samples"]
+
+
+def method_params(config: EnsembleConfig) -> dict[str, dict]:
+    """Parameters per method of ``config`` as passed to :func:`attribute_fold`.
+
+    IG gets ``n_steps=config.ig_steps`` and ``method=config.ig_method`` unless
+    ``config.attribution_params["ig"]`` sets them.
+    """
+    out = {}
+    for method in config.attribution:
+        params = dict(config.attribution_params.get(method, {}))
+        if method == "ig":
+            params.setdefault("n_steps", config.ig_steps)
+            params.setdefault("method", config.ig_method)
+        out[method] = params
+    return out
+
+
+def attribution_settings(config: EnsembleConfig) -> dict[str, dict]:
+    """How each map of an ensemble with ``config`` is made, by map key (for provenance).
+
+    Returns
+    -------
+    dict of str to dict
+        ``{key: {"method": ..., "baseline": name or None, "params": {...all parameters...}}}``
+        in the order of :func:`xaibids.attribution.registry.map_keys`.
+    """
+    params = method_params(config)
+    return {key: {"method": method, "baseline": base, "params": resolve_params(method, **params[method])}
+            for key, method, base in map_keys(config.attribution, config.baselines)}
 
 
 def model_seed(random_seed: int, fold: int, index: int) -> int:
@@ -332,13 +444,17 @@ def attribute_fold(
     positive: str = "abs",
     batch_size: int = 16,
     device: str | torch.device = "cpu",
-    progress_bar: tqdm | None = None,
+    progress_bar=None,
     keep_model_maps: bool = False,
+    method_params: dict | None = None,
+    stability: bool = True,
 ) -> Iterator[dict]:
-    """Stream a fold's test samples through all its models and stabilize their maps.
+    """Stream a fold's test samples through its models: attribute, stabilize (seed 000, §2.4).
 
-    Seed 000, §2.4: every model's map of every test sample, then one stabilized map per
-    sample. Only ``batch_size x len(models)`` raw maps per method are held at a time.
+    Samples are processed in batches of ``batch_size``; each batch is explained by every model
+    (target = the true class) and stabilized before the next batch starts, so at most
+    ``batch_size x len(models)`` raw maps per map key are held at a time. The stability across
+    seeds and the per-model feature importance are computed from the same batch.
 
     Parameters
     ----------
@@ -350,10 +466,12 @@ def attribute_fold(
         True classes (the attribution target, and the loss weighting the selection).
     methods : tuple of str
         Keys of :data:`xaibids.attribution.METHODS`.
-    baseline : str, float or torch.Tensor
-        IG baseline (see :func:`xaibids.attribution.ig.make_baseline`).
+    baseline : str, float, torch.Tensor or dict
+        Baseline of the baseline-taking methods (see :func:`xaibids.attribution.ig.make_baseline`),
+        or an ordered dict ``{name: value}`` of several; with more than one, IG yields one map
+        per baseline keyed ``igZero``, ``igMean``, ... and the other methods use the first.
     n_steps : int
-        IG integration points.
+        IG integration points (unless ``method_params["ig"]["n_steps"]`` is given).
     how, positive : str
         As in :func:`xaibids.attribution.stabilize.stabilize`.
     batch_size : int
@@ -365,15 +483,21 @@ def attribute_fold(
         Updated by one per batch.
     keep_model_maps : bool, default=False
         Also yield every model's positive, sum-normalized map.
+    method_params : dict of str to dict, optional
+        Parameters per method (:func:`xaibids.attribution.attribute`).
+    stability : bool, default=True
+        Compute the per-sample stability statistics.
 
     Yields
     ------
     dict
         Per batch: ``start`` and ``stop`` (positions in ``X_test``), ``maps`` and
-        ``single_model_maps`` (method → float32 ``(b, T, F)``), ``selected`` (method → list of
-        model indices or None), ``losses`` (``(n_models, b)``) and ``probabilities``
-        (``(n_models, b, n_classes)``); with ``keep_model_maps`` also ``model_maps``
-        (method → float32 ``(n_models, b, T, F)``).
+        ``single_model_maps`` (map key → float32 ``(b, T, F)``), ``selected`` (map key → list of
+        model indices or None), ``losses`` (``(n_models, b)``), ``probabilities``
+        (``(n_models, b, n_classes)``), ``feature_importance`` (map key → ``(n_models, b, F)``,
+        each model's positive, sum-normalized map summed over time) and, with ``stability``,
+        ``stability`` (map key → ``{"seed_correlation": (b,), "split_half_correlation": (b,)}``);
+        with ``keep_model_maps`` also ``model_maps`` (map key → float32 ``(n_models, b, T, F)``).
     """
     device = torch.device(device)
     if not models:
@@ -389,6 +513,23 @@ def attribute_fold(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise ValueError(f"Unknown attribution method(s) {unknown}; available: {', '.join(sorted(METHODS))}.")
+    params = {m: dict((method_params or {}).get(m, {})) for m in methods}
+    if "ig" in params:
+        params["ig"].setdefault("n_steps", n_steps)
+    for m in methods:
+        resolve_params(m, **params[m])
+        check_supported(m, models[0])
+    if isinstance(baseline, dict):
+        if not baseline:
+            raise ValueError("attribute_fold got an empty dict of baselines.")
+        baselines = dict(baseline)
+    else:
+        baselines = {baseline if isinstance(baseline, str) else "given": baseline}
+    first = next(iter(baselines.values()))
+    keys = [(key, m, baselines[b] if b in baselines else first)
+            for key, m, b in map_keys(methods, tuple(baselines))]
+    n_models = len(models)
+    half = n_models // 2
     n_test = len(X_test)
     for model in models:
         model.to(device).eval()
@@ -401,41 +542,498 @@ def attribute_fold(
             xb = torch.as_tensor(X_test[start:stop], dtype=torch.float32, device=device)
             yb = torch.as_tensor(y_test[start:stop], dtype=torch.int64, device=device)
             b = stop - start
-            raw = {m: np.empty((len(models), b) + tuple(xb.shape[1:]), dtype=np.float32) for m in methods}
-            losses = np.empty((len(models), b))
+            raw = {key: np.empty((n_models, b) + tuple(xb.shape[1:]), dtype=np.float32) for key, _, _ in keys}
+            losses = np.empty((n_models, b))
             probabilities = []
             for i, model in enumerate(models):
                 with torch.no_grad():
                     log_p = torch.log_softmax(model(xb), dim=1)
                 losses[i] = (-log_p[torch.arange(b, device=device), yb]).cpu().numpy()
                 probabilities.append(log_p.exp().cpu().numpy())
-                for method in methods:
-                    raw[method][i] = attribute(
-                        method, model, xb, target=yb, baseline=baseline, n_steps=n_steps
-                    ).cpu().numpy()
+                for key, method, base in keys:
+                    raw[key][i] = attribute(method, model, xb, target=yb, baseline=base,
+                                            **params[method]).cpu().numpy()
             out = {"start": start, "stop": stop, "losses": losses,
                    "probabilities": np.stack(probabilities), "maps": {}, "single_model_maps": {},
-                   "selected": {}, "model_maps": {}}
-            for method in methods:
-                stable = np.empty(raw[method].shape[1:], dtype=np.float32)
-                single = np.empty_like(stable)
+                   "selected": {}, "model_maps": {}, "feature_importance": {}, "stability": {}}
+            for key, _, _ in keys:
+                stable = np.empty(raw[key].shape[1:], dtype=np.float32)
                 chosen = []
                 for j in range(b):
-                    stable[j], sel = stabilize(raw[method][:, j], losses[:, j], how=how, positive=positive)
-                    single[j], _ = stabilize(raw[method][:1, j], None, how="none", positive=positive)
+                    stable[j], sel = stabilize(raw[key][:, j], losses[:, j], how=how, positive=positive)
                     chosen.append(sel)
-                out["maps"][method], out["single_model_maps"][method] = stable, single
-                out["selected"][method] = chosen
+                # every model's positive map normalized by its sum (seed 000, §2.4), vectorized
+                pos = make_positive(raw[key].astype(np.float64), positive)
+                total = np.abs(pos).sum(axis=(2, 3), keepdims=True)
+                ok = (total > 0) & np.isfinite(total)
+                normalized = np.where(ok, pos / np.where(ok, total, 1.0), 0.0)
+                out["maps"][key], out["selected"][key] = stable, chosen
+                out["single_model_maps"][key] = normalized[0].astype(np.float32)
+                out["feature_importance"][key] = normalized.sum(axis=2)
                 if keep_model_maps:
-                    out["model_maps"][method] = np.stack([
-                        np.stack([stabilize(raw[method][i:i + 1, j], None, how="none",
-                                            positive=positive)[0] for j in range(b)])
-                        for i in range(len(models))
-                    ]).astype(np.float32)
+                    out["model_maps"][key] = normalized.astype(np.float32)
+                if stability:
+                    pairwise = np.array([pairwise_model_correlation(pos[:, j]) for j in range(b)])
+                    split = np.full(b, np.nan)
+                    if half >= 1:
+                        a = np.stack([stabilize(raw[key][:half, j], losses[:half, j], how=how,
+                                                positive=positive)[0] for j in range(b)])
+                        c = np.stack([stabilize(raw[key][half:, j], losses[half:, j], how=how,
+                                                positive=positive)[0] for j in range(b)])
+                        split = pearson_per_sample(a, c)
+                    out["stability"][key] = {"seed_correlation": pairwise, "split_half_correlation": split}
             del raw
             if progress_bar is not None:
                 progress_bar.update(1)
             yield out
+
+
+@dataclass
+class FoldResult:
+    """One fold's share of an :class:`EnsembleResult` (:func:`attribute_trained_fold`).
+
+    :func:`merge_fold_results` combines the folds into the result :func:`run_ensemble` returns;
+    :func:`run_ensemble` itself is built from the same pieces, so both are equal exactly.
+
+    Attributes
+    ----------
+    fold : int
+        1-based fold number.
+    train_idx, test_idx : ndarray of int
+        The fold's training and test sample indices.
+    seeds : list of int
+        The fold's model seeds, in model-index order.
+    maps, single_model_maps : dict of str to ndarray of shape (n_test, n_timepoints, n_features)
+        Per map key, the stabilized map and the first model's map of each test sample.
+    model_maps : dict of str to ndarray of shape (n_models, n_test, n_timepoints, n_features) or None
+        Only with ``EnsembleConfig.keep_model_maps``.
+    seed_correlation, split_half_correlation : dict of str to ndarray of shape (n_test,)
+        Per-sample stability statistics (NaN without ``EnsembleConfig.stability``).
+    run_sums : dict of str to ndarray of shape (n_models, n_classes, n_features)
+        Per map key, each model's feature importance summed over the test samples of each class.
+    map_info : list of dict
+        :attr:`EnsembleResult.map_info` of the test samples, in ``test_idx`` order.
+    performance : list of dict
+        The fold's rows of :attr:`EnsembleResult.performance`.
+    device : str
+        Device the models ran on.
+    """
+
+    fold: int
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    seeds: list[int]
+    maps: dict[str, np.ndarray]
+    single_model_maps: dict[str, np.ndarray]
+    model_maps: dict[str, np.ndarray] | None
+    seed_correlation: dict[str, np.ndarray]
+    split_half_correlation: dict[str, np.ndarray]
+    run_sums: dict[str, np.ndarray]
+    map_info: list[dict]
+    performance: list[dict]
+    device: str = "cpu"
+
+
+@dataclass
+class _FoldPlan:
+    """What every step of one fold needs: indices, standardized data, inner split, seeds."""
+
+    fold: int
+    train_idx: np.ndarray
+    test_idx: np.ndarray
+    X_train: np.ndarray
+    X_test: np.ndarray
+    split_seed: int
+    fit_pos: np.ndarray
+    val_pos: np.ndarray
+    fingerprint: str
+    seeds: list[int]
+
+
+def ensemble_folds(dataset: TimeseriesDataset, config: EnsembleConfig) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The cross-validation folds :func:`run_ensemble` uses for ``dataset`` and ``config``."""
+    return make_folds(dataset.y, _fold_groups(dataset), config.n_folds, config.random_seed, dataset.classes)
+
+
+def _check_inputs(dataset, config, caller: str) -> None:
+    if not isinstance(dataset, TimeseriesDataset):
+        raise TypeError(f"{caller} needs a TimeseriesDataset (see assemble_dataset).")
+    if not isinstance(config, EnsembleConfig):
+        raise TypeError(f"{caller} needs an EnsembleConfig.")
+
+
+def _check_fold(fold, n_folds: int) -> int:
+    if isinstance(fold, bool) or not isinstance(fold, (int, np.integer)) or not 1 <= fold <= n_folds:
+        raise ValueError(f"fold must be an integer from 1 to {n_folds}, got {fold!r}.")
+    return int(fold)
+
+
+def _prepare_device(name: str) -> torch.device:
+    device = resolve_device(name)
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    return device
+
+
+def _plan_fold(dataset: TimeseriesDataset, config: EnsembleConfig, folds, fold: int, data_hash: str) -> _FoldPlan:
+    """Standardization, inner split, fingerprint and seeds of fold ``fold`` (1-based)."""
+    X, y = dataset.X, dataset.y
+    train_idx, test_idx = folds[fold - 1]
+    mean, std = training.fit_standardizer(X[train_idx])
+    X_train = training.apply_standardizer(X[train_idx], mean, std)
+    X_test = training.apply_standardizer(X[test_idx], mean, std)
+    split_seed = int(np.random.SeedSequence([config.random_seed, fold]).generate_state(1)[0] >> 1)
+    fit_pos, val_pos = training.inner_split(
+        y[train_idx], np.asarray(dataset.subjects, dtype=object)[train_idx],
+        config.val_fraction, split_seed,
+    )
+    return _FoldPlan(
+        fold=fold, train_idx=train_idx, test_idx=test_idx, X_train=X_train, X_test=X_test,
+        split_seed=split_seed, fit_pos=fit_pos, val_pos=val_pos,
+        fingerprint=_fingerprint(config, data_hash, train_idx, fit_pos),
+        seeds=[model_seed(config.random_seed, fold, m) for m in range(config.n_models)],
+    )
+
+
+def _obtain_model(plan: _FoldPlan, dataset: TimeseriesDataset, config: EnsembleConfig,
+                  checkpoint_dir: Path, index: int, device: torch.device) -> tuple[dict, dict, bool]:
+    """Model ``index`` of the fold from its checkpoint, else trained and checkpointed.
+
+    Returns ``(state_dict, info, trained)``.
+    """
+    seed = plan.seeds[index]
+    pt_path, json_path = training.checkpoint_paths(checkpoint_dir, plan.fold, seed)
+    loaded = training.load_checkpoint(pt_path, json_path, plan.fingerprint)
+    if loaded is not None:
+        return loaded[0], loaded[1], False
+    y_train = dataset.y[plan.train_idx]
+    state, info = training.train_model(
+        config.model, config.model_kwargs,
+        plan.X_train[plan.fit_pos], y_train[plan.fit_pos],
+        plan.X_train[plan.val_pos], y_train[plan.val_pos],
+        n_classes=len(dataset.classes), seed=seed, epochs=config.epochs,
+        batch_size=config.batch_size, learning_rate=config.learning_rate,
+        weight_decay=config.weight_decay, patience=config.patience, device=device,
+    )
+    info.update(fold=plan.fold, seed=seed, model=config.model, fingerprint=plan.fingerprint)
+    training.save_checkpoint(state, info, pt_path, json_path)
+    return state, info, True
+
+
+def _load_state(plan: _FoldPlan, checkpoint_dir: Path, index: int, caller: str) -> dict:
+    """The checkpointed weights of model ``index`` of the fold; an error when missing or stale."""
+    seed = plan.seeds[index]
+    pt_path, json_path = training.checkpoint_paths(checkpoint_dir, plan.fold, seed)
+    loaded = training.load_checkpoint(pt_path, json_path, plan.fingerprint)
+    if loaded is None:
+        raise FileNotFoundError(
+            f"No up-to-date checkpoint of model {index} (seed {seed}) of fold {plan.fold} in "
+            f"{checkpoint_dir}; {caller} with the same dataset and settings first."
+        )
+    return loaded[0]
+
+
+def _build_trained(config: EnsembleConfig, dataset: TimeseriesDataset, state: dict, seed: int) -> torch.nn.Module:
+    """The architecture of ``config`` with the trained weights ``state`` (on the CPU)."""
+    _, T, F = dataset.X.shape
+    torch.manual_seed(seed)
+    model = build_model(config.model, n_features=F, n_timepoints=T, n_classes=len(dataset.classes),
+                        **config.model_kwargs)
+    model.load_state_dict(state)
+    return model
+
+
+def _state_digest(state: dict) -> str:
+    """SHA-256 of a state dict's names, shapes, dtypes and values."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+def _attribute_plan(dataset: TimeseriesDataset, config: EnsembleConfig, plan: _FoldPlan,
+                    models: list[torch.nn.Module], device: torch.device, progress_bar=None) -> FoldResult:
+    """Steps 4-5 of :func:`run_ensemble` for one fold: attribute, stabilize, score."""
+    y = dataset.y
+    n_classes = len(dataset.classes)
+    test_idx, seeds, k = plan.test_idx, plan.seeds, plan.fold
+    n_test = len(test_idx)
+    keys = list(attribution_settings(config))
+    shape = (n_test,) + tuple(dataset.X.shape[1:])
+    maps = {m: np.full(shape, np.nan, dtype=np.float32) for m in keys}
+    single = {m: np.full(shape, np.nan, dtype=np.float32) for m in keys}
+    every = ({m: np.full((len(models),) + shape, np.nan, dtype=np.float32) for m in keys}
+             if config.keep_model_maps else None)
+    seed_r = {m: np.full(n_test, np.nan) for m in keys}
+    split_r = {m: np.full(n_test, np.nan) for m in keys}
+    run_sums = {m: np.zeros((len(models), n_classes, dataset.X.shape[2])) for m in keys}
+    map_info: list[dict | None] = [None] * n_test
+    baseline = {name: make_baseline(name, plan.X_train, seed=plan.split_seed) for name in config.baselines}
+    losses = np.empty((len(models), n_test))
+    probabilities = np.empty((len(models), n_test, n_classes))
+    for batch in attribute_fold(
+        models, plan.X_test, y[test_idx], methods=config.attribution, baseline=baseline,
+        n_steps=config.ig_steps, how=config.stabilize, positive=config.positive,
+        batch_size=config.attribution_batch_size, device=device, progress_bar=progress_bar,
+        keep_model_maps=config.keep_model_maps, method_params=method_params(config),
+        stability=config.stability,
+    ):
+        start, stop = batch["start"], batch["stop"]
+        positions = test_idx[start:stop]
+        losses[:, start:stop] = batch["losses"]
+        probabilities[:, start:stop] = batch["probabilities"]
+        for method in keys:
+            maps[method][start:stop] = batch["maps"][method]
+            single[method][start:stop] = batch["single_model_maps"][method]
+            if every is not None:
+                every[method][:, start:stop] = batch["model_maps"][method]
+            if config.stability:
+                seed_r[method][start:stop] = batch["stability"][method]["seed_correlation"]
+                split_r[method][start:stop] = batch["stability"][method]["split_half_correlation"]
+            importance = batch["feature_importance"][method]  # (n_models, b, F)
+            for c in range(n_classes):
+                run_sums[method][:, c] += importance[:, y[positions] == c].sum(axis=1)
+        for j, sample in enumerate(positions):
+            mean_p = batch["probabilities"][:, j].mean(axis=0)
+            pred = int(np.argmax(mean_p))
+            chosen = {m: batch["selected"][m][j] for m in keys}
+            map_info[start + j] = {
+                "sample": int(sample),
+                "subject": dataset.subjects[sample],
+                "source": dataset.sources[sample],
+                "fold": k,
+                "model_seeds": list(seeds),
+                "selected_model_index": chosen,
+                "selected_model_seed": {m: (None if i is None else seeds[i]) for m, i in chosen.items()},
+                "model_losses": [float(v) for v in batch["losses"][:, j]],
+                "prediction": dataset.classes[pred],
+                "prediction_index": pred,
+                "probability": float(mean_p[pred]),
+                "probabilities": {c: float(p) for c, p in zip(dataset.classes, mean_p)},
+                "true_label": dataset.classes[int(y[sample])],
+                "true_index": int(y[sample]),
+                "correct": bool(pred == int(y[sample])),
+            }
+    y_test = y[test_idx]
+    rows = []
+    for i, seed in enumerate(seeds):
+        pred = probabilities[i].argmax(axis=1)
+        rows.append({"fold": k, "model": seed, "n_models": 1,
+                     "accuracy": float(np.mean(pred == y_test)),
+                     "balanced_accuracy": _balanced_accuracy(y_test, pred),
+                     "loss": float(losses[i].mean())})
+    mean_p = probabilities.mean(axis=0)
+    pred = mean_p.argmax(axis=1)
+    true_p = np.clip(mean_p[np.arange(len(y_test)), y_test], 1e-12, None)
+    rows.append({"fold": k, "model": "ensemble", "n_models": len(seeds),
+                 "accuracy": float(np.mean(pred == y_test)),
+                 "balanced_accuracy": _balanced_accuracy(y_test, pred),
+                 "loss": float(-np.log(true_p).mean())})
+    ens = rows[-1]
+    LOGGER.info("Fold %d/%d: ensemble of %d models, accuracy %.3f, balanced accuracy %.3f.",
+                k, config.n_folds, len(seeds), ens["accuracy"], ens["balanced_accuracy"])
+    return FoldResult(
+        fold=k, train_idx=plan.train_idx, test_idx=test_idx, seeds=list(seeds), maps=maps,
+        single_model_maps=single, model_maps=every, seed_correlation=seed_r,
+        split_half_correlation=split_r, run_sums=run_sums, map_info=map_info, performance=rows,
+        device=str(device),
+    )
+
+
+def train_fold_chunk(
+    dataset: TimeseriesDataset,
+    config: EnsembleConfig,
+    checkpoint_dir: str | Path,
+    fold: int,
+    indices=None,
+) -> list[dict]:
+    """Train models ``indices`` of fold ``fold`` into ``checkpoint_dir``, as :func:`run_ensemble` would.
+
+    Step 3 of :func:`run_ensemble` for a subset of one fold's models, sharing its code: the same
+    seeds, inner split, checkpoint paths and fingerprints, so :func:`run_ensemble`,
+    :func:`attribute_trained_fold` and :func:`load_fold_models` reuse these checkpoints (and
+    this function reuses theirs). Independent chunks (other folds, other indices) can run at
+    the same time in other processes or on other machines sharing ``checkpoint_dir``
+    (:func:`xaibids.workflows.group.init_group_training_wf`).
+
+    Parameters
+    ----------
+    dataset, config, checkpoint_dir
+        As for :func:`run_ensemble`.
+    fold : int
+        1-based fold number.
+    indices : iterable of int, optional
+        0-based model indices (``0 .. config.n_models - 1``); all of the fold's models when None.
+
+    Returns
+    -------
+    list of dict
+        Per model, in the order of ``indices``: ``fold``, ``index``, ``seed``, ``trained`` (False:
+        an up-to-date checkpoint was found), ``seconds``, ``checkpoint`` (path of the weights),
+        ``fingerprint``, ``weights_sha256`` (of the weights' values), ``val_loss`` and
+        ``best_epoch``.
+    """
+    _check_inputs(dataset, config, "train_fold_chunk")
+    device = _prepare_device(config.device)
+    checkpoint_dir = Path(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    folds = ensemble_folds(dataset, config)
+    fold = _check_fold(fold, len(folds))
+    indices = list(range(config.n_models)) if indices is None else list(indices)
+    bad = [m for m in indices if isinstance(m, bool) or not isinstance(m, (int, np.integer))
+           or not 0 <= m < config.n_models]
+    if bad or len(set(indices)) != len(indices):
+        raise ValueError(f"train_fold_chunk indices must be distinct integers from 0 to "
+                         f"{config.n_models - 1}, got {indices!r}.")
+    plan = _plan_fold(dataset, config, folds, fold, _dataset_hash(dataset))
+    records = []
+    for m in map(int, indices):
+        start = time.perf_counter()
+        state, info, trained = _obtain_model(plan, dataset, config, checkpoint_dir, m, device)
+        seconds = time.perf_counter() - start
+        records.append({
+            "fold": fold, "index": m, "seed": plan.seeds[m], "trained": trained,
+            "seconds": round(seconds, 3),
+            "checkpoint": str(training.checkpoint_paths(checkpoint_dir, fold, plan.seeds[m])[0]),
+            "fingerprint": plan.fingerprint, "weights_sha256": _state_digest(state),
+            "val_loss": info.get("val_loss"), "best_epoch": info.get("best_epoch"),
+        })
+        if trained:
+            LOGGER.info("Fold %d/%d, model %d/%d (seed %d): trained in %.1f s (best epoch %s, "
+                        "validation loss %.4f).", fold, len(folds), m + 1, config.n_models,
+                        plan.seeds[m], seconds, info.get("best_epoch"), info.get("val_loss", float("nan")))
+        else:
+            LOGGER.info("Fold %d/%d, model %d/%d (seed %d): reused its checkpoint.",
+                        fold, len(folds), m + 1, config.n_models, plan.seeds[m])
+    return records
+
+
+def attribute_trained_fold(
+    dataset: TimeseriesDataset,
+    config: EnsembleConfig,
+    checkpoint_dir: str | Path,
+    fold: int,
+    progress: bool = False,
+) -> FoldResult:
+    """Steps 4-5 of :func:`run_ensemble` for one fold whose models are all checkpointed.
+
+    Loads the fold's ``config.n_models`` checkpoints (written by :func:`train_fold_chunk` or
+    :func:`run_ensemble`; a missing or stale one raises :class:`FileNotFoundError`), streams
+    the fold's test samples through them and stabilizes their maps.
+
+    Returns
+    -------
+    FoldResult
+        Combine the folds with :func:`merge_fold_results`.
+    """
+    _check_inputs(dataset, config, "attribute_trained_fold")
+    device = _prepare_device(config.device)
+    folds = ensemble_folds(dataset, config)
+    fold = _check_fold(fold, len(folds))
+    plan = _plan_fold(dataset, config, folds, fold, _dataset_hash(dataset))
+    models = [
+        _build_trained(config, dataset, _load_state(plan, Path(checkpoint_dir), m, "train it (train_fold_chunk)"),
+                       plan.seeds[m]).to(device).eval()
+        for m in range(config.n_models)
+    ]
+    bar = tqdm(total=-(-len(plan.test_idx) // config.attribution_batch_size),
+               desc=f"Attributing fold {fold}", unit="batch", disable=not progress)
+    try:
+        return _attribute_plan(dataset, config, plan, models, device, progress_bar=bar)
+    finally:
+        bar.close()
+
+
+def merge_fold_results(
+    dataset: TimeseriesDataset,
+    config: EnsembleConfig,
+    fold_results: list[FoldResult],
+    n_trained: int = 0,
+    n_reused: int = 0,
+) -> EnsembleResult:
+    """Combine every fold's :class:`FoldResult` into the :class:`EnsembleResult` of :func:`run_ensemble`.
+
+    Parameters
+    ----------
+    dataset, config
+        As for :func:`run_ensemble`.
+    fold_results : list of FoldResult
+        One per fold, in any order (:func:`attribute_trained_fold`).
+    n_trained, n_reused : int
+        Models trained and models reused from checkpoints, for :attr:`EnsembleResult.n_trained`
+        and :attr:`EnsembleResult.n_reused`.
+
+    Returns
+    -------
+    EnsembleResult
+    """
+    _check_inputs(dataset, config, "merge_fold_results")
+    by_fold = {r.fold: r for r in fold_results}
+    if sorted(by_fold) != list(range(1, config.n_folds + 1)) or len(fold_results) != config.n_folds:
+        raise ValueError(f"merge_fold_results needs one result per fold 1..{config.n_folds}, got folds "
+                         f"{sorted(r.fold for r in fold_results)}.")
+    results = [by_fold[k] for k in range(1, config.n_folds + 1)]
+    n, T, F = dataset.X.shape
+    n_classes = len(dataset.classes)
+    settings = attribution_settings(config)
+    keys = list(settings)
+    covered = np.concatenate([r.test_idx for r in results])
+    if len(covered) != n or not np.array_equal(np.sort(covered), np.arange(n)):
+        raise ValueError("merge_fold_results: the folds' test samples do not cover the dataset exactly once; "
+                         "were they made from this dataset and config?")
+    maps = {m: np.full((n, T, F), np.nan, dtype=np.float32) for m in keys}
+    single = {m: np.full((n, T, F), np.nan, dtype=np.float32) for m in keys}
+    every = ({m: np.full((config.n_models, n, T, F), np.nan, dtype=np.float32) for m in keys}
+             if config.keep_model_maps else None)
+    seed_r = {m: np.full(n, np.nan) for m in keys}
+    split_r = {m: np.full(n, np.nan) for m in keys}
+    run_sums = {m: np.zeros((config.n_models, n_classes, F)) for m in keys}
+    map_info: list[dict | None] = [None] * n
+    rows: list[dict] = []
+    for r in results:
+        positions = r.test_idx
+        for m in keys:
+            maps[m][positions] = r.maps[m]
+            single[m][positions] = r.single_model_maps[m]
+            if every is not None:
+                every[m][:, positions] = r.model_maps[m]
+            seed_r[m][positions] = r.seed_correlation[m]
+            split_r[m][positions] = r.split_half_correlation[m]
+            run_sums[m] += r.run_sums[m]
+        for j, sample in enumerate(positions):
+            map_info[sample] = r.map_info[j]
+        rows.extend(r.performance)
+    if n_reused:
+        LOGGER.info("Reused %d checkpointed model(s), trained %d.", n_reused, n_trained)
+    performance = pd.DataFrame(rows, columns=["fold", "model", "n_models", "accuracy",
+                                              "balanced_accuracy", "loss"])
+    performance["model"] = performance["model"].astype(object)
+    stability_rows = []
+    if config.stability:
+        for method in keys:
+            for metric, values in (("seed_correlation", seed_r[method]),
+                                   ("split_half_correlation", split_r[method])):
+                finite = np.isfinite(values)
+                value = float(values[finite].mean()) if finite.any() else float("nan")
+                stability_rows.append({"method": method, "metric": metric, "value": value,
+                                       "n_samples": int(finite.sum())})
+            r = stability_rows[-1]["value"]
+            stability_rows.append({"method": method, "metric": "split_half_spearman_brown",
+                                   "value": 2 * r / (1 + r) if np.isfinite(r) and r > -1 else float("nan"),
+                                   "n_samples": stability_rows[-1]["n_samples"]})
+    class_counts = np.bincount(dataset.y, minlength=n_classes).astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        run_importance = {m: run_sums[m] / class_counts[None, :, None] for m in keys}
+    devices = list(dict.fromkeys(r.device for r in results))
+    return EnsembleResult(
+        maps=maps, map_info=map_info, performance=performance, single_model_maps=single,
+        folds=[(r.train_idx, r.test_idx) for r in results], n_trained=int(n_trained),
+        n_reused=int(n_reused), device=",".join(devices), model_maps=every,
+        stability=pd.DataFrame(stability_rows, columns=STABILITY_COLUMNS),
+        run_importance=run_importance, attribution_params=settings,
+    )
 
 
 def run_ensemble(
@@ -459,6 +1057,12 @@ def run_ensemble(
        of the true class and stabilization into one map per sample;
     5. score each model and the ensemble (mean of the models' softmax outputs) on the test set.
 
+    The same steps are available one by one -- :func:`train_fold_chunk` (step 3 for some of a
+    fold's models), :func:`attribute_trained_fold` (steps 4-5 of a fold) and
+    :func:`merge_fold_results` -- for running them as separate jobs
+    (:func:`xaibids.workflows.group.run_group_ensemble`); this function is made of them, so
+    both ways give equal results.
+
     Parameters
     ----------
     dataset : TimeseriesDataset
@@ -474,27 +1078,13 @@ def run_ensemble(
     -------
     EnsembleResult
     """
-    if not isinstance(dataset, TimeseriesDataset):
-        raise TypeError("run_ensemble needs a TimeseriesDataset (see assemble_dataset).")
-    if not isinstance(config, EnsembleConfig):
-        raise TypeError("run_ensemble needs an EnsembleConfig.")
-    device = resolve_device(config.device)
-    if device.type == "cuda":
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    _check_inputs(dataset, config, "run_ensemble")
+    device = _prepare_device(config.device)
     checkpoint_dir = Path(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    X, y = dataset.X, dataset.y
-    n, T, F = X.shape
-    n_classes = len(dataset.classes)
-    folds = make_folds(y, _fold_groups(dataset), config.n_folds, config.random_seed, dataset.classes)
+    folds = ensemble_folds(dataset, config)
     data_hash = _dataset_hash(dataset)
-    methods = config.attribution
-    maps = {m: np.full((n, T, F), np.nan, dtype=np.float32) for m in methods}
-    single = {m: np.full((n, T, F), np.nan, dtype=np.float32) for m in methods}
-    every = ({m: np.full((config.n_models, n, T, F), np.nan, dtype=np.float32) for m in methods}
-             if config.keep_model_maps else None)
-    map_info: list[dict | None] = [None] * n
-    rows: list[dict] = []
+    results: list[FoldResult] = []
     n_trained = n_reused = 0
     batches = sum(-(-len(test) // config.attribution_batch_size) for _, test in folds)
     train_bar = tqdm(total=len(folds) * config.n_models, desc="Training", unit="model",
@@ -502,115 +1092,207 @@ def run_ensemble(
     attr_bar = tqdm(total=batches, desc="Attributing", unit="batch",
                     disable=not progress, position=1, leave=True)
     try:
-        for k, (train_idx, test_idx) in enumerate(folds, start=1):
-            mean, std = training.fit_standardizer(X[train_idx])
-            X_train = training.apply_standardizer(X[train_idx], mean, std)
-            X_test = training.apply_standardizer(X[test_idx], mean, std)
-            split_seed = int(np.random.SeedSequence([config.random_seed, k]).generate_state(1)[0] >> 1)
-            fit_pos, val_pos = training.inner_split(
-                y[train_idx], np.asarray(dataset.subjects, dtype=object)[train_idx],
-                config.val_fraction, split_seed,
-            )
-            fingerprint = _fingerprint(config, data_hash, train_idx, fit_pos)
-            seeds = [model_seed(config.random_seed, k, m) for m in range(config.n_models)]
+        for k in range(1, len(folds) + 1):
+            plan = _plan_fold(dataset, config, folds, k, data_hash)
             models = []
-            for seed in seeds:
-                pt_path, json_path = training.checkpoint_paths(checkpoint_dir, k, seed)
-                loaded = training.load_checkpoint(pt_path, json_path, fingerprint)
-                if loaded is None:
-                    state, info = training.train_model(
-                        config.model, config.model_kwargs,
-                        X_train[fit_pos], y[train_idx][fit_pos],
-                        X_train[val_pos], y[train_idx][val_pos],
-                        n_classes=n_classes, seed=seed, epochs=config.epochs,
-                        batch_size=config.batch_size, learning_rate=config.learning_rate,
-                        weight_decay=config.weight_decay, patience=config.patience, device=device,
-                    )
-                    info.update(fold=k, seed=seed, model=config.model, fingerprint=fingerprint)
-                    training.save_checkpoint(state, info, pt_path, json_path)
-                    n_trained += 1
-                else:
-                    state, info = loaded
-                    n_reused += 1
-                torch.manual_seed(seed)
-                model = build_model(config.model, n_features=F, n_timepoints=T,
-                                    n_classes=n_classes, **config.model_kwargs)
-                model.load_state_dict(state)
-                models.append(model.to(device).eval())
+            for m in range(config.n_models):
+                state, _, trained = _obtain_model(plan, dataset, config, checkpoint_dir, m, device)
+                n_trained += int(trained)
+                n_reused += int(not trained)
+                models.append(_build_trained(config, dataset, state, plan.seeds[m]).to(device).eval())
                 train_bar.update(1)
-            baseline = make_baseline(config.baseline, X_train, seed=split_seed)
-            losses = np.empty((len(models), len(test_idx)))
-            probabilities = np.empty((len(models), len(test_idx), n_classes))
-            for batch in attribute_fold(
-                models, X_test, y[test_idx], methods=methods, baseline=baseline,
-                n_steps=config.ig_steps, how=config.stabilize, positive=config.positive,
-                batch_size=config.attribution_batch_size, device=device, progress_bar=attr_bar,
-                keep_model_maps=config.keep_model_maps,
-            ):
-                start, stop = batch["start"], batch["stop"]
-                positions = test_idx[start:stop]
-                losses[:, start:stop] = batch["losses"]
-                probabilities[:, start:stop] = batch["probabilities"]
-                for method in methods:
-                    maps[method][positions] = batch["maps"][method]
-                    single[method][positions] = batch["single_model_maps"][method]
-                    if every is not None:
-                        every[method][:, positions] = batch["model_maps"][method]
-                for j, sample in enumerate(positions):
-                    mean_p = batch["probabilities"][:, j].mean(axis=0)
-                    pred = int(np.argmax(mean_p))
-                    chosen = {m: batch["selected"][m][j] for m in methods}
-                    map_info[sample] = {
-                        "sample": int(sample),
-                        "subject": dataset.subjects[sample],
-                        "source": dataset.sources[sample],
-                        "fold": k,
-                        "model_seeds": list(seeds),
-                        "selected_model_index": chosen,
-                        "selected_model_seed": {m: (None if i is None else seeds[i]) for m, i in chosen.items()},
-                        "model_losses": [float(v) for v in batch["losses"][:, j]],
-                        "prediction": dataset.classes[pred],
-                        "prediction_index": pred,
-                        "probability": float(mean_p[pred]),
-                        "probabilities": {c: float(p) for c, p in zip(dataset.classes, mean_p)},
-                        "true_label": dataset.classes[int(y[sample])],
-                        "true_index": int(y[sample]),
-                        "correct": bool(pred == int(y[sample])),
-                    }
-            y_test = y[test_idx]
-            for i, seed in enumerate(seeds):
-                pred = probabilities[i].argmax(axis=1)
-                rows.append({"fold": k, "model": seed, "n_models": 1,
-                             "accuracy": float(np.mean(pred == y_test)),
-                             "balanced_accuracy": _balanced_accuracy(y_test, pred),
-                             "loss": float(losses[i].mean())})
-            mean_p = probabilities.mean(axis=0)
-            pred = mean_p.argmax(axis=1)
-            true_p = np.clip(mean_p[np.arange(len(y_test)), y_test], 1e-12, None)
-            rows.append({"fold": k, "model": "ensemble", "n_models": len(seeds),
-                         "accuracy": float(np.mean(pred == y_test)),
-                         "balanced_accuracy": _balanced_accuracy(y_test, pred),
-                         "loss": float(-np.log(true_p).mean())})
-            ens = rows[-1]
-            LOGGER.info("Fold %d/%d: ensemble of %d models, accuracy %.3f, balanced accuracy %.3f.",
-                        k, len(folds), len(seeds), ens["accuracy"], ens["balanced_accuracy"])
+            results.append(_attribute_plan(dataset, config, plan, models, device, progress_bar=attr_bar))
             del models
     finally:
         train_bar.close()
         attr_bar.close()
-    if n_reused:
-        LOGGER.info("Reused %d checkpointed model(s), trained %d.", n_reused, n_trained)
-    performance = pd.DataFrame(rows, columns=["fold", "model", "n_models", "accuracy",
-                                              "balanced_accuracy", "loss"])
-    performance["model"] = performance["model"].astype(object)
-    return EnsembleResult(
-        maps=maps, map_info=map_info, performance=performance, single_model_maps=single,
-        folds=folds, n_trained=n_trained, n_reused=n_reused, device=str(device), model_maps=every,
-    )
+    return merge_fold_results(dataset, config, results, n_trained=n_trained, n_reused=n_reused)
 
 
 def config_to_dict(config: EnsembleConfig) -> dict:
     """All settings of ``config`` as a plain dict (for ``config.toml`` and boilerplate)."""
     out = dataclasses.asdict(config)
     out["attribution"] = list(out["attribution"])
+    if not isinstance(out["baseline"], str):
+        out["baseline"] = list(out["baseline"])
     return out
+
+
+def load_fold_models(
+    dataset: TimeseriesDataset,
+    config: EnsembleConfig,
+    checkpoint_dir: str | Path,
+    fold: int = 1,
+) -> tuple[list[torch.nn.Module], np.ndarray, np.ndarray, dict]:
+    """The trained models of one fold, from the checkpoints :func:`run_ensemble` wrote.
+
+    For the checks that need models rather than maps (:func:`xaibids.attribution.reliability.
+    randomization_check`, :func:`~xaibids.attribution.reliability.faithfulness`).
+
+    Parameters
+    ----------
+    dataset, config, checkpoint_dir
+        As given to :func:`run_ensemble` (which must have run).
+    fold : int, default=1
+        1-based fold number.
+
+    Returns
+    -------
+    models : list of torch.nn.Module
+        The fold's models in ``eval()`` mode on the CPU, in model-index order.
+    X_test : ndarray of shape (n_test, n_timepoints, n_features)
+        The fold's test samples, standardized as for attribution.
+    y_test : ndarray of shape (n_test,)
+    baselines : dict of str to float or torch.Tensor
+        The fold's baseline values by name (``config.baselines``).
+    """
+    folds = ensemble_folds(dataset, config)
+    fold = _check_fold(fold, len(folds))
+    plan = _plan_fold(dataset, config, folds, fold, _dataset_hash(dataset))
+    models = [
+        _build_trained(config, dataset, _load_state(plan, Path(checkpoint_dir), m, "run run_ensemble"),
+                       plan.seeds[m]).eval()
+        for m in range(config.n_models)
+    ]
+    baselines = {name: make_baseline(name, plan.X_train, seed=plan.split_seed) for name in config.baselines}
+    return models, plan.X_test, dataset.y[plan.test_idx], baselines
+
+
+@dataclass
+class PermutationResult:
+    """Output of :func:`permutation_test`.
+
+    Attributes
+    ----------
+    tables : dict of str to pandas.DataFrame
+        Per map key, :func:`xaibids.attribution.reliability.permutation_reproducibility`'s table
+        (``class``, ``feature``, ``null_threshold``, ``reproducibility``, ``reproducible``,
+        ``reproducibility_threshold``, ``n_runs``); written as ``desc-<key>_permutation.tsv``.
+    thresholds : dict of str to int
+        Per map key, the permutation-derived reproducibility threshold.
+    accuracy : pandas.DataFrame
+        Columns ``set`` (``real``, ``null``, ``reproducibility``), ``permutation`` (index, -1 for
+        the real runs) and ``balanced_accuracy`` (of single models, mean over folds -- and over
+        the models for the real runs -- so that real and null runs are alike).
+    p_value : float
+        ``(1 + #{null >= real}) / (1 + n_permutations)`` for the real balanced accuracy.
+    real : EnsembleResult
+        The real (correctly labelled) ensemble.
+    """
+
+    tables: dict[str, pd.DataFrame]
+    thresholds: dict[str, int]
+    accuracy: pd.DataFrame
+    p_value: float
+    real: EnsembleResult
+
+
+def _single_model_accuracy(result: EnsembleResult) -> float:
+    perf = result.performance
+    return float(perf[perf.model != "ensemble"].balanced_accuracy.mean())
+
+
+def permutation_test(
+    dataset: TimeseriesDataset,
+    config: EnsembleConfig,
+    n_permutations: int,
+    checkpoint_dir: str | Path,
+    alpha: float = 0.05,
+    real: EnsembleResult | None = None,
+    progress: bool = False,
+) -> PermutationResult:
+    """Permutation-based significance and reproducibility of feature importances (seed 004, §2.9).
+
+    Reading of seed 004 for seeded ensembles
+    ----------------------------------------
+    Seed 004 repeats one leave-one-subject-out classification 1000 times ("runs", differing by
+    their random initialization) and, per voxel and category, counts in how many runs the
+    voxel's importance exceeds a significance threshold taken from a null distribution of 1000
+    runs with permuted labels, one permutation each (§2.9.1-2.9.2); a second set of permutation
+    runs, scored in the same way, gives the reproducibility threshold, the largest
+    reproducibility any voxel reaches by chance (§2.9.3). Here:
+
+    - a **real run** is model index ``m`` of every fold (:attr:`EnsembleResult.run_importance`):
+      those models together explain every sample once, out of fold, exactly like one
+      cross-validated run of the seed, and differ from the other runs by their random
+      initialization. The real ensemble thus gives ``config.n_models`` runs;
+    - a run's **importance** of feature ``f`` for class ``c`` is the mean over the samples of true
+      class ``c`` of its positive, sum-normalized map summed over time (voxel and category of the
+      seed);
+    - **null runs**: ``n_permutations`` runs, each with its own shuffle of the labels over all
+      samples before the folds are made (§2.9.1), trained with the same settings (one model per
+      fold: a run); the per-feature, per-class null threshold is the ``1 - alpha`` quantile of
+      their importances;
+    - **reproducibility** of a feature: the number of real runs in which it exceeds its threshold;
+    - **reproducibility permutations**: ``config.n_models`` further runs, each with its own
+      shuffle, as many as there are real runs; the reproducibility threshold is the maximum
+      count any feature and class reaches among them, and a real feature is ``reproducible``
+      when its count exceeds it ("the lowest reproducibility value where no voxels appear
+      significant", §3.2, is one above the maximum).
+
+    Every permutation run trains in its own checkpoint folder (``permutation-<p>``,
+    ``reproducibility-<r>`` under ``checkpoint_dir``), so an interrupted test resumes.
+
+    Parameters
+    ----------
+    dataset : TimeseriesDataset
+    config : EnsembleConfig
+        Settings of the real ensemble and of every permutation run.
+    n_permutations : int
+        Label-shuffled runs for the null distribution (seed 004: 1000); at least ``1 / alpha``
+        are needed for a meaningful quantile.
+    checkpoint_dir : str or Path
+        Parent folder of the permutations' checkpoints (and of ``real`` when it is computed).
+    alpha : float, default=0.05
+        Per-feature significance level.
+    real : EnsembleResult, optional
+        The real ensemble if already run with ``config``; else it is run in
+        ``checkpoint_dir/real``.
+    progress : bool, default=False
+        Progress bars of the ensembles.
+
+    Returns
+    -------
+    PermutationResult
+    """
+    if not isinstance(config, EnsembleConfig):
+        raise TypeError("permutation_test needs an EnsembleConfig.")
+    if isinstance(n_permutations, bool) or not isinstance(n_permutations, (int, np.integer)) or n_permutations < 1:
+        raise ValueError(f"permutation_test n_permutations must be a positive integer, got {n_permutations!r}.")
+    if not (isinstance(alpha, float) and 0 < alpha < 1):
+        raise ValueError(f"permutation_test alpha must be a float in (0, 1), got {alpha!r}.")
+    if n_permutations < 1 / alpha:
+        LOGGER.warning("Only %d null runs for alpha=%g: the null threshold is the largest null importance.",
+                       n_permutations, alpha)
+    checkpoint_dir = Path(checkpoint_dir)
+    if real is None:
+        real = run_ensemble(dataset, config, checkpoint_dir / "real", progress=progress)
+    keys = list(attribution_settings(config))
+    missing = [k for k in keys if k not in real.run_importance]
+    if missing:
+        raise ValueError(f"The real ensemble has no run importances for {missing}; was it run with this config?")
+    run_config = dataclasses.replace(config, n_models=1, stability=False, keep_model_maps=False)
+    rows = [{"set": "real", "permutation": -1, "balanced_accuracy": _single_model_accuracy(real)}]
+
+    def shuffled_run(kind: str, index: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([config.random_seed, 2004, 0 if kind == "null" else 1, index])
+        permuted = dataclasses.replace(dataset, y=rng.permutation(dataset.y))
+        name = "permutation" if kind == "null" else "reproducibility"
+        result = run_ensemble(permuted, run_config, checkpoint_dir / f"{name}-{index:04d}", progress=progress)
+        rows.append({"set": kind, "permutation": index, "balanced_accuracy": _single_model_accuracy(result)})
+        return {k: result.run_importance[k][0] for k in keys}
+
+    null_runs = [shuffled_run("null", p) for p in range(n_permutations)]
+    repro_runs = [shuffled_run("reproducibility", r) for r in range(config.n_models)]
+    tables, thresholds = {}, {}
+    for k in keys:
+        tables[k], thresholds[k] = permutation_reproducibility(
+            real.run_importance[k], np.stack([run[k] for run in null_runs]),
+            np.stack([run[k] for run in repro_runs])[None], alpha=alpha,
+            feature_names=list(dataset.feature_names), classes=list(dataset.classes),
+        )
+    accuracy = pd.DataFrame(rows, columns=["set", "permutation", "balanced_accuracy"])
+    null_acc = accuracy[accuracy.set == "null"].balanced_accuracy.to_numpy()
+    p_value = float((1 + np.sum(null_acc >= rows[0]["balanced_accuracy"])) / (1 + len(null_acc)))
+    return PermutationResult(tables=tables, thresholds=thresholds, accuracy=accuracy, p_value=p_value,
+                             real=real)

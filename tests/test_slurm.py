@@ -1,0 +1,128 @@
+"""The SLURM recipes of workflows/slurm on a real (single-node, loopback) SLURM cluster.
+
+The cluster comes from tests/slurm_cluster.py (Debian's slurm-wlm and munge, which .ci/run
+installs); without them, or when not root, every test here skips and says why.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_fmriprep_dataset
+from tests.slurm_cluster import SlurmUnavailable, slurm_cluster
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPES = ROOT / "workflows" / "slurm"
+SUBJECTS = ("01", "02")
+OPTIONS = ["--atlas", "aal", "--skip-bids-validation", "--omp-nthreads", "1"]
+TIMESERIES = "sub-*/func/*_timeseries.tsv"
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    try:
+        with slurm_cluster(timeout=30) as running:
+            yield running
+    except SlurmUnavailable as err:
+        pytest.skip(f"no SLURM test cluster: {err}")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Two subjects and their outputs from a plain MultiProc run (the reference)."""
+    root = tmp_path_factory.mktemp("slurm-data")
+    bids_dir, deriv = make_fmriprep_dataset(root, subjects=SUBJECTS, n_vols=12)
+    reference = root / "multiproc"
+    proc = subprocess.run(
+        [sys.executable, "-m", "xaibids.cli.run", str(bids_dir), str(reference), "participant",
+         "-d", f"fmriprep={deriv}", "-w", str(root / "work-multiproc"), "--nprocs", "2", *OPTIONS],
+        capture_output=True, text=True, cwd=root, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return bids_dir, deriv, reference
+
+
+def _timeseries(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.glob(TIMESERIES))}
+
+
+def _venv() -> Path:
+    venv = Path(sys.executable).parent.parent
+    if not (venv / "bin" / "xaibids").exists():
+        pytest.skip(f"{venv} has no bin/xaibids for the recipe's XAIBIDS_VENV mode")
+    return venv
+
+
+def test_participant_array_recipe_matches_multiproc(cluster, dataset, tmp_path):
+    bids_dir, deriv, reference = dataset
+    out, work_root = tmp_path / "out", tmp_path / "work"
+    recipe = RECIPES / "participant_array.sbatch"
+    count = subprocess.run([str(recipe), "--count", str(bids_dir)], capture_output=True,
+                           text=True, check=True)
+    assert count.stdout.strip() == str(len(SUBJECTS))
+    env = dict(cluster.env, XAIBIDS_VENV=str(_venv()), XAIBIDS_WORK_ROOT=str(work_root))
+    proc = cluster.run(
+        "sbatch", "--wait", f"--array=0-{len(SUBJECTS) - 1}", "--cpus-per-task=1", "--mem=1000",
+        "--time=00:10:00", f"--output={tmp_path}/task-%a.log", str(recipe),
+        str(bids_dir), str(deriv), str(out), *OPTIONS,
+        env=env, cwd=tmp_path, timeout=300,
+    )
+    logs = "\n".join(p.read_text() for p in sorted(tmp_path.glob("task-*.log")))
+    assert proc.returncode == 0, f"{proc.stdout}{proc.stderr}\n{logs}\n{cluster.logs()}"
+    for index, subject in enumerate(SUBJECTS):
+        log = (tmp_path / f"task-{index}.log").read_text()
+        assert f"sub-{subject} on" in log and f"sub-{subject}: done" in log, log
+    expected = _timeseries(reference)
+    assert len(expected) == len(SUBJECTS)
+    assert _timeseries(out) == expected
+    # each task had its own work folder, removed after success
+    assert not work_root.exists() or not any(work_root.iterdir())
+    config = (out / "logs" / "config.toml").read_text()
+    assert "nprocs = 1" in config and "mem_gb" in config
+
+
+def test_participant_array_task_without_subject(cluster, dataset, tmp_path):
+    bids_dir, deriv, _ = dataset
+    proc = cluster.run(
+        "sbatch", "--wait", "--array=5", "--cpus-per-task=1", "--mem=500",
+        f"--output={tmp_path}/task-%a.log", str(RECIPES / "participant_array.sbatch"),
+        str(bids_dir), str(deriv), str(tmp_path / "out"), env=dict(cluster.env, XAIBIDS_VENV=str(_venv())),
+        cwd=tmp_path, timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "Array task 5 has no subject: there are 2" in (tmp_path / "task-5.log").read_text()
+
+
+def test_slurm_plugin_matches_multiproc(cluster, dataset, tmp_path):
+    bids_dir, deriv, reference = dataset
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "xaibids.cli.run", str(bids_dir), str(out), "participant",
+         "-d", f"fmriprep={deriv}", "-w", str(tmp_path / "work"),
+         "--use-plugin", str(RECIPES / "plugin.yml"), *OPTIONS],
+        capture_output=True, text=True, env=cluster.env, cwd=tmp_path, timeout=400,
+    )
+    assert proc.returncode == 0, f"{proc.stderr}\n{cluster.logs()}"
+    assert "with the Nipype SLURM plugin" in proc.stderr
+    for subject in SUBJECTS:
+        assert f"sub-{subject}: done" in proc.stderr
+    assert _timeseries(out) == _timeseries(reference)
+    # the Nipype nodes really went through SLURM: their batch scripts and job logs
+    assert list((tmp_path / "work").rglob("batch/*.sh"))
+    assert 'plugin = "SLURM"' in (out / "logs" / "config.toml").read_text()
+
+
+def test_group_recipe_usage():
+    proc = subprocess.run([str(RECIPES / "group.sbatch")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "BIDS_DIR FMRIPREP_DIR OUTPUT_DIR" in proc.stderr and "plugin.yml" in proc.stderr
+
+
+def test_participant_array_usage(tmp_path):
+    proc = subprocess.run([str(RECIPES / "participant_array.sbatch"), str(tmp_path), "a", "b"],
+                          capture_output=True, text=True, env={
+                              k: v for k, v in os.environ.items() if not k.startswith("SLURM_")})
+    assert proc.returncode == 2 and "SLURM_ARRAY_TASK_ID is not set" in proc.stderr
