@@ -78,12 +78,12 @@ def test_group_unknown_target_is_a_clear_error(group_run, capsys):
 
 
 @pytest.mark.parametrize("option, phrase", [
-    (["--attribution", "ig", "gbp"], "--attribution gbp: not available"),
+    (["--attribution", "ig", "weight"], "does not support the 'stdnn' model"),
     (["--model", "cnn3d"], "--model cnn3d is not available"),
-    (["--permutations", "10"], "--permutations is not available"),
-    (["--reports-only"], "--reports-only is not available"),
+    (["--reports-only"], "holds no xaibids outputs"),
+    (["--feature-groups", "/nonexistent/groups.tsv"], "--feature-groups file"),
 ])
-def test_unimplemented_group_choices_stop_before_work(group_run, capsys, option, phrase):
+def test_impossible_group_choices_stop_before_work(group_run, capsys, option, phrase):
     code, bids_dir, deriv, out, root = group_run
     code = main([str(bids_dir), str(root / "out4"), "group", "-d", f"fmriprep={deriv}",
                  *FAST, *option])
@@ -98,8 +98,12 @@ def test_group_boilerplate_names_the_configuration(group_run):
     for phrase in ("NiftiLabelsMasker", "2-fold stratified cross-validation", "ensemble of 2",
                    "Integrated Gradients", "at most 2 epochs", "master seed 0"):
         assert phrase in text
+    # every non-default parameter of the run is named as its option
+    for option in ("`--atlas aal`", "`--n-folds 2`", "`--n-models 2`", "`--epochs 2`"):
+        assert option in text
     bib = (out / "logs" / "CITATION.bib").read_text()
-    for key in ("nipype1", "pybids", "nilearn", "pytorch", "sundararajan2017", "captum"):
+    for key in ("nipype1", "pybids", "nilearn", "pytorch", "sundararajan2017", "captum",
+                "seed000", "seed001", "seed003", "benjamini1995", "clauset2004"):
         assert "{" + key + "," in bib
     assert "[@" not in (out / "logs" / "CITATION.html").read_text()
 
@@ -112,3 +116,54 @@ def test_group_boilerplate_only_trains_nothing(group_run):
     assert code == 0
     assert "an ensemble of 7 models" in (out5 / "logs" / "CITATION.md").read_text()
     assert not (out5 / "group").exists()
+
+
+def test_group_writes_statistics_reliability_and_reports(group_run):
+    code, bids_dir, deriv, out, root = group_run
+    group = out / "group"
+    for name in ("desc-ig_importance.tsv", "desc-igCosaliency_edges.tsv", "desc-sFNC_edges.tsv",
+                 "desc-modularity_metrics.tsv", "desc-reliability_metrics.tsv",
+                 "desc-randomization_metrics.tsv"):
+        assert (group / name).is_file(), name
+    importance = pd.read_csv(group / "desc-ig_importance.tsv", sep="\t")
+    assert {"cohens_d_ci_low", "cohens_d_ci_high"} <= set(importance.columns)
+    metrics = pd.read_csv(group / "desc-reliability_metrics.tsv", sep="\t")
+    assert {"seed_correlation", "split_half_correlation", "infidelity"} <= set(metrics["metric"])
+    assert (out / "group.html").is_file()
+    assert len(list(out.glob("sub-*.html"))) == 8
+
+
+def test_reports_only_rerenders_from_the_outputs(group_run):
+    code, bids_dir, deriv, out, root = group_run
+    report = out / "group.html"
+    report.unlink()
+    code = main([str(bids_dir), str(out), "group", "--reports-only"])
+    assert code == 0
+    assert report.is_file() and "<svg" in report.read_text() or "data:image" in report.read_text()
+
+
+def test_several_methods_baselines_and_permutations(group_run):
+    code, bids_dir, deriv, out, root = group_run
+    out6 = root / "out6"
+    code = main([str(bids_dir), str(out6), "group", "-d", f"timeseries={out}",
+                 "-w", str(root / "work6"), *FAST, "--attribution", "ig", "deeplift",
+                 "inputxgradient", "--baseline", "zero", "mean", "--permutations", "2",
+                 "--reliability-samples", "2", "--n-bootstrap", "20"])
+    assert code == 0
+    for key in ("igZero", "igMean", "deeplift", "inputxgradient"):
+        maps = sorted(out6.glob(f"sub-*/func/*_desc-{key}_attribution.tsv"))
+        assert len(maps) == 8, key
+        assert (out6 / "group" / f"desc-{key}_importance.tsv").is_file()
+        assert (out6 / "group" / f"desc-{key}_permutation.tsv").is_file()
+    meta = json.loads(next(out6.glob("sub-01/func/*_desc-igMean_attribution.json")).read_text())
+    assert meta["MethodParameters"]["Baseline"] == "mean"
+    agreement = pd.read_csv(out6 / "group" / "desc-methodAgreement_relmat.tsv", sep="\t")
+    assert agreement["method"].tolist() == ["igZero", "igMean", "deeplift", "inputxgradient"]
+    assert (out6 / "group" / "desc-baselineAgreement_relmat.tsv").is_file()
+    metrics = pd.read_csv(out6 / "group" / "desc-reliability_metrics.tsv", sep="\t")
+    assert "permutation_p_value" in set(metrics["metric"])
+    text = (out6 / "logs" / "CITATION.md").read_text()
+    assert "DeepLIFT (maps `desc-deeplift`)" in text and "`--permutations 2`" in text
+    bib = (out6 / "logs" / "CITATION.bib").read_text()
+    assert "{shrikumar2017learning," in bib and "{seed004," in bib
+    assert "Reliability" in (out6 / "group.html").read_text()

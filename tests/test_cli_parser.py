@@ -71,3 +71,43 @@ def test_config_file_errors_are_clear(tmp_path):
     bad.write_text("[learning]\nn_modles = 3\n")
     with pytest.raises(ValueError, match="unknown setting 'n_modles'"):
         Config.load(bad)
+
+
+def test_attribution_choices_are_the_registered_methods():
+    from xaibids.attribution import METHODS
+    from xaibids.attribution.ig import IG_RULES as REGISTRY_RULES
+    from xaibids.cli.parser import ATTRIBUTION_METHODS, IG_RULES
+
+    assert sorted(ATTRIBUTION_METHODS) == sorted(METHODS)
+    assert set(IG_RULES) == set(REGISTRY_RULES)
+
+
+def test_non_default_options_are_spelled_as_on_the_command_line():
+    from xaibids.cli.run import parse_args
+    from xaibids.outputs.methods import non_default_options
+
+    config, _ = parse_args(["bids", "out", "group", "--no-detrend", "--baseline", "zero", "mean",
+                            "--fdr-alpha", "0.05", "--run-length", "error", "--nprocs", "3"])
+    options = non_default_options(config)
+    assert "`--no-detrend`" in options
+    assert "`--baseline zero mean`" in options
+    assert "`--fdr-alpha 0.05`" in options
+    assert "`--run-length error`" in options
+    assert not any("nprocs" in o for o in options)  # resources do not change results
+
+
+def test_plugin_file_gives_training_nodes_their_own_resources(tmp_path):
+    from xaibids.cli.run import parse_args, plugin_settings
+    from xaibids.errors import XaibidsError
+
+    plugin = tmp_path / "plugin.yml"
+    plugin.write_text("plugin: SLURM\nplugin_args:\n  sbatch_args: --partition=cpu\n"
+                      "training_plugin_args:\n  sbatch_args: --partition=gpu --gres=gpu:1\n")
+    config, extra = parse_args(["bids", "out", "group", "--use-plugin", str(plugin)])
+    plugin_settings(config, extra["use_plugin"])
+    assert config.nipype.plugin == "SLURM"
+    assert config.nipype.plugin_args == {"sbatch_args": "--partition=cpu"}
+    assert config.nipype.training_plugin_args == {"sbatch_args": "--partition=gpu --gres=gpu:1"}
+    plugin.write_text("plugin: SLURM\ntraining_plugin_args: gpu\n")
+    with pytest.raises(XaibidsError, match="must be a mapping"):
+        plugin_settings(config, extra["use_plugin"])

@@ -52,6 +52,9 @@ class NipypeSettings:
     mem_gb: float = 0.0  # 0 → no limit given
     plugin: str = "MultiProc"
     plugin_args: dict = field(default_factory=dict)
+    # per-node plugin_args of the group level's training and attribution nodes (e.g. a GPU
+    # partition), from the plugin file's 'training_plugin_args:'
+    training_plugin_args: dict = field(default_factory=dict)
     stop_on_first_crash: bool = False
 
 
@@ -97,12 +100,27 @@ class AttributionSettings:
     """Attribution methods, baselines and stabilization (group level)."""
 
     attribution: list[str] = field(default_factory=lambda: ["ig"])
-    baseline: str = "zero"
+    baseline: list[str] = field(default_factory=lambda: ["zero"])
     stabilize: str = "closest"
     permutations: int = 0
     ig_steps: int = 50
+    ig_rule: str = "gausslegendre"
+    ig_multiply_by_inputs: bool = False
+    reliability_samples: int = 16  # test subjects of the randomization/faithfulness checks
     positive: str = "abs"
     attribution_batch_size: int = 16
+    # per-method parameters, e.g. {occlusion = {window = [5, 1]}} (settable with --config-file)
+    attribution_params: dict = field(default_factory=dict)
+
+
+@dataclass
+class StatisticsSettings:
+    """Group statistics of the stabilized maps (seed 000, §2.7-2.8)."""
+
+    feature_groups: str = ""  # TSV of feature → group (domain); "" → none
+    fdr_alpha: float = 0.01
+    n_bootstrap: int = 1000
+    ci_level: float = 0.95
 
 
 @dataclass
@@ -121,10 +139,12 @@ class Config:
     workflow: WorkflowSettings = field(default_factory=WorkflowSettings)
     learning: LearningSettings = field(default_factory=LearningSettings)
     attribution: AttributionSettings = field(default_factory=AttributionSettings)
+    statistics: StatisticsSettings = field(default_factory=StatisticsSettings)
     seeds: SeedSettings = field(default_factory=SeedSettings)
     environment: dict = field(default_factory=dict)
 
-    SECTIONS = ("execution", "nipype", "workflow", "learning", "attribution", "seeds")
+    SECTIONS = ("execution", "nipype", "workflow", "learning", "attribution", "statistics",
+                "seeds")
 
     @classmethod
     def section_of(cls) -> dict[str, str]:
@@ -156,12 +176,10 @@ class Config:
 
     def save(self, path: str | Path) -> Path:
         """Write the configuration as TOML (``None`` values are left out)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(tomli_w.dumps(_drop_none(self.to_dict())))
-        tmp.replace(path)
-        return path
+        from xaibids.outputs.derivatives import atomic_write_text
+
+        # a unique temporary name: participant jobs run in parallel into one output folder
+        return atomic_write_text(Path(path), tomli_w.dumps(_drop_none(self.to_dict())))
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":

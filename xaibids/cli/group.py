@@ -1,23 +1,27 @@
-"""Group level: assemble timecourses, train seeded ensembles, write stabilized attributions.
+"""Group level: assemble timecourses, train seeded ensembles, write stabilized attributions,
+group statistics, the reliability report card and the HTML reports.
 
-Timecourses come from the derivatives datasets given with ``-d`` or from earlier participant
-runs in OUTPUT_DIR; subjects that have neither are extracted first (participant step).
+ROI timecourses come from the derivatives datasets given with ``-d`` or from earlier
+participant runs in OUTPUT_DIR; subjects that have neither are extracted first (participant
+step). ICA timecourses come from group ICA run here on every selected subject, or from template
+ICA per participant (:class:`FeatureSource`). The science lives in the packages this module
+calls; it only wires them and writes the files.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-import nibabel as nb
-import numpy as np
 import pandas as pd
 
 from xaibids.errors import XaibidsError
-from xaibids.features.io import write_timeseries_tsv
 from xaibids.inputs.layout import build_layout, collect_timeseries, read_participants
-from xaibids.outputs.derivatives import atomic_write_text, source_uri
+from xaibids.outputs.derivatives import atomic_write_text
+from xaibids.outputs.maps import paint_regions
 
 LOGGER = logging.getLogger("xaibids")
 
@@ -67,113 +71,98 @@ def gather_timeseries(config, atlas, subjects) -> tuple[list[tuple[str, str]], s
     return runs, chosen
 
 
-def _jsonable(obj):
-    """Plain Python types for JSON sidecars (numpy scalars and arrays converted)."""
-    if isinstance(obj, dict):
-        return {k: _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
+def ensemble_config(config):
+    """The :class:`~xaibids.learning.ensemble.EnsembleConfig` of a run's configuration."""
+    from xaibids.learning.ensemble import EnsembleConfig
 
-
-def sink(output_dir: Path, source: str, in_file: Path, meta: dict, **entities) -> str:
-    """Write ``in_file`` under ``output_dir`` named from ``source`` with niworkflows' sink."""
-    from xaibids.interfaces.bids import DerivativesDataSink
-
-    node = DerivativesDataSink(base_directory=str(output_dir), source_file=source,
-                               in_file=str(in_file), dismiss_entities=("statistic",),
-                               meta_dict=_jsonable(meta), **entities)
-    return node.run(cwd=str(in_file.parent)).outputs.out_file
-
-
-def _fresh(path: Path) -> Path:
-    """``path`` with any old file removed first.
-
-    DerivativesDataSink hard-links a file it does not need to change into OUTPUT_DIR, so
-    rewriting a scratch file in place would also rewrite every output linked to it.
-    """
-    path.unlink(missing_ok=True)
-    return path
-
-
-def paint_regions(atlas, values: pd.Series) -> nb.Nifti1Image:
-    """A float image on the atlas grid holding each region's value (0 elsewhere)."""
-    data = np.asarray(atlas.img.dataobj)
-    out = np.zeros(data.shape, dtype=np.float32)
-    index_of = dict(zip(atlas.labels["name"], atlas.labels["index"]))
-    for name, value in values.items():
-        if name in index_of and np.isfinite(value):
-            out[data == index_of[name]] = value
-    img = nb.Nifti1Image(out, atlas.img.affine)
-    img.header.set_xyzt_units("mm")
-    img.header.set_qform(atlas.img.affine, code=4 if atlas.space else 2)
-    img.header.set_sform(atlas.img.affine, code=4 if atlas.space else 2)
-    return img
-
-
-def group_description(ens_config, dataset, cv_group: str) -> str:
-    """Methods paragraph of the group level, from the configuration actually used."""
-    model_text = {
-        "stdnn": "a spatiotemporal deep neural network (two 1D convolution blocks with ReLU and "
-                 "pooling, adaptive average pooling over time and a linear classifier)",
-        "lstm-attn": "a bidirectional LSTM with additive attention over time steps and a linear "
-                     "classifier",
-        "linear": "a linear softmax classifier on the flattened timecourses",
-    }[ens_config.model]
-    folds = f"{ens_config.n_folds}-fold stratified cross-validation" + (
-        f" keeping each value of '{cv_group}' within one fold" if cv_group else "")
-    stab = {
-        "closest": "for each test subject, the map of the model closest (Euclidean distance "
-                   "weighted by the model's loss on that subject) to the mean map over the "
-                   "fold's models was selected",
-        "mean": "the maps of the fold's models were averaged",
-        "median": "the element-wise median of the fold's models' maps was taken",
-        "none": "the map of the fold's first model was used (no stabilization)",
-    }[ens_config.stabilize]
-    return (
-        f"The {len(dataset.classes)} classes ({', '.join(dataset.classes)}) of "
-        f"{len(set(dataset.subjects))} subjects were classified from their regional timecourses "
-        f"({dataset.X.shape[1]} time points × {dataset.X.shape[2]} features, each feature "
-        f"standardized with the mean and standard deviation of the training subjects) with "
-        f"{model_text}, implemented in PyTorch [@pytorch]. Within {folds}, an ensemble of "
-        f"{ens_config.n_models} models with different random initializations (seeds derived from "
-        f"master seed {ens_config.random_seed}) was trained per fold with Adam (learning rate "
-        f"{ens_config.learning_rate:g}, batch size {ens_config.batch_size}, at most "
-        f"{ens_config.epochs} epochs, early stopping with patience {ens_config.patience} on a "
-        f"{ens_config.val_fraction:.0%} validation split). Feature attributions of each test "
-        f"subject were computed out of fold with Integrated Gradients [@sundararajan2017] in "
-        f"Captum [@captum] ({ens_config.ig_steps} steps, {ens_config.baseline} baseline, no "
-        f"multiplication by the input, for the true class); {stab}. The resulting map was made "
-        f"non-negative ({ens_config.positive}) and normalized to sum to one. Group importance "
-        "of a feature is its time-summed attribution averaged over subjects, max-normalized; "
-        "features at or above 0.5 are reported as selected, and Cohen's d compares the "
-        "time-summed attributions of the two classes."
+    lc, ac = config.learning, config.attribution
+    params = {method: dict(values) for method, values in ac.attribution_params.items()}
+    if ac.ig_multiply_by_inputs:
+        params.setdefault("ig", {})["multiply_by_inputs"] = True
+    return EnsembleConfig(
+        model=lc.model, n_folds=lc.n_folds, n_models=lc.n_models, epochs=lc.epochs,
+        batch_size=lc.batch_size, learning_rate=lc.learning_rate, weight_decay=lc.weight_decay,
+        patience=lc.patience, val_fraction=lc.val_fraction, device=lc.device,
+        random_seed=config.seeds.random_seed, attribution=tuple(ac.attribution),
+        ig_steps=ac.ig_steps, baseline=tuple(ac.baseline), stabilize=ac.stabilize,
+        positive=ac.positive, attribution_batch_size=ac.attribution_batch_size,
+        ig_method=ac.ig_rule, attribution_params=params,
     )
 
 
-def run_group(config, atlas, subjects) -> int:
-    """Run the group level; returns the exit code."""
-    from xaibids.cli.participant import prepare_output, run_participant, write_atlas_files
-    from xaibids.learning.dataset import assemble_dataset
-    from xaibids.learning.ensemble import EnsembleConfig, run_ensemble
-    from xaibids.outputs.boilerplate import workflow_description, write_boilerplate
-    from xaibids.stats.importance import group_importance
+def group_methods(config, ens_config, dataset, feature_kind: str) -> str:
+    """Methods text of the group level (``boilerplate/group.md``) for this configuration."""
+    from xaibids.outputs.methods import describe_methods, render_template
+
+    st = config.statistics
+    return render_template(
+        "group.md", classes=dataset.classes, target=config.learning.target,
+        n_subjects=len(set(dataset.subjects)), n_runs=len(dataset.subjects),
+        n_timepoints=dataset.X.shape[1], n_features=dataset.X.shape[2],
+        feature_kind=feature_kind, cv_group=config.learning.cv_group, ens=ens_config,
+        methods=describe_methods(ens_config),
+        stats={"ci_level": st.ci_level, "n_bootstrap": st.n_bootstrap,
+               "fdr_alpha": st.fdr_alpha,
+               "feature_groups": Path(st.feature_groups).name if st.feature_groups else ""},
+        reliability=config.attribution.reliability_samples,
+        permutations=config.attribution.permutations,
+    )
+
+
+def _participant_text(config, atlas, subjects, atlas_label) -> str:
+    from xaibids.cli.participant import write_atlas_files
+    from xaibids.outputs.boilerplate import workflow_description
     from xaibids.workflows.base import init_xaibids_participant_wf
 
-    ex, lc, ac = config.execution, config.learning, config.attribution
-    out = Path(ex.output_dir)
-    participants = read_participants(Path(ex.bids_dir))
-    if lc.target not in participants.columns:
-        raise XaibidsError(
-            f"--target {lc.target!r} is not a column of {Path(ex.bids_dir) / 'participants.tsv'}; "
-            f"its columns are {', '.join(participants.columns)}."
-        )
-    existing = {p.name.split("_")[0][4:] for p in out.glob(
-        f"sub-*/**/*_atlas-{atlas.name}_stat-mean_timeseries.tsv")}
+    extracted = [s for s in subjects if s.bold_runs and not s.timeseries]
+    if extracted:
+        return workflow_description(init_xaibids_participant_wf(
+            config, extracted, atlas, write_atlas_files(config, atlas) if atlas else None,
+            {s.subject: "" for s in extracted}))
+    return (f"Regional timecourses ({atlas_label} atlas) were read from the derivatives "
+            f"dataset(s) {', '.join(config.execution.derivatives) or 'in the output folder'}.")
+
+
+@dataclass
+class FeatureSource:
+    """Where the group level's timecourses come from, and how results go back into the brain.
+
+    Attributes
+    ----------
+    runs : list of (str, str)
+        ``("sub-<label>", timeseries TSV)`` per run.
+    label : str
+        The atlas or component set (e.g. ``harvard-oxford``, ``CanICA20``).
+    kind_text : str
+        What the features are, for the methods text.
+    methods_text : str
+        Methods text of how the timecourses were made.
+    painter : callable or None
+        ``painter(pandas.Series of values by feature) -> Nifti1Image``; None: no NIfTI maps.
+    space : str or None
+        Template space of the painted images.
+    domains : dict
+        Feature → domain given by the features themselves (ICA template tables).
+    atlas : str or None
+        The atlas label when the features are its regions.
+    """
+
+    runs: list
+    label: str
+    kind_text: str
+    methods_text: str
+    painter: object = None
+    space: str | None = None
+    domains: dict = field(default_factory=dict)
+    atlas: str | None = None
+
+
+def _extract_missing(config, atlas, subjects, pattern: str) -> None:
+    """Run the participant step for subjects whose timecourses are neither given nor made."""
+    from xaibids.cli.participant import prepare_output, run_participant
+
+    out = Path(config.execution.output_dir)
+    existing = {p.name.split("_")[0][4:] for p in out.glob(f"sub-*/**/{pattern}")}
     to_extract = [s for s in subjects
                   if s.bold_runs and not s.timeseries and s.subject not in existing]
     if to_extract:
@@ -185,111 +174,241 @@ def run_group(config, atlas, subjects) -> int:
     else:
         prepare_output(config, atlas)
 
+
+def roi_source(config, atlas, subjects) -> FeatureSource:
+    """ROI timecourses: given in the derivatives, made earlier, or extracted now."""
+    _extract_missing(config, atlas, subjects, f"*_atlas-{atlas.name}_stat-mean_timeseries.tsv")
     runs, atlas_label = gather_timeseries(config, atlas, subjects)
-    extracted = [s for s in subjects if s.bold_runs and not s.timeseries]
-    participant_text = (
-        workflow_description(init_xaibids_participant_wf(
-            config, extracted, atlas, write_atlas_files(config, atlas),
-            {s.subject: "" for s in extracted}))
-        if extracted else
-        f"Regional timecourses ({atlas_label} atlas) were read from the derivatives dataset(s) "
-        f"{', '.join(config.execution.derivatives)} and analysed with xaibids "
-        f"{config.execution.version}."
-    )
+    painter = None
+    if atlas.name == atlas_label:
+        painter = partial(paint_regions, atlas)
+    else:
+        LOGGER.warning(
+            "The timecourses are of the %s atlas but --atlas gives %s: no NIfTI maps are "
+            "written. Pass --atlas with the %s atlas image (and its labels TSV) to get them.",
+            atlas_label, atlas.name, atlas_label)
+    return FeatureSource(runs=runs, label=atlas_label,
+                         kind_text=f"regional timecourses ({atlas_label} atlas)",
+                         methods_text=_participant_text(config, atlas, subjects, atlas_label),
+                         painter=painter, space=atlas.space if painter else None,
+                         atlas=atlas_label)
+
+
+def ica_source(config, subjects) -> FeatureSource:
+    """ICA timecourses: group ICA now (no template), or template mode per participant."""
+    from xaibids.features.ica import component_domains, load_ica_template, paint_components
+    from xaibids.workflows.ica import run_group_ica
+
+    wf, ex = config.workflow, config.execution
+    if wf.ica_template:
+        _extract_missing(config, None, subjects, "*_desc-ica_timeseries.tsv")
+        runs = gather_ica_timeseries(config, subjects)
+        template = load_ica_template(wf.ica_template)
+        names = template.labels["name"].tolist()
+        extracted = [s for s in subjects if s.bold_runs and not s.timeseries]
+        methods = (_participant_text(config, None, subjects, "") if extracted else
+                   "ICA timecourses were read from the derivatives dataset(s) "
+                   f"{', '.join(ex.derivatives) or 'in the output folder'}.")
+        return FeatureSource(
+            runs=runs, label=Path(wf.ica_template).name.split(".")[0],
+            kind_text=f"ICA timecourses ({len(names)} components of the template "
+                      f"{Path(wf.ica_template).name})",
+            methods_text=methods,
+            painter=lambda values: paint_components(template.img, values.to_dict(), names=names),
+            space=template.space, domains=component_domains(template))
+    from xaibids.cli.participant import prepare_output
+
+    prepare_output(config, None)
+    with_bold = [s for s in subjects if s.bold_runs]
+    if not with_bold:
+        raise XaibidsError("Group ICA needs preprocessed BOLD runs (-d fmriprep=PATH); none "
+                           "matched the selection. To use ICA timecourses made elsewhere, give "
+                           "them with -d and --ica-template with their spatial maps.")
+    runs, components, methods = run_group_ica(config, with_bold, ex.output_dir, ex.work_dir)
+    table = pd.read_csv(Path(components).with_name(
+        Path(components).name.replace(".nii.gz", ".tsv")), sep="\t")
+    names = table["name"].astype(str).tolist()
+    space = re.search(r"_space-([A-Za-z0-9]+)_", Path(components).name)
+    label = Path(components).parent.name.removeprefix("atlas-")
+    return FeatureSource(
+        runs=runs, label=label,
+        kind_text=f"ICA timecourses ({len(names)} group ICA components)",
+        methods_text=methods,
+        painter=lambda values: paint_components(components, values.to_dict(), names=names),
+        space=space.group(1) if space else None, domains=component_domains(table))
+
+
+def gather_ica_timeseries(config, subjects) -> list[tuple[str, str]]:
+    """``*_desc-ica_timeseries.tsv`` of every selected subject (given first, then OUTPUT_DIR)."""
+    ex = config.execution
+    derivatives = dict(ex.derivatives)
+    derivatives.setdefault("xaibids", ex.output_dir)
+    layout = build_layout(Path(ex.bids_dir), derivatives, Path(ex.work_dir))
+    runs = []
+    for s in subjects:
+        seen = set()
+        for path in collect_timeseries(layout, s.subject, ex.bids_filters, ex.session_label,
+                                       ex.task_id, kind="ica"):
+            if Path(path).name not in seen:
+                seen.add(Path(path).name)
+                runs.append((f"sub-{s.subject}", path))
+    if not runs:
+        raise XaibidsError("No ICA timeseries TSVs (*_desc-ica_timeseries.tsv) were found or made.")
+    return runs
+
+
+def run_group(config, atlas, subjects) -> int:
+    """Run the group level; returns the exit code."""
+    from xaibids.learning.dataset import assemble_dataset
+    from xaibids.outputs.boilerplate import write_boilerplate
+    from xaibids.outputs.methods import parameters_text
+    from xaibids.reports import build_reports
+    from xaibids.workflows.group import run_group_ensemble
+
+    ex, lc = config.execution, config.learning
+    out = Path(ex.output_dir)
+    participants = read_participants(Path(ex.bids_dir))
+    if lc.target not in participants.columns:
+        raise XaibidsError(
+            f"--target {lc.target!r} is not a column of {Path(ex.bids_dir) / 'participants.tsv'}; "
+            f"its columns are {', '.join(participants.columns)}."
+        )
+    source = (ica_source(config, subjects) if config.workflow.features == "ica"
+              else roi_source(config, atlas, subjects))
     try:
-        dataset = assemble_dataset(runs, participants, lc.target, lc.cv_group or None,
+        dataset = assemble_dataset(source.runs, participants, lc.target, lc.cv_group or None,
                                    lc.length_policy)
     except ValueError as err:
         raise XaibidsError(str(err)) from None
+    feature_groups = _feature_groups(config, dataset.feature_names) or source.domains or None
+    if atlas is not None and source.painter is not None:
+        unknown = sorted(set(dataset.feature_names) - set(atlas.labels["name"]))
+        if unknown:
+            LOGGER.warning("%d feature(s) are not regions of the %s atlas (e.g. %s); they stay "
+                           "0 in the NIfTI maps.", len(unknown), atlas.name, unknown[0])
     LOGGER.info("Group level: %d run(s) of %d subject(s), %d time points × %d features, "
                 "classes %s.", len(dataset.subjects), len(set(dataset.subjects)),
                 dataset.X.shape[1], dataset.X.shape[2], ", ".join(dataset.classes))
-    ens_config = EnsembleConfig(
-        model=lc.model, n_folds=lc.n_folds, n_models=lc.n_models, epochs=lc.epochs,
-        batch_size=lc.batch_size, learning_rate=lc.learning_rate, weight_decay=lc.weight_decay,
-        patience=lc.patience, val_fraction=lc.val_fraction, device=lc.device,
-        random_seed=config.seeds.random_seed, attribution=tuple(ac.attribution),
-        ig_steps=ac.ig_steps, baseline=ac.baseline, stabilize=ac.stabilize,
-        positive=ac.positive, attribution_batch_size=ac.attribution_batch_size,
-    )
-    write_boilerplate(participant_text + "\n\n" + group_description(ens_config, dataset,
-                                                                      lc.cv_group),
-                      out / "logs")
+    ens_config = ensemble_config(config)
+    write_boilerplate("\n\n".join([
+        source.methods_text,
+        group_methods(config, ens_config, dataset, source.kind_text),
+        parameters_text(config),
+    ]), out / "logs")
     if ex.boilerplate_only:
         LOGGER.info("Boilerplate written to %s", out / "logs" / "CITATION.md")
         return 0
     import torch
 
-    torch.set_num_threads(max(1, config.nipype.omp_nthreads))
-    group_dir = out / "group"
-    result = run_ensemble(dataset, ens_config, group_dir / "checkpoints", progress=True)
-    if atlas.name != atlas_label:
-        LOGGER.warning(
-            "The timecourses are of the %s atlas but --atlas gives %s: no NIfTI maps are "
-            "written. Pass --atlas with the %s atlas image (and its labels TSV) to get them.",
-            atlas_label, atlas.name, atlas_label)
-    write_group_outputs(config, atlas if atlas.name == atlas_label else None, dataset, result,
-                        ens_config, group_importance)
+    nip = config.nipype
+    torch.set_num_threads(max(1, nip.omp_nthreads))  # this process: reliability checks
+    # training chunks (fold x seeds) and per-fold attribution as Nipype nodes, so a cluster
+    # plugin runs them in parallel; the result equals run_ensemble's
+    result = run_group_ensemble(
+        dataset, ens_config, out / "group" / "checkpoints", ex.work_dir, plugin=nip.plugin,
+        plugin_args=nip.plugin_args, node_plugin_args=nip.training_plugin_args or None,
+        num_threads=max(1, nip.omp_nthreads))
+    write_group_outputs(config, source, dataset, result, ens_config, feature_groups)
+    write_reliability_outputs(config, dataset, result, ens_config, out / "group")
     ens = result.performance[result.performance["model"].astype(str) == "ensemble"]
     LOGGER.info("Balanced accuracy per fold: %s (mean %.3f).",
                 ", ".join(f"{v:.3f}" for v in ens["balanced_accuracy"]),
                 ens["balanced_accuracy"].mean())
+    reports = build_reports(out, n_procs=config.nipype.nprocs)
+    LOGGER.info("Reports: %s", out / "group.html" if (out / "group.html").exists() else
+                ", ".join(map(str, reports)))
     return 0
 
 
-def write_group_outputs(config, atlas, dataset, result, ens_config, group_importance) -> None:
-    """Per-subject maps (TSV, and NIfTI where features are atlas regions) and group tables."""
-    out = Path(config.execution.output_dir)
+def _feature_groups(config, feature_names):
+    """``--feature-groups`` read and checked against the features (None when not given)."""
+    from xaibids.stats import load_feature_groups
+
+    path = config.statistics.feature_groups
+    if not path:
+        return None
+    try:
+        return load_feature_groups(path, feature_names)
+    except ValueError as err:
+        raise XaibidsError(str(err)) from None
+
+
+def write_group_outputs(config, source, dataset, result, ens_config, feature_groups) -> None:
+    """Per-subject maps, group tables and statistics of every method."""
+    from xaibids.outputs.maps import write_subject_maps
+    from xaibids.outputs.methods import method_parameters
+    from xaibids.stats import compute_group_statistics, write_group_statistics
+
+    ex, st = config.execution, config.statistics
+    out = Path(ex.output_dir)
     group_dir = out / "group"
     group_dir.mkdir(parents=True, exist_ok=True)
-    scratch = Path(config.execution.work_dir) / "group_outputs"
-    scratch.mkdir(parents=True, exist_ok=True)
     atomic_write_text(group_dir / "desc-performance_metrics.tsv",
                       result.performance.to_csv(sep="\t", index=False, na_rep="n/a"))
-    roots = {"": str(out), "raw": config.execution.bids_dir, **config.execution.derivatives}
-    if atlas is not None:
-        unknown = sorted(set(dataset.feature_names) - set(atlas.labels["name"]))
-        if unknown:
-            LOGGER.warning("%d feature(s) are not regions of the %s atlas (e.g. %s); they stay 0 "
-                           "in the NIfTI maps.", len(unknown), atlas.name, unknown[0])
+    roots = {"": str(out), "raw": ex.bids_dir, **ex.derivatives}
+    n_maps = write_subject_maps(out, Path(ex.work_dir) / "group_outputs", roots, source, dataset,
+                                result, ens_config, method_parameters(ens_config))
+    LOGGER.info("Wrote %d subject map(s).", n_maps)
     for method, maps in result.maps.items():
-        for i, info in enumerate(result.map_info):
-            source = dataset.sources[i]
-            meta = {
-                "Sources": [source_uri(source, roots)],
-                "Description": f"Out-of-fold {method} attribution, stabilized across the "
-                               f"{ens_config.n_models} models of fold {info['fold']} "
-                               f"({ens_config.stabilize}); rows are time points, columns "
-                               "features.",
-                "Model": ens_config.model,
-                "Fold": info["fold"],
-                "ModelSeeds": info["model_seeds"],
-                "SelectedModelSeed": (info.get("selected_model_seed") or {}).get(method),
-                "Stabilization": ens_config.stabilize,
-                "Positive": ens_config.positive,
-                "Baseline": ens_config.baseline,
-                "Steps": ens_config.ig_steps,
-                "Prediction": info["prediction"],
-                "Probability": info["probability"],
-                "TrueLabel": info["true_label"],
-            }
-            if atlas is not None:
-                meta["Description"] += (
-                    " The NIfTI image of the same name holds each region's time-summed value "
-                    f"painted into the {atlas.name} atlas in its template space."
-                )
-                meta["Atlas"] = atlas.name
-                region = pd.Series(maps[i].sum(axis=0), index=dataset.feature_names)
-                tmp = _fresh(scratch / "map.nii.gz")
-                paint_regions(atlas, region).to_filename(tmp)
-                # one sidecar serves both files (same name), written with the TSV below
-                sink(out, source, tmp, {}, desc=method, suffix="attribution", space=atlas.space)
-            tmp = write_timeseries_tsv(maps[i], dataset.feature_names,
-                                       _fresh(scratch / "map.tsv"))
-            sink(out, source, tmp, meta, desc=method, suffix="attribution")
-        table = group_importance(maps, dataset.y, dataset.classes, dataset.feature_names)
-        atomic_write_text(group_dir / f"desc-{method}_importance.tsv",
-                          table.to_csv(sep="\t", index=False, na_rep="n/a"))
-        top = table.sort_values("importance_norm", ascending=False).head(5)
+        stats = compute_group_statistics(
+            maps, dataset.X, dataset.y, dataset.classes, dataset.feature_names,
+            subjects=dataset.subjects, feature_groups=feature_groups, alpha=st.fdr_alpha,
+            n_boot=st.n_bootstrap, ci_level=st.ci_level, random_state=config.seeds.random_seed)
+        write_group_statistics(stats, group_dir, method)
+        top = stats.importance.sort_values("importance_norm", ascending=False).head(5)
         LOGGER.info("%s: top features %s.", method,
                     ", ".join(f"{r.feature} ({r.importance_norm:.2f})" for r in top.itertuples()))
+
+
+def write_reliability_outputs(config, dataset, result, ens_config, group_dir: Path) -> list[Path]:
+    """The reliability report card of the maps (seeds 001-004) under ``group/``.
+
+    Stability across seeds comes with the ensemble; agreement between methods and between IG
+    baselines is computed from the stabilized maps when there are several; the cascading
+    randomization check and infidelity/max-sensitivity run on the first model of fold 1 with
+    ``--reliability-samples`` of its test subjects; ``--permutations`` adds the permutation
+    test of seed 004.
+    """
+    import torch
+
+    from xaibids.attribution.reliability import (
+        baseline_agreement, faithfulness, method_agreement, method_dice, randomization_check,
+        write_reliability,
+    )
+    from xaibids.learning.ensemble import load_fold_models, method_params, permutation_test
+
+    ac = config.attribution
+    tables, metrics = {}, [result.stability]
+    if len(result.maps) > 1:
+        tables["method_agreement"] = method_agreement(result.maps)
+        tables["method_dice"] = method_dice(result.maps)
+    if len(ens_config.baselines) > 1 and "ig" in ens_config.attribution:
+        tables["baseline_agreement"] = baseline_agreement(result.maps)
+    if ac.reliability_samples:
+        models, X_test, y_test, baselines = load_fold_models(
+            dataset, ens_config, group_dir / "checkpoints", fold=1)
+        n = min(ac.reliability_samples, len(y_test))
+        inputs = torch.as_tensor(X_test[:n], dtype=torch.float32)
+        target = torch.as_tensor(y_test[:n], dtype=torch.long)
+        common = {"methods": ens_config.attribution,
+                  "baseline": baselines[ens_config.baselines[0]],
+                  "method_params": method_params(ens_config),
+                  "seed": config.seeds.random_seed}
+        LOGGER.info("Reliability checks on %d test subject(s) of fold 1 (model randomization, "
+                    "infidelity, max-sensitivity).", n)
+        tables["randomization"] = randomization_check(models[0], inputs, target, **common)
+        metrics.append(faithfulness(models[0], inputs, target, **common))
+    if ac.permutations:
+        LOGGER.info("Permutation test: %d label-shuffled run(s) plus %d for the "
+                    "reproducibility threshold.", ac.permutations, ens_config.n_models)
+        perm = permutation_test(dataset, ens_config, ac.permutations,
+                                group_dir / "checkpoints" / "permutations", real=result,
+                                progress=True)
+        tables["permutation"] = perm.tables
+        metrics.append(pd.DataFrame(
+            [{"method": "ensemble", "metric": "permutation_p_value", "value": perm.p_value,
+              "n_samples": len(dataset.y)}]
+            + [{"method": key, "metric": "reproducibility_threshold", "value": value,
+                "n_samples": len(dataset.y)} for key, value in perm.thresholds.items()]))
+    tables["metrics"] = pd.concat([m for m in metrics if len(m)], ignore_index=True)
+    return write_reliability(group_dir, tables)

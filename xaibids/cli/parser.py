@@ -7,6 +7,7 @@ fMRIPrep's do. Option destinations equal the field names of :class:`xaibids.conf
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from pathlib import Path
 
@@ -15,8 +16,14 @@ from xaibids.features.atlases import BUNDLED_ATLASES
 from xaibids.features.timeseries import CONFOUND_STRATEGIES, STANDARDIZE_CHOICES
 
 MODELS = ("lstm-attn", "stdnn", "cnn3d", "linear")
-ATTRIBUTION_METHODS = ("ig", "deeplift", "ixg", "saliency", "gbp", "deconv", "gradcam",
-                       "occlusion", "ablation", "lrp", "shap", "smoothgrad", "mp")
+#: Keys of :data:`xaibids.attribution.METHODS` (spelled out so that ``--help`` does not import
+#: torch; a test keeps the two equal).
+ATTRIBUTION_METHODS = ("ig", "saliency", "inputxgradient", "deeplift", "guidedbackprop",
+                       "deconvolution", "gradcam", "guidedgradcam", "occlusion", "ablation", "lrp",
+                       "shapleysampling", "gradientshap", "smoothgrad", "weight", "weightxinput",
+                       "outputdiff")
+IG_RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
+            "riemann_trapezoid")
 
 
 def parse_mem(text: str) -> float:
@@ -57,14 +64,14 @@ def non_negative_int(text: str) -> int:
 
 def fraction(text: str) -> float:
     value = float(text)
-    if not 0 <= value <= 1:
+    if not 0 <= value <= 1:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must lie between 0 and 1, got {text}")
     return value
 
 
 def non_negative_float(text: str) -> float:
     value = float(text)
-    if value < 0:
+    if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
 
@@ -179,6 +186,9 @@ def get_parser() -> argparse.ArgumentParser:
     g.add("--n-models", type=positive_int, default=10, help="models (seeds) per fold")
     g.add("--model", choices=MODELS, default="stdnn", help="network architecture")
     g.add("--epochs", type=positive_int, default=100, help="maximum training epochs")
+    g.add("--weight-decay", type=non_negative_float, default=0.0,
+          help="L2 penalty of Adam; with few subjects per feature it concentrates the maps on "
+               "the features the classes differ in")
     g.add("--run-length", dest="length_policy", choices=["crop", "error"], default="crop",
           help="runs of different lengths: crop all to the shortest (logged), or stop with an error")
     g.add("--device", choices=["auto", "cpu", "cuda"], default="auto",
@@ -187,12 +197,36 @@ def get_parser() -> argparse.ArgumentParser:
     g = _Group(parser.add_argument_group("Attribution (group level)"))
     g.add("--attribution", nargs="+", choices=ATTRIBUTION_METHODS, default=["ig"],
           help="attribution methods")
-    g.add("--baseline", choices=["zero", "mean", "median", "random"], default="zero",
-          help="Integrated Gradients baseline")
+    g.add("--baseline", nargs="+", choices=["zero", "mean", "median", "random"],
+          default=["zero"],
+          help="Integrated Gradients baseline(s) (mean, median, random: from each fold's "
+               "training subjects); several give one IG map each (desc-igZero, desc-igMean, ...) "
+               "and their agreement; other methods use the first")
+    g.add("--ig-rule", choices=IG_RULES, default="gausslegendre",
+          help="integration rule of Integrated Gradients (Captum's 'method')")
+    g.add("--ig-multiply-by-inputs", action="store_true",
+          help="multiply IG by (input - baseline), as in its original paper; off by default, "
+               "as in seed 000")
     g.add("--ig-steps", type=positive_int, default=50,
           help="integration steps of Integrated Gradients")
     g.add("--stabilize", choices=["closest", "mean", "median", "none"], default="closest",
           help="how maps of a fold's models are combined per subject")
+    g.add("--positive", choices=["abs", "relu", "none"], default="abs",
+          help="applied to each stabilized map before it is normalized: absolute value (seed "
+               "000), ReLU, or none (signed maps, which seed 001's ROI score needs)")
     g.add("--permutations", type=non_negative_int, default=0,
-          help="label-shuffled ensembles for significance")
+          help="label-shuffled runs giving per-feature null thresholds and the reproducibility "
+               "of each feature (seed 004 §2.9); each trains one model per fold")
+    g.add("--reliability-samples", type=non_negative_int, default=16, metavar="N",
+          help="test subjects of fold 1 used for the model-randomization sanity check and the "
+               "infidelity/max-sensitivity metrics (0: skip those checks)")
+
+    g = _Group(parser.add_argument_group("Group statistics (group level)"))
+    g.add("--feature-groups", type=Path, metavar="TSV",
+          help="TSV with columns 'feature' and 'group' assigning features to domains "
+               "(e.g. networks); importance is also reported per domain")
+    g.add("--fdr-alpha", type=fraction, default=0.01,
+          help="false discovery rate of the co-saliency and sFNC edge tests (seed 000: 0.01)")
+    g.add("--n-bootstrap", type=positive_int, default=1000,
+          help="bootstrap resamples of the Cohen's d confidence intervals")
     return parser

@@ -19,7 +19,10 @@ LOGGER = logging.getLogger("xaibids")
 
 
 def collect_inputs(config, atlas) -> list[SubjectData]:
-    """Query every selected subject's inputs; fail before writing anything if one lacks them."""
+    """Query every selected subject's inputs; fail before writing anything if one lacks them.
+
+    ``atlas`` is None for ICA features (no atlas; BOLD in any template space).
+    """
     ex = config.execution
     layout = build_layout(Path(ex.bids_dir), ex.derivatives, Path(ex.work_dir))
     labels = select_subjects(layout, ex.participant_label)
@@ -28,9 +31,11 @@ def collect_inputs(config, atlas) -> list[SubjectData]:
     for label in labels:
         data = SubjectData(subject=label)
         data.timeseries = collect_timeseries(layout, label, ex.bids_filters, ex.session_label,
-                                             ex.task_id, atlas=None)
+                                             ex.task_id, atlas=None,
+                                             kind=config.workflow.features)
         data.bold_runs = collect_bold_runs(layout, label, ex.bids_filters, ex.session_label,
-                                           ex.task_id, atlas.space, need_confounds)
+                                           ex.task_id, atlas.space if atlas else None,
+                                           need_confounds)
         if not data.bold_runs and not data.timeseries:
             lacking.append(label)
         subjects.append(data)
@@ -43,7 +48,7 @@ def collect_inputs(config, atlas) -> list[SubjectData]:
         )
     for data in subjects:
         for run in data.bold_runs:
-            if atlas.space and run.space != atlas.space:
+            if atlas is not None and atlas.space and run.space != atlas.space:
                 LOGGER.warning(
                     "%s is in %s but the %s atlas is in %s: the atlas is resampled "
                     "(nearest neighbour) onto the BOLD grid, and any difference between the two "
@@ -53,9 +58,14 @@ def collect_inputs(config, atlas) -> list[SubjectData]:
     return subjects
 
 
-def prepare_output(config, atlas) -> tuple[str, str]:
-    """Create the output dataset's shared files and write the atlas once into the work dir."""
-    from xaibids.outputs.derivatives import write_bidsignore, write_dataset_description
+def prepare_output(config, atlas) -> tuple[str, str] | None:
+    """Create the output dataset's shared files and write the atlas once into the work dir.
+
+    Returns the atlas files (None without an atlas, for ICA features).
+    """
+    from xaibids.outputs.derivatives import (
+        save_config, write_bidsignore, write_dataset_description,
+    )
 
     ex = config.execution
     out = Path(ex.output_dir)
@@ -66,8 +76,8 @@ def prepare_output(config, atlas) -> tuple[str, str]:
         raise XaibidsError(f"Cannot create the output directory {out}: {err.strerror}.") from None
     write_dataset_description(out, ex.bids_dir, ex.derivatives)
     write_bidsignore(out)
-    config.save(out / "logs" / "config.toml")
-    return write_atlas_files(config, atlas)
+    save_config(config, out / "logs" / "config.toml")
+    return write_atlas_files(config, atlas) if atlas is not None else None
 
 
 def write_atlas_files(config, atlas) -> tuple[str, str]:
@@ -83,14 +93,20 @@ def write_atlas_files(config, atlas) -> tuple[str, str]:
 def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
     """Build and run the participant workflow; report per subject; non-zero if any failed."""
     from xaibids.outputs.boilerplate import workflow_description, write_boilerplate
+    from xaibids.outputs.methods import parameters_text
     from xaibids.workflows.base import init_xaibids_participant_wf
 
     ex = config.execution
     atlas_files = prepare_output(config, atlas)
+    if config.workflow.features == "ica" and not config.workflow.ica_template:
+        LOGGER.info("--features ica without --ica-template: group ICA needs every subject and "
+                    "runs at the start of the group level; nothing to extract per participant.")
+        return 0
     crash_dirs = {s.subject: Path(ex.output_dir) / "logs" / f"sub-{s.subject}" / ex.run_uuid
                   for s in subjects}
     workflow = init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs)
-    write_boilerplate(workflow_description(workflow), Path(ex.output_dir) / "logs")
+    write_boilerplate(workflow_description(workflow) + "\n\n" + parameters_text(config),
+                      Path(ex.output_dir) / "logs")
     if ex.boilerplate_only:
         LOGGER.info("Boilerplate written to %s", Path(ex.output_dir) / "logs" / "CITATION.md")
         return 0
@@ -109,8 +125,10 @@ def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
         "remove_unnecessary_outputs": False,
     })
     n_runs = sum(len(s.bold_runs) for s in to_run)
-    LOGGER.info("Extracting ROI timecourses (%s atlas) from %d run(s) of %d subject(s) "
-                "with the Nipype %s plugin", atlas.name, n_runs, len(to_run), nip.plugin)
+    what = (f"ROI timecourses ({atlas.name} atlas)" if atlas is not None else
+            f"ICA timecourses ({Path(config.workflow.ica_template).name})")
+    LOGGER.info("Extracting %s from %d run(s) of %d subject(s) with the Nipype %s plugin",
+                what, n_runs, len(to_run), nip.plugin)
     start = time.time()
     failed_run = None
     try:

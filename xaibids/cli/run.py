@@ -43,8 +43,9 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, dict]:
     if known.config_file:
         try:
             loaded = Config.load(known.config_file)
-        except ValueError as err:
-            parser.error(str(err))
+        except ValueError as err:  # an input file, not a usage error: exit 1 like the others
+            raise XaibidsError(f"{err} Fix the file, or give a logs/config.toml written by "
+                               "xaibids.") from None
         flat = {k: v for sec in Config.SECTIONS for k, v in loaded.to_dict()[sec].items()}
         flat["derivatives"] = list(flat.get("derivatives", {}).items())
         dests = {a.dest for a in parser._actions}
@@ -55,19 +56,22 @@ def parse_args(argv: list[str] | None = None) -> tuple[Config, dict]:
     values = vars(opts).copy()
     extra = {k: values.pop(k) for k in ("config_file", "bids_filter_file", "use_plugin")}
     values["derivatives"] = dict(values["derivatives"])
-    for key in ("bids_dir", "output_dir", "work_dir", "ica_template"):
+    for key in ("bids_dir", "output_dir", "work_dir", "ica_template", "feature_groups"):
         if values.get(key) is not None:
             values[key] = str(Path(values[key]).absolute())
     values["work_dir"] = values["work_dir"] or (
         config.execution.work_dir or str(Path("work").absolute())
     )
     values["ica_template"] = values["ica_template"] or ""
+    values["feature_groups"] = values["feature_groups"] or ""
     config.update(values)
     return config, extra
 
 
 def check_paths(config: Config) -> None:
     """Input must exist; output and work directories must not be the input or inside it."""
+    from xaibids.inputs.checks import check_writable_dir
+
     ex = config.execution
     bids_dir, out_dir, work_dir = Path(ex.bids_dir), Path(ex.output_dir), Path(ex.work_dir)
     if not bids_dir.is_dir():
@@ -79,9 +83,20 @@ def check_paths(config: Config) -> None:
                 "into its input. Choose a folder outside it (e.g. a sibling 'derivatives/xaibids' "
                 "next to the dataset)."
             )
+    if not ex.reports_only:
+        check_writable_dir(out_dir, "output directory")
+        check_writable_dir(work_dir, "work directory")
     for name, path in ex.derivatives.items():
         if not Path(path).is_dir():
             raise XaibidsError(f"The derivatives dataset '-d {name}={path}' does not exist.")
+    template = config.workflow.ica_template
+    if template and not Path(template).is_file():
+        raise XaibidsError(f"The --ica-template file {template} does not exist; give a 4D NIfTI "
+                           "of spatial maps (a TSV of names beside it is optional).")
+    groups = config.statistics.feature_groups
+    if groups and not Path(groups).is_file():
+        raise XaibidsError(f"The --feature-groups file {groups} does not exist; give a TSV with "
+                           "columns 'feature' and 'group'.")
 
 
 def plugin_settings(config: Config, use_plugin: Path | None) -> None:
@@ -100,10 +115,15 @@ def plugin_settings(config: Config, use_plugin: Path | None) -> None:
         if not isinstance(settings, dict) or "plugin" not in settings:
             raise XaibidsError(
                 f"The plugin file {use_plugin} needs a 'plugin:' key (e.g. 'plugin: MultiProc') "
-                "and optionally 'plugin_args:'."
+                "and optionally 'plugin_args:' and 'training_plugin_args:'."
             )
+        for key in ("plugin_args", "training_plugin_args"):
+            if not isinstance(settings.get(key) or {}, dict):
+                raise XaibidsError(f"'{key}:' of the plugin file {use_plugin} must be a mapping "
+                                   "(key: value lines indented under it).")
         nip.plugin = str(settings["plugin"])
         nip.plugin_args = dict(settings.get("plugin_args") or {})
+        nip.training_plugin_args = dict(settings.get("training_plugin_args") or {})
     elif not nip.plugin_args:
         nip.plugin = nip.plugin or "MultiProc"
         if nip.plugin == "MultiProc":
@@ -120,41 +140,57 @@ def main(argv: list[str] | None = None) -> int:
         from xaibids.cli.demo import main as demo_main
 
         return demo_main(args[1:])
-    config, extra = parse_args(args)
+    try:
+        config, extra = parse_args(args)
+    except XaibidsError as err:
+        print(f"xaibids: error: {err}", file=sys.stderr)
+        return 1
     setup_logging(config.execution.verbose_count)
     try:
         return run(config, extra)
-    except (XaibidsError, ValueError) as err:
+    except (XaibidsError, ValueError, OSError) as err:
         if config.execution.verbose_count:
             LOGGER.exception("xaibids stopped")
-        print(f"xaibids: error: {err}", file=sys.stderr)
+        print(f"xaibids: error: {_error_text(err)}", file=sys.stderr)
         return 1
 
 
+def _error_text(err: Exception) -> str:
+    """The one-line message of an error; file-system errors name the file and the fix."""
+    import errno
+
+    if not isinstance(err, OSError) or isinstance(err, XaibidsError):
+        return str(err)
+    where = f" ({err.filename})" if err.filename else ""
+    reason = err.strerror or str(err)
+    if err.errno == errno.ENOSPC or err.errno == errno.EDQUOT:
+        fix = ("free space on that device, or choose an OUTPUT_DIR and -w/--work-dir on another "
+               "one; files being written were left out, so rerun the same command afterwards.")
+    elif err.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "check the permissions of that folder, or choose another OUTPUT_DIR or -w/--work-dir."
+    else:
+        fix = "check the file and the folders given on the command line."
+    return f"{reason}{where}: {fix}"
+
+
 def check_group_options(config: Config) -> None:
-    """Refuse, before any work, group-level choices this version does not implement."""
-    from xaibids.attribution import METHODS
+    """Refuse, before any work, group-level choices that cannot run together."""
+    from xaibids.cli.group import ensemble_config
     from xaibids.models import MODEL_NAMES
 
-    missing = [m for m in config.attribution.attribution if m not in METHODS]
-    if missing:
-        raise XaibidsError(
-            f"--attribution {' '.join(missing)}: not available in xaibids {__version__} yet; "
-            f"available: {', '.join(sorted(METHODS))}."
-        )
     if config.learning.model not in MODEL_NAMES:
         raise XaibidsError(
             f"--model {config.learning.model} is not available in xaibids {__version__} yet; "
             f"use one of {', '.join(MODEL_NAMES)}."
         )
-    if config.attribution.permutations:
-        raise XaibidsError(
-            f"--permutations is not available in xaibids {__version__} yet; leave it at 0."
-        )
+    try:
+        ensemble_config(config)
+    except ValueError as err:  # e.g. a method that does not support the model
+        raise XaibidsError(f"{err} Choose other --attribution methods or another --model.") from None
 
 
 def configure(config: Config, extra: dict):
-    """Complete and check the configuration; return the atlas. Writes nothing."""
+    """Complete and check the configuration; return the atlas (None for ICA). Writes nothing."""
     from xaibids.features.atlases import AtlasError, load_atlas
     from xaibids.inputs.layout import clean_labels, load_bids_filters
 
@@ -167,24 +203,42 @@ def configure(config: Config, extra: dict):
     ex.task_id = clean_labels(ex.task_id, "task-", "--task-id")
     if extra.get("bids_filter_file"):
         ex.bids_filters = load_bids_filters(extra["bids_filter_file"])
-    if ex.reports_only:
+    if config.workflow.features == "t1":
         raise XaibidsError(
-            f"--reports-only is not available in xaibids {__version__} yet (HTML reports are "
-            "not written); rerun without it."
-        )
-    if config.workflow.features != "roi":
-        raise XaibidsError(
-            f"--features {config.workflow.features} is not available in xaibids {__version__} "
-            "yet; use --features roi (ROI timecourses)."
+            f"--features t1 is not available in xaibids {__version__} yet; use --features roi "
+            "(ROI timecourses) or --features ica (ICA timecourses)."
         )
     if ex.analysis_level == "group":
         check_group_options(config)
     check_paths(config)
     plugin_settings(config, extra.get("use_plugin"))
+    if config.workflow.features == "ica":
+        return None  # ICA timecourses need no atlas
     try:
         return load_atlas(config.workflow.atlas)
     except AtlasError as err:
         raise XaibidsError(str(err)) from None
+
+
+def reports_only(config: Config) -> int:
+    """``--reports-only``: render the HTML reports again from the files in OUTPUT_DIR."""
+    from xaibids.inputs.layout import clean_labels
+    from xaibids.reports import build_reports
+
+    out = Path(config.execution.output_dir)
+    if not (out / "dataset_description.json").is_file():
+        raise XaibidsError(
+            f"--reports-only: {out} holds no xaibids outputs (no dataset_description.json); run "
+            "the participant or group level first, or give the folder that holds them."
+        )
+    labels = clean_labels(config.execution.participant_label, "sub-", "--participant-label")
+    reports = build_reports(out, subjects=labels or None, n_procs=config.nipype.nprocs or os.cpu_count() or 1)
+    for path in reports:
+        LOGGER.info("Report: %s", path)
+    if not reports:
+        raise XaibidsError(f"--reports-only: nothing to report in {out} (no attribution maps "
+                           "or group results yet).")
+    return 0
 
 
 def run(config: Config, extra: dict) -> int:
@@ -193,11 +247,17 @@ def run(config: Config, extra: dict) -> int:
     from xaibids.inputs.validation import validate_bids
 
     ex = config.execution
+    if ex.reports_only:
+        return reports_only(config)
     atlas = configure(config, extra)
     if not ex.skip_bids_validation:
         LOGGER.info("Validating %s with bids-validator-deno", ex.bids_dir)
         validate_bids(ex.bids_dir)
     subjects = collect_inputs(config, atlas)
+    if ex.analysis_level == "group":
+        from xaibids.inputs.checks import check_group_inputs
+
+        check_group_inputs(config, subjects)  # before OUTPUT_DIR is created
     if ex.analysis_level == "participant":
         return run_participant(config, atlas, subjects)
     from xaibids.cli.group import run_group

@@ -1,6 +1,6 @@
 """Methods boilerplate assembled from the workflows' ``__desc__`` text (as fMRIPrep does).
 
-Descriptions cite with pandoc's ``[@key]`` markers; the keys are entries of
+Descriptions cite with pandoc's ``[@key]`` or ``[@key1; @key2]`` markers; the keys are entries of
 ``boilerplate/references.bib`` (installed with the package as ``xaibids/data/boilerplate``).
 Three files are written under ``logs/``: ``CITATION.md`` (the text), ``CITATION.bib`` (the
 entries cited) and ``CITATION.html`` (the text with numbered references, readable offline).
@@ -15,7 +15,13 @@ from pathlib import Path
 
 from xaibids.outputs.derivatives import atomic_write_text
 
-CITE_RE = re.compile(r"\[@([A-Za-z0-9_:-]+)\]")
+CITE_RE = re.compile(r"\[(@[A-Za-z0-9_:-]+(?:;\s*@[A-Za-z0-9_:-]+)*)\]")
+
+
+def cited_keys(text: str) -> list[str]:
+    """Citation keys of ``text`` in order of first appearance."""
+    keys = [k.strip().lstrip("@") for group in CITE_RE.findall(text) for k in group.split(";")]
+    return list(dict.fromkeys(keys))
 _ENTRY_RE = re.compile(r"^@\w+\{([^,]+),", re.M)
 
 
@@ -57,7 +63,8 @@ def _bib_field(entry: str, name: str) -> str:
 def _html(text: str, cited: list[str], bib: dict[str, str]) -> str:
     number = {key: i + 1 for i, key in enumerate(cited)}
     body = html.escape(text)
-    body = CITE_RE.sub(lambda m: f"[{number[m.group(1)]}]", body)
+    body = CITE_RE.sub(lambda m: "[" + ", ".join(
+        str(number[k.strip().lstrip("@")]) for k in m.group(1).split(";")) + "]", body)
     body = re.sub(r"^# (.+)$", r"<h1>\1</h1>", body, flags=re.M)
     body = re.sub(r"\*([^*]+)\*", r"<em>\1</em>", body)
     body = re.sub(r"`([^`]+)`", r"<code>\1</code>", body)
@@ -81,7 +88,7 @@ def write_boilerplate(text: str, logs_dir: str | Path) -> Path:
     """
     logs_dir = Path(logs_dir)
     bib = bibliography()
-    cited = list(dict.fromkeys(CITE_RE.findall(text)))
+    cited = cited_keys(text)
     missing = [key for key in cited if key not in bib]
     if missing:
         raise KeyError(f"citation keys missing from references.bib: {missing}")

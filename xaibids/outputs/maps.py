@@ -1,0 +1,134 @@
+"""Per-subject attribution maps written as BIDS derivatives.
+
+Each stabilized map is written with niworkflows' ``DerivativesDataSink`` (BIDS names and JSON
+sidecars from the source timecourse) as a TSV (rows time points, columns features) and, where the
+features are atlas regions, as a NIfTI image of each region's time-summed value painted into the
+atlas in its template space.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+
+from xaibids.features.io import write_timeseries_tsv
+from xaibids.outputs.derivatives import source_uri
+
+LOGGER = logging.getLogger("xaibids")
+
+
+def jsonable(obj):
+    """Plain Python types for JSON sidecars (numpy scalars and arrays converted)."""
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return obj
+
+
+def sink(output_dir: Path, source: str, in_file: Path, meta: dict, **entities) -> str:
+    """Write ``in_file`` under ``output_dir`` named from ``source`` with niworkflows' sink."""
+    from xaibids.interfaces.bids import DerivativesDataSink
+
+    node = DerivativesDataSink(base_directory=str(output_dir), source_file=source,
+                               in_file=str(in_file), dismiss_entities=("statistic",),
+                               meta_dict=jsonable(meta), **entities)
+    return node.run(cwd=str(in_file.parent)).outputs.out_file
+
+
+def fresh(path: Path) -> Path:
+    """``path`` with any old file removed first.
+
+    DerivativesDataSink hard-links a file it does not need to change into OUTPUT_DIR, so
+    rewriting a scratch file in place would also rewrite every output linked to it.
+    """
+    path.unlink(missing_ok=True)
+    return path
+
+
+def paint_regions(atlas, values: pd.Series) -> nb.Nifti1Image:
+    """A float image on the atlas grid holding each region's value (0 elsewhere)."""
+    data = np.asarray(atlas.img.dataobj)
+    out = np.zeros(data.shape, dtype=np.float32)
+    index_of = dict(zip(atlas.labels["name"], atlas.labels["index"]))
+    for name, value in values.items():
+        if name in index_of and np.isfinite(value):
+            out[data == index_of[name]] = value
+    img = nb.Nifti1Image(out, atlas.img.affine)
+    img.header.set_xyzt_units("mm")
+    code = 4 if atlas.space else 2
+    img.header.set_qform(atlas.img.affine, code=code)
+    img.header.set_sform(atlas.img.affine, code=code)
+    return img
+
+
+def write_subject_maps(output_dir: Path, scratch: Path, roots: dict, source, dataset, result,
+                       ens_config, method_params: dict) -> int:
+    """Write every stabilized map of ``result`` (all methods); returns the number of maps.
+
+    Parameters
+    ----------
+    output_dir : Path
+        OUTPUT_DIR.
+    scratch : Path
+        Work folder for the files handed to the sink.
+    roots : dict
+        Dataset name → root, for the BIDS URIs of the sidecars' ``Sources``.
+    source : :class:`xaibids.cli.group.FeatureSource`
+        The features: its ``painter`` turns time-summed values into a NIfTI image (None: no
+        NIfTI maps), in template ``space``.
+    dataset : TimeseriesDataset
+    result : EnsembleResult
+    ens_config : EnsembleConfig
+    method_params : dict
+        Map key → parameters recorded in the sidecar.
+    """
+    scratch.mkdir(parents=True, exist_ok=True)
+    written = 0
+    for method, maps in result.maps.items():
+        for i, info in enumerate(result.map_info):
+            src = dataset.sources[i]
+            meta = {
+                "Sources": [source_uri(src, roots)],
+                "Description": f"Out-of-fold {method} attribution, stabilized across the "
+                               f"{ens_config.n_models} models of fold {info['fold']} "
+                               f"({ens_config.stabilize}); rows are time points, columns "
+                               "features.",
+                "MethodParameters": method_params.get(method, {}),
+                "Model": ens_config.model,
+                "Fold": info["fold"],
+                "ModelSeeds": info["model_seeds"],
+                "SelectedModelSeed": (info.get("selected_model_seed") or {}).get(method),
+                "Stabilization": ens_config.stabilize,
+                "Positive": ens_config.positive,
+                "Prediction": info["prediction"],
+                "Probability": info["probability"],
+                "TrueLabel": info["true_label"],
+                "Features": source.label,
+            }
+            if source.atlas:
+                meta["Atlas"] = source.atlas
+            if source.painter is not None:
+                meta["Description"] += (
+                    " The NIfTI image of the same name holds each feature's time-summed value "
+                    f"painted into the brain ({source.label}, template space "
+                    f"{source.space or 'unknown'})."
+                )
+                values = pd.Series(maps[i].sum(axis=0), index=dataset.feature_names)
+                tmp = fresh(scratch / "map.nii.gz")
+                source.painter(values).to_filename(tmp)
+                # one sidecar serves both files (same name), written with the TSV below
+                sink(output_dir, src, tmp, {}, desc=method, suffix="attribution",
+                     space=source.space)
+            tmp = write_timeseries_tsv(maps[i], dataset.feature_names, fresh(scratch / "map.tsv"))
+            sink(output_dir, src, tmp, meta, desc=method, suffix="attribution")
+            written += 1
+    return written
