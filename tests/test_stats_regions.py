@@ -76,5 +76,5 @@ def test_region_errors():
         rank_regions(stat, labels, names, measure="volume")
     with pytest.raises(ValueError, match="'index'"):
         rank_regions(stat, labels, pd.DataFrame({"id": [1], "label": ["x"]}))
-    with pytest.raises(ValueError, match="lowercase alphanumeric"):
+    with pytest.raises(ValueError, match="alphanumeric map key"):
         write_region_ranking(rank_regions(stat, labels, names), "/tmp", "Grad-CAM")

@@ -232,12 +232,9 @@ def reports_only(config: Config) -> int:
             "the participant or group level first, or give the folder that holds them."
         )
     labels = clean_labels(config.execution.participant_label, "sub-", "--participant-label")
-    reports = build_reports(out, subjects=labels or None, n_procs=config.nipype.nprocs or os.cpu_count() or 1)
-    for path in reports:
+    for path in build_reports(out, subjects=labels or None,
+                              n_procs=config.nipype.nprocs or os.cpu_count() or 1):
         LOGGER.info("Report: %s", path)
-    if not reports:
-        raise XaibidsError(f"--reports-only: nothing to report in {out} (no attribution maps "
-                           "or group results yet).")
     return 0
 
 
