@@ -17,7 +17,6 @@ Sizes: the default is the CI size (the boxes test of ``tests/test_validation_ben
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -57,14 +56,10 @@ def fmt(value, sd=None) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true", help="larger datasets and ensembles")
+    from xaibids.validation.benchmark import benchmark_parser
+
+    parser = benchmark_parser(__doc__.split("\n\n")[0], "larger datasets and ensembles")
     parser.add_argument("--kinds", nargs="+", choices=["boxes", "var"], default=["boxes", "var"])
-    parser.add_argument("--threads", type=int, default=1,
-                        help="PyTorch threads (1 avoids oversubscription on shared machines)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
-    parser.add_argument("--random-seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, help="JSON file (default benchmarks/results/...)")
     args = parser.parse_args(argv)
 
     import numpy

@@ -20,7 +20,6 @@ Sizes: the default is the CI preset of ``tests/test_validation_benchmarks.py`` (
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -47,15 +46,11 @@ REPORTED = ("group_roi_precision", "group_roi_recall", "group_roi_f1", "importan
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--full", action="store_true", help="5 folds x 3 models per condition")
+    from xaibids.validation.benchmark import benchmark_parser
+
+    parser = benchmark_parser(__doc__.split("\n\n")[0], "5 folds x 3 models per condition")
     parser.add_argument("--conditions", nargs="+", choices=sorted(CONDITIONS),
                         default=list(CONDITIONS))
-    parser.add_argument("--threads", type=int, default=1,
-                        help="PyTorch threads (1 avoids oversubscription on shared machines)")
-    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
-    parser.add_argument("--random-seed", type=int, default=0)
-    parser.add_argument("--output", type=Path, help="JSON file (default benchmarks/results/...)")
     args = parser.parse_args(argv)
 
     import numpy

@@ -124,3 +124,18 @@ def _one_torch_thread():
 def fmriprep_dataset(tmp_path_factory) -> tuple[Path, Path]:
     """Two subjects, one rest run each (read-only use: copy before modifying)."""
     return make_fmriprep_dataset(tmp_path_factory.mktemp("fmriprep"))
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch, tmp_path):
+    """Run the ``xaibids`` entry point in-process from ``tmp_path``; return (exit code, stderr)."""
+    from xaibids.cli.run import main
+
+    monkeypatch.chdir(tmp_path)
+
+    def _run(args):
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        return code, capsys.readouterr().err
+
+    return _run

@@ -116,18 +116,6 @@ def test_selection_options(multi_dataset, tmp_path):
         "sub-01_task-nback_run-2", "sub-02_task-nback_run-2", "sub-03_task-nback_run-2"]
 
 
-@pytest.fixture
-def run_cli(capsys, monkeypatch, tmp_path):
-    """Run the entry point in-process from ``tmp_path``; return (exit code, stderr)."""
-    monkeypatch.chdir(tmp_path)
-
-    def _run(args):
-        capsys.readouterr()
-        code = main([str(a) for a in args])
-        return code, capsys.readouterr().err
-
-    return _run
-
 
 def test_console_script_help_and_version():
     proc = subprocess.run([sys.executable, "-m", "xaibids.cli.run", "--version"],

@@ -122,3 +122,17 @@ def test_output_lock_excludes_other_processes_and_is_reentrant(tmp_path):
         assert not (out / ".bidsignore").exists()
     assert other.wait(60) == 0
     assert (out / ".bidsignore").read_text().splitlines() == list(BIDSIGNORE)
+
+
+def test_container_is_recorded_in_generated_by(tmp_path, monkeypatch):
+    """The image sets XAIBIDS_CONTAINER_IMAGE/TYPE (Dockerfile, Apptainer %environment)."""
+    import json
+
+    from xaibids.outputs.derivatives import write_dataset_description
+
+    (tmp_path / "bids").mkdir()
+    monkeypatch.setenv("XAIBIDS_CONTAINER_IMAGE", "xaibids:1.0")
+    monkeypatch.setenv("XAIBIDS_CONTAINER_TYPE", "apptainer")
+    path = write_dataset_description(tmp_path / "out", tmp_path / "bids", {})
+    generated = json.loads(path.read_text())["GeneratedBy"][0]
+    assert generated["Container"] == {"Type": "apptainer", "Tag": "xaibids:1.0"}

@@ -13,7 +13,6 @@ import pytest
 
 from tests.conftest import make_fmriprep_dataset
 from tests.test_errors_inputs import assert_clean_error
-from xaibids.cli.run import main
 from xaibids.features.io import write_timeseries_tsv
 from xaibids.learning import assemble_dataset
 
@@ -28,17 +27,6 @@ def dataset(tmp_path_factory):
     return make_fmriprep_dataset(tmp_path_factory.mktemp("group_errors"), subjects=SUBJECTS,
                                  n_vols=12)
 
-
-@pytest.fixture
-def run_cli(capsys, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-
-    def _run(args):
-        capsys.readouterr()
-        code = main([str(a) for a in args])
-        return code, capsys.readouterr().err
-
-    return _run
 
 
 def _participants(bids, **columns):

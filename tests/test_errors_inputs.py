@@ -18,7 +18,6 @@ import pandas as pd
 import pytest
 
 from tests.conftest import make_fmriprep_dataset
-from xaibids.cli.run import main
 from xaibids.features.io import write_timeseries_tsv
 from xaibids.features.timeseries import ExtractionError, extract_roi_timeseries
 
@@ -32,17 +31,6 @@ def dataset(tmp_path_factory):
     """Two subjects, 12 volumes (read-only use: cases modify copies)."""
     return make_fmriprep_dataset(tmp_path_factory.mktemp("errors"), n_vols=12)
 
-
-@pytest.fixture
-def run_cli(capsys, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-
-    def _run(args):
-        capsys.readouterr()
-        code = main([str(a) for a in args])
-        return code, capsys.readouterr().err
-
-    return _run
 
 
 def assert_clean_error(code, err, *phrases):

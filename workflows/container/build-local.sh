@@ -72,6 +72,8 @@ run xaibids --version
 if [ "$SMOKE_DEMO" = 1 ]; then
     run xaibids demo /tmp/xaibids-demo
     run test -s /tmp/xaibids-demo/xaibids/group/desc-performance_metrics.tsv
+    run test -s /tmp/xaibids-demo/xaibids/group.html
+    run grep -q '"Container"' /tmp/xaibids-demo/xaibids/dataset_description.json
 fi
 
 # 5. Export for docker load / apptainer build.

@@ -89,6 +89,20 @@ CI_PRESETS = {
 }
 
 
+def benchmark_parser(description: str, full_help: str):
+    """The options every ``benchmarks/bench_*.py`` script shares (add the script's own)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--full", action="store_true", help=full_help)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="PyTorch threads (1 avoids oversubscription on shared machines)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    parser.add_argument("--random-seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, help="JSON file (default benchmarks/results/...)")
+    return parser
+
+
 def simulate_in_memory(kind: str, n_subjects: int, seed: int = 0, **options):
     """The :class:`~xaibids.simulate.base.TimeseriesSimulation` of a timeseries kind."""
     from xaibids.simulate.rnn import simulate_rnn_ei
