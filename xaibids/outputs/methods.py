@@ -17,7 +17,8 @@ import jinja2
 #: Settings that say where a run happened rather than how: left out of the parameter list.
 _NOT_PARAMETERS = {"bids_dir", "output_dir", "work_dir", "analysis_level", "run_uuid", "version",
                    "verbose_count", "notrack", "nprocs", "omp_nthreads", "mem_gb", "plugin",
-                   "plugin_args", "stop_on_first_crash", "boilerplate_only", "reports_only",
+                   "plugin_args", "training_plugin_args", "stop_on_first_crash",
+                   "boilerplate_only", "reports_only",
                    "skip_bids_validation", "device", "attribution_batch_size"}
 
 
