@@ -17,8 +17,6 @@ Sizes: the default is the CI size (the boxes test of ``tests/test_validation_ben
 
 from __future__ import annotations
 
-import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -56,13 +54,12 @@ def fmt(value, sd=None) -> str:
 
 
 def main(argv=None) -> int:
-    from xaibids.validation.benchmark import benchmark_parser
+    from xaibids.validation.benchmark import benchmark_parser, write_benchmark_report
 
     parser = benchmark_parser(__doc__.split("\n\n")[0], "larger datasets and ensembles")
     parser.add_argument("--kinds", nargs="+", choices=["boxes", "var"], default=["boxes", "var"])
     args = parser.parse_args(argv)
 
-    import numpy
     import torch
 
     from xaibids.validation.benchmark import SEED000_ACCURACY, SEED000_TABLE1, run_benchmark
@@ -107,15 +104,7 @@ def main(argv=None) -> int:
         report["results"][kind] = {"rows": rows, "accuracy": result["accuracy"],
                                    "seconds": {**result["seconds"], "wall": wall},
                                    "settings": result["settings"]}
-    report["environment"] = {
-        "python": platform.python_version(), "torch": torch.__version__,
-        "numpy": numpy.__version__, "machine": platform.machine(),
-        "processor": platform.processor(), "cpu_count": __import__("os").cpu_count(),
-        "threads": args.threads, "device": args.device,
-    }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {output}")
+    write_benchmark_report(report, output, args)
     return 0
 
 

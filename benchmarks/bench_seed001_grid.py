@@ -20,9 +20,6 @@ Sizes: the default is the CI preset of ``tests/test_validation_benchmarks.py`` (
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -46,14 +43,13 @@ REPORTED = ("group_roi_precision", "group_roi_recall", "group_roi_f1", "importan
 
 
 def main(argv=None) -> int:
-    from xaibids.validation.benchmark import benchmark_parser
+    from xaibids.validation.benchmark import benchmark_parser, write_benchmark_report
 
     parser = benchmark_parser(__doc__.split("\n\n")[0], "5 folds x 3 models per condition")
     parser.add_argument("--conditions", nargs="+", choices=sorted(CONDITIONS),
                         default=list(CONDITIONS))
     args = parser.parse_args(argv)
 
-    import numpy
     import torch
 
     from xaibids.validation.benchmark import CI_PRESETS, SEED001_F1, run_benchmark
@@ -88,15 +84,7 @@ def main(argv=None) -> int:
                                   "meets_paper": values["group_roi_f1"] == SEED001_F1,
                                   "seconds": {**result["seconds"], "wall": wall},
                                   "settings": result["settings"]}
-    report["environment"] = {
-        "python": platform.python_version(), "torch": torch.__version__,
-        "numpy": numpy.__version__, "machine": platform.machine(),
-        "processor": platform.processor(), "cpu_count": os.cpu_count(),
-        "threads": args.threads, "device": args.device,
-    }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {output}")
+    write_benchmark_report(report, output, args)
     return 0
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import make_fmriprep_dataset
 from xaibids.cli.run import main
+from xaibids.inputs.validation import run_validator, summarize_errors
 
 FAST = ["--n-folds", "2", "--n-models", "2", "--epochs", "2", "--skip-bids-validation",
         "--omp-nthreads", "1", "--reliability-samples", "2", "--n-bootstrap", "50"]
@@ -42,6 +43,7 @@ def test_group_ica_writes_components_timecourses_and_maps(group_ica_run):
     assert "ICA timecourses (4 group ICA components)" in text
     assert "{varoquaux2010," in (out / "logs" / "CITATION.bib").read_text()
     assert (out / "group" / "desc-ig_importance.tsv").is_file()
+    assert summarize_errors(run_validator(out)) == []  # the README's zero-error claim
 
 
 def test_template_mode_through_both_levels(group_ica_run, tmp_path):

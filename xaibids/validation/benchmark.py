@@ -103,6 +103,26 @@ def benchmark_parser(description: str, full_help: str):
     return parser
 
 
+def write_benchmark_report(report: dict, output: Path, args) -> Path:
+    """Add the machine and the run's options to ``report`` and write it as JSON to ``output``."""
+    import json
+    import os
+    import platform
+
+    import torch
+
+    report["environment"] = {
+        "python": platform.python_version(), "torch": torch.__version__,
+        "numpy": np.__version__, "machine": platform.machine(),
+        "processor": platform.processor(), "cpu_count": os.cpu_count(),
+        "threads": args.threads, "device": args.device,
+    }
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {output}")
+    return output
+
+
 def simulate_in_memory(kind: str, n_subjects: int, seed: int = 0, **options):
     """The :class:`~xaibids.simulate.base.TimeseriesSimulation` of a timeseries kind."""
     from xaibids.simulate.rnn import simulate_rnn_ei
