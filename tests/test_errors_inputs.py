@@ -7,6 +7,7 @@ Every case: exit code 1, one ``xaibids: error:`` line naming the file and the fi
 from __future__ import annotations
 
 import errno
+import json
 import os
 import shutil
 import stat
@@ -258,3 +259,44 @@ def test_input_dataset_read_only(dataset, tmp_path, run_cli):
     assert code == 0, err
     assert len(list(out.glob("sub-01/func/*_timeseries.tsv"))) == 1
     assert snapshot() == before
+
+
+def test_derivatives_sink_replaces_files_atomically(tmp_path, monkeypatch):
+    """DerivativesDataSink stages its files and renames them into place: a write that fails
+    half-way leaves the earlier complete file and sidecar untouched, and no staging folder."""
+    from niworkflows.interfaces.bids import DerivativesDataSink as Base
+
+    from xaibids.interfaces.bids import DerivativesDataSink
+
+    source = tmp_path / "sub-01_task-rest_space-MNI152NLin6Asym_bold.nii.gz"
+    source.write_bytes(b"")
+    out = tmp_path / "out"
+
+    def sink(values):
+        tsv = tmp_path / "values.tsv"
+        tsv.write_text(values)
+        return DerivativesDataSink(base_directory=str(out), source_file=str(source),
+                                   in_file=str(tsv), atlas="AAL", statistic="mean",
+                                   suffix="timeseries", extension=".tsv",
+                                   Atlas="AAL").run().outputs
+
+    first = sink("roi-1\n1.0\n")
+    final = (out / "sub-01" / "func" /
+             "sub-01_task-rest_space-MNI152NLin6Asym_atlas-AAL_stat-mean_timeseries.tsv")
+    assert first.out_file == str(final) and first.out_meta == str(final.with_suffix(".json"))
+    assert final.read_text() == "roi-1\n1.0\n"
+    assert json.loads(final.with_suffix(".json").read_text())["Atlas"] == "AAL"
+
+    original = Base._run_interface
+
+    def half_then_full(self, runtime):
+        runtime = original(self, runtime)  # writes into the staging folder ...
+        Path(self._results["out_file"][0]).write_text("roi-1\n2.")  # ... is cut off ...
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # ... by a full disk
+
+    monkeypatch.setattr(Base, "_run_interface", half_then_full)
+    with pytest.raises(OSError):
+        sink("roi-1\n2.0\n")
+    assert final.read_text() == "roi-1\n1.0\n"
+    assert sorted(p.name for p in out.rglob("*")) == sorted(
+        ["sub-01", "func", final.name, final.with_suffix(".json").name])

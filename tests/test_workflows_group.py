@@ -213,3 +213,38 @@ def test_pieces_share_checkpoints_with_run_ensemble(reference, tmp_path):
         train_fold_chunk(dataset, config, tmp_path, fold=3)
     report = json.loads(json.dumps(records))  # plain JSON, as TrainChunk writes it
     assert {"fold", "index", "seed", "fingerprint", "weights_sha256"} <= set(report[0])
+
+
+FORK_AFTER_THREADS = """
+import sys
+import torch
+from tests.test_workflows_group import small_config, small_dataset
+from xaibids.workflows.group import run_group_ensemble
+
+# PyTorch's OpenMP pool running in this process, as after an in-process group level
+torch.set_num_threads(2)
+x = torch.randn(1000, 1000)
+for _ in range(5):
+    (x @ x).sum()
+plugin_args = {"n_procs": 2}
+if len(sys.argv) > 3:
+    plugin_args["mp_context"] = sys.argv[3]
+result = run_group_ensemble(small_dataset(), small_config(), sys.argv[1], sys.argv[2],
+                            plugin="MultiProc", plugin_args=plugin_args, num_threads=2)
+print("trained", result.n_trained)
+"""
+
+
+def test_multiproc_after_pytorch_threads_does_not_deadlock(tmp_path):
+    """MultiProc workers start from a forkserver: forked from a process whose OpenMP pool runs,
+    they hung at their first PyTorch operation (a CI run once stalled so)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-c", FORK_AFTER_THREADS, str(tmp_path / "ckpt"),
+                           str(tmp_path / "work")], cwd=root, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "trained 6" in proc.stdout

@@ -37,6 +37,7 @@ class ExecutionSettings:
     skip_bids_validation: bool = False
     reports_only: bool = False
     boilerplate_only: bool = False
+    overwrite: bool = False
     notrack: bool = False
     verbose_count: int = 0
     run_uuid: str = ""
@@ -130,6 +131,16 @@ class SeedSettings:
     random_seed: int = 0
 
 
+#: Settings that say where and how fast a run happens rather than what it computes: left out of
+#: the methods text's parameter list and of the completion records' comparison.
+RUN_ONLY_SETTINGS = frozenset({
+    "bids_dir", "output_dir", "work_dir", "analysis_level", "run_uuid", "version",
+    "verbose_count", "notrack", "nprocs", "omp_nthreads", "mem_gb", "plugin", "plugin_args",
+    "training_plugin_args", "stop_on_first_crash", "boilerplate_only", "reports_only",
+    "overwrite", "skip_bids_validation", "device", "attribution_batch_size",
+})
+
+
 @dataclass
 class Config:
     """All settings of one run, plus the environment it ran in."""
@@ -173,6 +184,13 @@ class Config:
                 if value != getattr(getattr(default, sec), f.name):
                     out[f.name] = value
         return out
+
+    def result_settings(self) -> dict[str, object]:
+        """``{"section.option": value}`` of every setting that can change the results (all but
+        :data:`RUN_ONLY_SETTINGS` and the input dataset paths of ``-d``)."""
+        return {f"{sec}.{name}": value for sec, values in self.to_dict().items()
+                if sec in self.SECTIONS for name, value in values.items()
+                if name not in RUN_ONLY_SETTINGS and name != "derivatives"}
 
     def save(self, path: str | Path) -> Path:
         """Write the configuration as TOML (``None`` values are left out)."""

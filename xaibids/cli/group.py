@@ -19,7 +19,11 @@ from pathlib import Path
 import pandas as pd
 
 from xaibids.errors import XaibidsError
+from xaibids.cli.participant import prepare_output
 from xaibids.inputs.layout import build_layout, collect_timeseries, read_participants
+from xaibids.outputs.completion import (
+    CompletionRecord, fingerprints, is_finished, record_completion, snapshot, written_since,
+)
 from xaibids.outputs.derivatives import atomic_write_text
 from xaibids.outputs.maps import paint_regions
 
@@ -159,7 +163,7 @@ class FeatureSource:
 
 def _extract_missing(config, atlas, subjects, pattern: str) -> None:
     """Run the participant step for subjects whose timecourses are neither given nor made."""
-    from xaibids.cli.participant import prepare_output, run_participant
+    from xaibids.cli.participant import run_participant
 
     out = Path(config.execution.output_dir)
     existing = {p.name.split("_")[0][4:] for p in out.glob(f"sub-*/**/{pattern}")}
@@ -171,8 +175,6 @@ def _extract_missing(config, atlas, subjects, pattern: str) -> None:
         if run_participant(config, atlas, to_extract) != 0:
             raise XaibidsError("The participant step failed for some subjects (see above); "
                                "fix them or leave them out with --participant-label.")
-    else:
-        prepare_output(config, atlas)
 
 
 def roi_source(config, atlas, subjects) -> FeatureSource:
@@ -216,14 +218,7 @@ def ica_source(config, subjects) -> FeatureSource:
             methods_text=methods,
             painter=lambda values: paint_components(template.img, values.to_dict(), names=names),
             space=template.space, domains=component_domains(template))
-    from xaibids.cli.participant import prepare_output
-
-    prepare_output(config, None)
-    with_bold = [s for s in subjects if s.bold_runs]
-    if not with_bold:
-        raise XaibidsError("Group ICA needs preprocessed BOLD runs (-d fmriprep=PATH); none "
-                           "matched the selection. To use ICA timecourses made elsewhere, give "
-                           "them with -d and --ica-template with their spatial maps.")
+    with_bold = _group_ica_subjects(subjects)
     runs, components, methods = run_group_ica(config, with_bold, ex.output_dir, ex.work_dir)
     table = pd.read_csv(Path(components).with_name(
         Path(components).name.replace(".nii.gz", ".tsv")), sep="\t")
@@ -236,6 +231,22 @@ def ica_source(config, subjects) -> FeatureSource:
         methods_text=methods,
         painter=lambda values: paint_components(components, values.to_dict(), names=names),
         space=space.group(1) if space else None, domains=component_domains(table))
+
+
+def _group_ica_subjects(subjects):
+    with_bold = [s for s in subjects if s.bold_runs]
+    if not with_bold:
+        raise XaibidsError("Group ICA needs preprocessed BOLD runs (-d fmriprep=PATH); none "
+                           "matched the selection. To use ICA timecourses made elsewhere, give "
+                           "them with -d and --ica-template with their spatial maps.")
+    return with_bold
+
+
+def group_inputs(config, paths) -> dict[str, str]:
+    """Fingerprints of what the group results are computed from: the given files, the
+    participants table and the ``--feature-groups`` table."""
+    ex, st = config.execution, config.statistics
+    return fingerprints([*paths, Path(ex.bids_dir) / "participants.tsv", st.feature_groups])
 
 
 def gather_ica_timeseries(config, subjects) -> list[tuple[str, str]]:
@@ -273,8 +284,24 @@ def run_group(config, atlas, subjects) -> int:
             f"--target {lc.target!r} is not a column of {Path(ex.bids_dir) / 'participants.tsv'}; "
             f"its columns are {', '.join(participants.columns)}."
         )
-    source = (ica_source(config, subjects) if config.workflow.features == "ica"
-              else roi_source(config, atlas, subjects))
+    settings = config.result_settings()
+    if config.workflow.features == "ica" and not config.workflow.ica_template:
+        # group ICA is part of this level: check before it runs, on the BOLD runs it reads
+        inputs = group_inputs(config, [path for s in _group_ica_subjects(subjects)
+                                       for run in s.bold_runs for path in (run.bold, run.mask)])
+        if _finished(config, settings, inputs):
+            return 0
+        before = snapshot(out)
+        prepare_output(config, None)
+        source = ica_source(config, subjects)
+    else:
+        source = (ica_source(config, subjects) if config.workflow.features == "ica"
+                  else roi_source(config, atlas, subjects))
+        inputs = group_inputs(config, [path for _, path in source.runs])
+        if _finished(config, settings, inputs):
+            return 0
+        before = snapshot(out)
+        prepare_output(config, atlas)
     try:
         dataset = assemble_dataset(source.runs, participants, lc.target, lc.cv_group or None,
                                    lc.length_policy)
@@ -315,9 +342,30 @@ def run_group(config, atlas, subjects) -> int:
                 ", ".join(f"{v:.3f}" for v in ens["balanced_accuracy"]),
                 ens["balanced_accuracy"].mean())
     reports = build_reports(out, n_procs=config.nipype.nprocs)
+    record_completion(out, GROUP_RECORD, settings, inputs, written_since(before, snapshot(out)),
+                      ex.run_uuid, ex.version)
     LOGGER.info("Reports: %s", out / "group.html" if (out / "group.html").exists() else
                 ", ".join(map(str, reports)))
     return 0
+
+
+#: Key of the group level's completion record (one group result per OUTPUT_DIR).
+GROUP_RECORD = "group"
+
+
+def _finished(config, settings: dict, inputs: dict) -> bool:
+    """Whether the group level already finished in OUTPUT_DIR with these settings and inputs
+    (then nothing is done); raises when it finished with others and --overwrite is not given."""
+    ex = config.execution
+    if ex.boilerplate_only:
+        return False
+    done = is_finished(ex.output_dir, GROUP_RECORD, "group-level results", settings, inputs,
+                       ex.overwrite)
+    if done:
+        LOGGER.info("Nothing to do: %s holds the group-level results of these settings and "
+                    "inputs (%s); --overwrite computes them again.", ex.output_dir,
+                    CompletionRecord.path(ex.output_dir, GROUP_RECORD))
+    return done
 
 
 def _feature_groups(config, feature_names):

@@ -147,6 +147,10 @@ def get_parser() -> argparse.ArgumentParser:
           help="master seed; every random draw (folds, model seeds) derives from it")
     g.add("--reports-only", action="store_true",
           help="only (re)write reports and boilerplate from outputs already in OUTPUT_DIR")
+    g.add("--overwrite", action="store_true",
+          help="recompute and replace results that a finished earlier run wrote to OUTPUT_DIR "
+               "(without it, a rerun with the same settings and inputs does nothing, and one "
+               "with other settings stops with the differences)")
     g.add("--boilerplate-only", action="store_true",
           help="only write the methods boilerplate (logs/CITATION.*) and exit")
     g.add("--notrack", action="store_true", help="accepted for compatibility; xaibids sends no telemetry")

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import time
 from pathlib import Path
+
+import numpy as np
 
 from xaibids.errors import XaibidsError
 from xaibids.inputs.layout import (
@@ -14,6 +18,10 @@ from xaibids.inputs.layout import (
     collect_timeseries,
     select_subjects,
 )
+from xaibids.outputs.completion import (
+    fingerprint, fingerprints, is_finished, record_completion, snapshot, written_since,
+)
+from xaibids.workflows import execution_plugin_args
 
 LOGGER = logging.getLogger("xaibids")
 
@@ -58,6 +66,68 @@ def collect_inputs(config, atlas) -> list[SubjectData]:
     return subjects
 
 
+def feature_set(config, atlas) -> str:
+    """The label of a participant's feature files: ``atlas-<name>`` or ``ica-<template>``."""
+    if atlas is not None:
+        return f"atlas-{atlas.name}"
+    stem = Path(config.workflow.ica_template).name.split(".")[0]
+    return "ica-" + re.sub(r"[^A-Za-z0-9]", "", stem)
+
+
+#: Settings that shape a participant's timecourses (the rest only affect the group level).
+EXTRACTION_SETTINGS = {
+    "roi": ("features", "atlas", "confounds", "detrend", "standardize", "high_pass", "low_pass",
+            "min_coverage"),
+    "ica": ("features", "ica_template", "confounds", "detrend", "standardize", "high_pass",
+            "low_pass", "min_coverage"),
+}
+
+
+def extraction_settings(config, atlas) -> dict:
+    """What a participant's timecourses depend on besides its input files (and the atlas's
+    content, so an edited atlas file is noticed)."""
+    ex, wf = config.execution, config.workflow
+    settings = {f"workflow.{k}": getattr(wf, k) for k in EXTRACTION_SETTINGS[wf.features]}
+    settings.update({"execution.session_label": ex.session_label,
+                     "execution.task_id": ex.task_id, "execution.bids_filters": ex.bids_filters})
+    if atlas is not None:
+        digest = hashlib.sha256(np.ascontiguousarray(atlas.img.dataobj).tobytes())
+        digest.update(np.asarray(atlas.img.affine).tobytes())
+        digest.update(atlas.labels.to_csv(sep="\t", index=False).encode())
+        settings["atlas_content"] = digest.hexdigest()
+    elif wf.ica_template:
+        settings["ica_template_content"] = fingerprint(wf.ica_template)
+    return settings
+
+
+def pending_subjects(config, atlas, subjects) -> dict[str, tuple]:
+    """Subjects whose timecourses must be (re)made: ``{label: (record key, settings, inputs)}``.
+
+    Subjects that finished earlier with the same settings and inputs are left out (a rerun is a
+    no-op); one that finished with others stops the run before anything is written, unless
+    ``--overwrite`` (:func:`xaibids.outputs.completion.is_finished`).
+    """
+    ex = config.execution
+    settings = extraction_settings(config, atlas)
+    kind = (f"ROI timecourses ({atlas.name} atlas)" if atlas is not None else
+            f"ICA timecourses ({Path(config.workflow.ica_template).name})")
+    pending = {}
+    for s in subjects:
+        if not s.bold_runs:
+            continue
+        key = f"sub-{s.subject}_{feature_set(config, atlas)}"
+        inputs = fingerprints(path for run in s.bold_runs for path in
+                              (run.bold, run.mask, run.confounds,
+                               run.confounds and run.confounds.replace(".tsv", ".json")))
+        if is_finished(ex.output_dir, key, f"the {kind} of sub-{s.subject}", settings, inputs,
+                       ex.overwrite):
+            LOGGER.info("sub-%s: %s already made with the same settings and inputs; nothing to "
+                        "do (--overwrite makes them again).", s.subject, kind)
+        else:
+            pending[s.subject] = (key, settings, inputs)
+    return pending
+
+
 def prepare_output(config, atlas) -> tuple[str, str] | None:
     """Create the output dataset's shared files and write the atlas once into the work dir.
 
@@ -97,11 +167,19 @@ def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
     from xaibids.workflows.base import init_xaibids_participant_wf
 
     ex = config.execution
-    atlas_files = prepare_output(config, atlas)
     if config.workflow.features == "ica" and not config.workflow.ica_template:
+        prepare_output(config, atlas)
         LOGGER.info("--features ica without --ica-template: group ICA needs every subject and "
                     "runs at the start of the group level; nothing to extract per participant.")
         return 0
+    records = pending_subjects(config, atlas, subjects)  # raises before anything is written
+    if any(s.bold_runs for s in subjects) and not records and not ex.boilerplate_only:
+        LOGGER.info("Nothing to do: every selected subject's timecourses are in %s.",
+                    ex.output_dir)
+        return 0
+    if not ex.boilerplate_only:
+        subjects = [s for s in subjects if not s.bold_runs or s.subject in records]
+    atlas_files = prepare_output(config, atlas)
     crash_dirs = {s.subject: Path(ex.output_dir) / "logs" / f"sub-{s.subject}" / ex.run_uuid
                   for s in subjects}
     workflow = init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs)
@@ -130,13 +208,21 @@ def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
     LOGGER.info("Extracting %s from %d run(s) of %d subject(s) with the Nipype %s plugin",
                 what, n_runs, len(to_run), nip.plugin)
     start = time.time()
+    before = {s.subject: snapshot(ex.output_dir, f"sub-{s.subject}") for s in to_run}
     failed_run = None
     try:
-        workflow.run(plugin=nip.plugin, plugin_args=nip.plugin_args)
+        workflow.run(plugin=nip.plugin,
+                     plugin_args=execution_plugin_args(nip.plugin, nip.plugin_args))
     except RuntimeError as err:  # Nipype's "Workflow did not execute cleanly"
         failed_run = err
     failed = [s.subject for s in to_run if list(crash_dirs[s.subject].glob("crash-*"))]
     for s in to_run:
+        if s.subject not in failed:
+            key, settings, inputs = records[s.subject]
+            written = written_since(before[s.subject],
+                                    snapshot(ex.output_dir, f"sub-{s.subject}"))
+            record_completion(ex.output_dir, key, settings, inputs, written, ex.run_uuid,
+                              ex.version)
         status = "FAILED" if s.subject in failed else "done"
         crash = f" — see {crash_dirs[s.subject]}" if s.subject in failed else ""
         LOGGER.info("sub-%s: %s (%d run(s))%s", s.subject, status, len(s.bold_runs), crash)

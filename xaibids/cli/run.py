@@ -223,6 +223,7 @@ def configure(config: Config, extra: dict):
 def reports_only(config: Config) -> int:
     """``--reports-only``: render the HTML reports again from the files in OUTPUT_DIR."""
     from xaibids.inputs.layout import clean_labels
+    from xaibids.outputs.completion import refresh_outputs
     from xaibids.reports import build_reports
 
     out = Path(config.execution.output_dir)
@@ -232,8 +233,10 @@ def reports_only(config: Config) -> int:
             "the participant or group level first, or give the folder that holds them."
         )
     labels = clean_labels(config.execution.participant_label, "sub-", "--participant-label")
-    for path in build_reports(out, subjects=labels or None,
-                              n_procs=config.nipype.nprocs or os.cpu_count() or 1):
+    reports = build_reports(out, subjects=labels or None,
+                            n_procs=config.nipype.nprocs or os.cpu_count() or 1)
+    refresh_outputs(out, reports)
+    for path in reports:
         LOGGER.info("Report: %s", path)
     return 0
 

@@ -14,12 +14,7 @@ from importlib import resources
 
 import jinja2
 
-#: Settings that say where a run happened rather than how: left out of the parameter list.
-_NOT_PARAMETERS = {"bids_dir", "output_dir", "work_dir", "analysis_level", "run_uuid", "version",
-                   "verbose_count", "notrack", "nprocs", "omp_nthreads", "mem_gb", "plugin",
-                   "plugin_args", "training_plugin_args", "stop_on_first_crash",
-                   "boilerplate_only", "reports_only",
-                   "skip_bids_validation", "device", "attribution_batch_size"}
+from xaibids.config import RUN_ONLY_SETTINGS
 
 
 def render_template(name: str, **context) -> str:
@@ -65,7 +60,7 @@ def non_default_options(config) -> list[str]:
     names = _option_names()
     out = []
     for field, value in config.non_defaults().items():
-        if field in _NOT_PARAMETERS:
+        if field in RUN_ONLY_SETTINGS:
             continue
         if field == "derivatives":
             value = sorted(value)

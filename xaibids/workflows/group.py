@@ -39,6 +39,7 @@ from xaibids.interfaces.learning import (
     load_pickle,
     save_dataset,
 )
+from xaibids.workflows import execution_plugin_args
 
 LOGGER = logging.getLogger("xaibids")
 
@@ -241,7 +242,7 @@ def run_group_ensemble(dataset, ens_config, checkpoint_dir, work_dir, plugin="Mu
         raise TypeError("run_group_ensemble needs a TimeseriesDataset (see assemble_dataset).")
     if not isinstance(ens_config, EnsembleConfig):
         raise TypeError("run_group_ensemble needs an EnsembleConfig.")
-    plugin_args = dict(plugin_args or {})
+    plugin_args = execution_plugin_args(plugin, plugin_args)
     if chunk_size is None:
         chunk_size = default_chunk_size(ens_config.n_models, ens_config.n_folds, plugin, plugin_args)
     work_dir = Path(work_dir).absolute()
