@@ -64,3 +64,49 @@ def test_registry_and_errors():
         integrated_gradients(model, x, 0, n_steps=0)
     with pytest.raises(ValueError, match="make_baseline"):
         integrated_gradients(model, x, 0, baseline="mean")
+
+
+def test_completeness_error_is_captums_relative_delta():
+    from captum.attr import IntegratedGradients
+
+    from xaibids.attribution.ig import completeness_error
+
+    torch.manual_seed(2)
+    model = build_model("stdnn", 3, 8, 2, channels=(4, 4), kernel_size=3).eval()
+    x, target = torch.randn(6, 8, 3), torch.tensor([0, 1, 1, 0, 1, 0])
+    attributions = IntegratedGradients(model).attribute(x, baselines=0.0, target=target,
+                                                         n_steps=5, method="riemann_left")
+    with torch.no_grad():
+        change = model(x)[torch.arange(6), target] - model(torch.zeros_like(x))[torch.arange(6), target]
+    delta = attributions.sum(dim=(1, 2)) - change
+    expected = float(delta.abs().sum() / change.abs().sum())
+    assert completeness_error(model, x, target, "zero", 5, "riemann_left") == pytest.approx(
+        expected, rel=1e-4)
+    # a linear model's path integral is exact with Gauss-Legendre at any step count
+    linear = build_model("linear", 3, 8, 2).eval()
+    assert completeness_error(linear, x, target, "zero", 4) < 1e-5
+
+
+def test_converged_steps_are_the_fewest_within_tolerance():
+    from xaibids.attribution.ig import STEP_LADDER, converged_ig_steps
+
+    torch.manual_seed(3)
+    model = build_model("lstm-attn", 3, 12, 2).eval()
+    x, target = torch.randn(16, 12, 3) * 2, torch.arange(16) % 2
+    baselines = (0.0, torch.full((1, 12, 3), 0.5))
+    for tolerance in (0.05, 0.001):
+        steps, trials = converged_ig_steps(model, x, target, baselines, tolerance=tolerance)
+        worst = {}
+        for t in trials:
+            worst[t["n_steps"]] = max(worst.get(t["n_steps"], 0.0), t["completeness_error"])
+        assert worst[steps] <= tolerance
+        assert all(worst[s] > tolerance for s in worst if s < steps)  # fewest that converge
+        assert {t["baseline"] for t in trials} == {0, 1}
+    # Riemann sums need more points than Gauss-Legendre for the same tolerance
+    riemann, _ = converged_ig_steps(model, x, target, baselines, 0.005, method="riemann_trapezoid")
+    gauss, _ = converged_ig_steps(model, x, target, baselines, 0.005)
+    assert gauss < riemann
+    linear = build_model("linear", 3, 12, 2).eval()
+    assert converged_ig_steps(linear, x, target)[0] == STEP_LADDER[0]
+    with pytest.raises(ValueError, match="tolerance must be in"):
+        converged_ig_steps(linear, x, target, tolerance=0)

@@ -58,13 +58,21 @@ def test_group_reads_timeseries_derivatives_without_extraction(group_run):
     code, bids_dir, deriv, out, root = group_run
     out2 = root / "out2"
     code = main([str(bids_dir), str(out2), "group", "-d", f"timeseries={out}",
-                 "-w", str(root / "work2"), *FAST, "--random-seed", "3"])
+                 "-w", str(root / "work2"), *FAST, "--random-seed", "3", "--ig-steps", "auto"])
     assert code == 0
     assert not list(out2.glob("sub-*/func/*_timeseries.tsv"))  # nothing extracted again
     maps = sorted(out2.glob("sub-*/func/*_desc-ig_attribution.tsv"))
     assert len(maps) == 8
     meta = json.loads(maps[0].with_suffix(".json").read_text())
     assert meta["Sources"][0].startswith("bids:timeseries:sub-01/func/")
+    # --ig-steps auto: the fold's converged count in each sidecar, the trials in a table
+    convergence = pd.read_csv(out2 / "group" / "desc-igConvergence_metrics.tsv", sep="\t")
+    chosen = convergence[convergence["chosen"]].set_index("fold")["n_steps"]
+    assert meta["MethodParameters"]["n_steps"] == chosen[meta["Fold"]]
+    assert meta["MethodParameters"]["completeness_tolerance"] == 0.01
+    citation = (out2 / "logs" / "CITATION.md").read_text()
+    assert "chosen per fold as the smallest of 4, 8, 16" in citation
+    assert "`--ig-steps auto`" in citation
 
 
 def test_group_unknown_target_is_a_clear_error(group_run, capsys):

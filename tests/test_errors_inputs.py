@@ -54,6 +54,12 @@ def _bold_3d(deriv):
     nb.save(nb.Nifti1Image(np.asarray(img.dataobj)[..., 0], img.affine), path)
 
 
+def _cut(path, keep):
+    """Keep the first ``keep`` fraction of a file (an interrupted copy; the header survives)."""
+    data = path.read_bytes()
+    path.write_bytes(data[:int(len(data) * keep)])
+
+
 # (case id, function(bids, deriv) that breaks the copies, phrases the message must hold)
 BROKEN = [
     ("no-dataset-description", lambda b, d: (b / "dataset_description.json").unlink(),
@@ -76,6 +82,10 @@ BROKEN = [
      ["desc-preproc_bold.nii.gz is an empty file", "rerun fMRIPrep"]),
     ("garbage-bold", lambda b, d: (d / f"{BOLD}.nii.gz").write_bytes(os.urandom(2000)),
      ["desc-preproc_bold.nii.gz is not a readable NIfTI", "truncated"]),
+    ("truncated-bold-data", lambda b, d: _cut(d / f"{BOLD}.nii.gz", 0.6),
+     ["desc-preproc_bold.nii.gz is truncated", "header promises", "copy it again"]),
+    ("truncated-mask-data", lambda b, d: _cut(d / MASK, 0.5),
+     ["brain mask", "desc-brain_mask.nii.gz is truncated"]),
     ("3d-bold", lambda b, d: _bold_3d(d),
      ["desc-preproc_bold.nii.gz has shape (20, 24, 20)", "4D BOLD series"]),
     ("zero-byte-mask", lambda b, d: (d / MASK).write_bytes(b""),

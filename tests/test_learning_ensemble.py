@@ -223,3 +223,32 @@ def test_config_validation():
     with pytest.raises(ValueError, match="stabilize must be one of"):
         EnsembleConfig(stabilize="best")
     assert EnsembleConfig(attribution="ig").attribution == ("ig",)
+
+
+def test_auto_ig_steps_choose_per_fold_and_equal_the_fixed_count(tmp_path):
+    """ig_steps=0: each fold's step count is the fewest converged one; each fold's maps equal
+    a run with that count fixed, and the provenance names the count and the tolerance."""
+    dataset = toy_dataset(n=16, n_timepoints=10, n_features=6, signal=(1,))
+    kwargs = {"model": "stdnn", "model_kwargs": {"channels": (4, 4)}}
+    auto = run_ensemble(dataset, tiny_config(ig_steps=0, ig_tolerance=0.01, **kwargs),
+                        tmp_path / "ckpt", progress=False)
+    table = auto.ig_convergence
+    assert list(table.columns) == ["fold", "baseline", "n_steps", "completeness_error", "chosen"]
+    chosen = table[table["chosen"]].set_index("fold")
+    assert sorted(chosen.index) == [1, 2]
+    for fold, row in chosen.iterrows():
+        tried = table[table["fold"] == fold]
+        assert row["completeness_error"] <= 0.01
+        assert (tried[tried["n_steps"] < row["n_steps"]]["completeness_error"] > 0.01).all()
+    assert [info["ig_steps"] for info in auto.map_info] == [
+        chosen.loc[info["fold"], "n_steps"] for info in auto.map_info]
+    assert auto.attribution_params["ig"]["params"]["n_steps"] == "auto"
+    assert auto.attribution_params["ig"]["params"]["completeness_tolerance"] == 0.01
+    for steps in set(chosen["n_steps"]):
+        fixed = run_ensemble(dataset, tiny_config(ig_steps=int(steps), **kwargs),
+                             tmp_path / "ckpt", progress=False)  # the same checkpoints
+        assert fixed.ig_convergence.empty
+        rows = [i for i, info in enumerate(auto.map_info) if info["ig_steps"] == steps]
+        np.testing.assert_array_equal(auto.maps["ig"][rows], fixed.maps["ig"][rows])
+    with pytest.raises(ValueError, match="ig_tolerance must be in"):
+        tiny_config(ig_steps=0, ig_tolerance=1.5)

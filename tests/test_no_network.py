@@ -16,14 +16,23 @@ class NetworkUsed(AssertionError):
 
 @pytest.fixture
 def no_network(monkeypatch):
+    """Refuse every internet (IPv4/IPv6) connection and name lookup; local AF_UNIX sockets
+    (multiprocessing's forkserver talks to its workers through one) stay allowed."""
     attempts = []
 
     def refuse(*args, **kwargs):
         attempts.append(args[1:] or args)
         raise NetworkUsed(f"xaibids tried to open a network connection: {args[1:] or args}")
 
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    def only_local(original):
+        def connect(sock, *args, **kwargs):
+            if sock.family == getattr(socket, "AF_UNIX", None):
+                return original(sock, *args, **kwargs)
+            return refuse(sock, *args, **kwargs)
+        return connect
+
+    monkeypatch.setattr(socket.socket, "connect", only_local(socket.socket.connect))
+    monkeypatch.setattr(socket.socket, "connect_ex", only_local(socket.socket.connect_ex))
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     return attempts

@@ -146,3 +146,87 @@ def integrated_gradients(
         internal_batch_size=internal_batch_size,
     )
     return attributions.detach()
+
+
+#: Step counts tried by :func:`converged_ig_steps`, smallest first.
+STEP_LADDER = (4, 8, 16, 32, 64, 128, 256)
+
+
+def completeness_error(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    target: torch.Tensor | int,
+    baseline: str | float | torch.Tensor = "zero",
+    n_steps: int = 50,
+    method: str = "gausslegendre",
+    internal_batch_size: int | None = None,
+) -> float:
+    """Relative completeness error of IG with ``n_steps`` points on a batch of samples.
+
+    Completeness (Sundararajan et al. 2017, §3 "Axiom: Completeness"; seed 000 §2.3 computes
+    the same path integral): the attributions of IG multiplied by ``inputs - baseline`` sum to
+    ``F(x) - F(baseline)``, the target logit's change along the path, when the integral is
+    exact. Captum's convergence delta is the difference per sample; this returns
+    ``sum |delta| / sum |F(x) - F(baseline)|`` over the batch, so samples whose output barely
+    changes cannot dominate. The quadrature is the same whether or not the maps are multiplied
+    by the input, so the error measures the convergence of seed 000's non-multiplied maps too.
+    """
+    if isinstance(baseline, str):
+        if baseline != "zero":
+            raise ValueError(f"IG baseline {baseline!r} needs reference data (make_baseline).")
+        baseline = 0.0
+    if isinstance(baseline, torch.Tensor):
+        baseline = baseline.to(device=inputs.device, dtype=inputs.dtype)
+    ig = IntegratedGradients(model, multiply_by_inputs=True)
+    _, delta = ig.attribute(inputs, baselines=baseline, target=target, n_steps=n_steps,
+                            method=method, internal_batch_size=internal_batch_size,
+                            return_convergence_delta=True)
+    with torch.no_grad():
+        reference = torch.zeros_like(inputs) + baseline
+        index = torch.arange(len(inputs), device=inputs.device)
+        target = torch.as_tensor(target, device=inputs.device).expand(len(inputs))
+        change = model(inputs)[index, target] - model(reference)[index, target]
+    total = float(change.abs().sum())
+    return float(delta.abs().sum()) / total if total > 0 else 0.0
+
+
+def converged_ig_steps(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    target: torch.Tensor | int,
+    baselines=("zero",),
+    tolerance: float = 0.01,
+    method: str = "gausslegendre",
+    ladder: tuple[int, ...] = STEP_LADDER,
+    internal_batch_size: int | None = None,
+) -> tuple[int, list[dict]]:
+    """The smallest IG step count whose completeness error is within ``tolerance``.
+
+    Tries the step counts of ``ladder`` in order on ``inputs`` (a calibration batch) and returns
+    the first whose :func:`completeness_error` is at most ``tolerance`` for every baseline. When
+    none is (models with many ReLU/max-pooling kinks reach a floor of a few tenths of a percent),
+    it returns the count with the smallest error, not necessarily the largest; the caller warns. Gauss-Legendre
+    quadrature (Captum's default rule) converges much faster than the Riemann sums for the
+    smooth paths of these models, which is where the saving over a fixed 50-step Riemann sum
+    comes from.
+
+    Returns
+    -------
+    n_steps : int
+    trials : list of dict
+        ``{"n_steps", "baseline" (index), "completeness_error"}`` for every step count tried.
+    """
+    if not 0 < tolerance < 1:
+        raise ValueError(f"IG completeness tolerance must be in (0, 1), got {tolerance!r}.")
+    if not ladder or any(not isinstance(s, int) or s < 1 for s in ladder):
+        raise ValueError(f"IG step ladder must hold positive integers, got {ladder!r}.")
+    trials, worst = [], {}
+    for n_steps in ladder:
+        errors = [completeness_error(model, inputs, target, base, n_steps, method,
+                                     internal_batch_size) for base in baselines]
+        trials += [{"n_steps": n_steps, "baseline": i, "completeness_error": e}
+                   for i, e in enumerate(errors)]
+        worst[n_steps] = max(errors)
+        if worst[n_steps] <= tolerance:
+            return n_steps, trials
+    return min(worst, key=worst.get), trials

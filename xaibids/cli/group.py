@@ -90,7 +90,7 @@ def ensemble_config(config):
         random_seed=config.seeds.random_seed, attribution=tuple(ac.attribution),
         ig_steps=ac.ig_steps, baseline=tuple(ac.baseline), stabilize=ac.stabilize,
         positive=ac.positive, attribution_batch_size=ac.attribution_batch_size,
-        ig_method=ac.ig_rule, attribution_params=params,
+        ig_method=ac.ig_rule, attribution_params=params, ig_tolerance=ac.ig_tolerance,
     )
 
 
@@ -393,6 +393,9 @@ def write_group_outputs(config, source, dataset, result, ens_config, feature_gro
     group_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(group_dir / "desc-performance_metrics.tsv",
                       result.performance.to_csv(sep="\t", index=False, na_rep="n/a"))
+    if len(result.ig_convergence):
+        atomic_write_text(group_dir / "desc-igConvergence_metrics.tsv",
+                          result.ig_convergence.to_csv(sep="\t", index=False, na_rep="n/a"))
     roots = {"": str(out), "raw": ex.bids_dir, **ex.derivatives}
     n_maps = write_subject_maps(out, Path(ex.work_dir) / "group_outputs", roots, source, dataset,
                                 result, ens_config, method_parameters(ens_config))
@@ -423,7 +426,7 @@ def write_reliability_outputs(config, dataset, result, ens_config, group_dir: Pa
         baseline_agreement, faithfulness, method_agreement, method_dice, randomization_check,
         write_reliability,
     )
-    from xaibids.learning.ensemble import load_fold_models, method_params, permutation_test
+    from xaibids.learning.ensemble import fold_method_params, load_fold_models, permutation_test
 
     ac = config.attribution
     tables, metrics = {}, [result.stability]
@@ -440,7 +443,7 @@ def write_reliability_outputs(config, dataset, result, ens_config, group_dir: Pa
         target = torch.as_tensor(y_test[:n], dtype=torch.long)
         common = {"methods": ens_config.attribution,
                   "baseline": baselines[ens_config.baselines[0]],
-                  "method_params": method_params(ens_config),
+                  "method_params": fold_method_params(ens_config, result, fold=1),
                   "seed": config.seeds.random_seed}
         LOGGER.info("Reliability checks on %d test subject(s) of fold 1 (model randomization, "
                     "infidelity, max-sensitivity).", n)

@@ -69,6 +69,18 @@ def fraction(text: str) -> float:
     return value
 
 
+def steps_or_auto(text: str) -> int:
+    """A positive step count, or ``auto`` (stored as 0: chosen per fold)."""
+    return 0 if text == "auto" else positive_int(text)
+
+
+def open_fraction(text: str) -> float:
+    value = float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must lie strictly between 0 and 1, got {text}")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value) or value < 0:
@@ -211,8 +223,12 @@ def get_parser() -> argparse.ArgumentParser:
     g.add("--ig-multiply-by-inputs", action="store_true",
           help="multiply IG by (input - baseline), as in its original paper; off by default, "
                "as in seed 000")
-    g.add("--ig-steps", type=positive_int, default=50,
-          help="integration steps of Integrated Gradients")
+    g.add("--ig-steps", type=steps_or_auto, default=50, metavar="N|auto",
+          help="integration steps of Integrated Gradients, or 'auto': per fold, the fewest of "
+               "4, 8, ..., 256 whose completeness error is within --ig-tolerance")
+    g.add("--ig-tolerance", type=open_fraction, default=0.01,
+          help="completeness tolerance of --ig-steps auto: summed |convergence delta| over "
+               "summed |change of the target logit| (0.01 = 1%%)")
     g.add("--stabilize", choices=["closest", "mean", "median", "none"], default="closest",
           help="how maps of a fold's models are combined per subject")
     g.add("--positive", choices=["abs", "relu", "none"], default="abs",

@@ -48,12 +48,42 @@ def check_writable_dir(path: str | Path, option: str) -> None:
         )
 
 
-def check_image(path: str | Path, what: str, ndim: int, min_volumes: int = 1) -> None:
-    """Cheap check of a NIfTI input: not empty, header readable, ``ndim`` dimensions.
+def _stored_bytes(path: Path, img) -> tuple[int, int] | None:
+    """(bytes the header promises, bytes the file holds) when they disagree, else None.
 
-    Only the header is read (a file truncated in its data still passes; its extraction then
-    fails for that subject alone, with a crash report).
+    An uncompressed ``.nii`` is compared by its size. A ``.nii.gz`` is first compared through
+    its gzip trailer (the uncompressed size modulo 2**32, read from the last 4 bytes: no
+    decompression); only when that disagrees (a cut file, or a rare multi-member gzip) is the
+    file decompressed to count its bytes. Hand-written: nibabel reads the data lazily and
+    notices a cut only when a voxel past the cut is read.
     """
+    import gzip
+    import zlib
+
+    header = img.header
+    expected = int(header.get_data_offset()) + int(np.prod(img.shape, dtype=np.int64)) * \
+        header.get_data_dtype().itemsize
+    if path.name.endswith(".gz"):
+        with open(path, "rb") as fh:
+            fh.seek(-4, os.SEEK_END)
+            trailer = int.from_bytes(fh.read(4), "little")
+        if trailer == expected % 2**32:
+            return None
+        held = 0
+        try:
+            with gzip.open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(2**24), b""):
+                    held += len(block)
+        except (EOFError, OSError, zlib.error):
+            pass  # the stream ends early: ``held`` is what could be read
+    else:
+        held = path.stat().st_size
+    return (expected, held) if held < expected else None
+
+
+def check_image(path: str | Path, what: str, ndim: int, min_volumes: int = 1) -> None:
+    """Check a NIfTI input without reading its voxels: not empty, header readable, ``ndim``
+    dimensions, and as many data bytes as the header promises (:func:`_stored_bytes`)."""
     import nibabel as nb
 
     path = Path(path)
@@ -84,6 +114,13 @@ def check_image(path: str | Path, what: str, ndim: int, min_volumes: int = 1) ->
         raise XaibidsError(
             f"The {what} {path} has shape {shape}; a 3D image is needed. Use the brain mask "
             "fMRIPrep wrote for this run (*_desc-brain_mask.nii.gz)."
+        )
+    cut = _stored_bytes(path, img)
+    if cut is not None:
+        raise XaibidsError(
+            f"The {what} {path} is truncated: its header promises {cut[0]} bytes of header and "
+            f"data for shape {shape}, but the file holds {cut[1]}. It was probably cut during a "
+            "copy or download; copy it again or rerun fMRIPrep for this subject."
         )
 
 

@@ -86,7 +86,12 @@ class EnsembleConfig:
     attribution : tuple of str
         Methods of :data:`xaibids.attribution.METHODS`; each must support ``model``.
     ig_steps : int
-        Integration points of IG.
+        Integration points of IG; 0 chooses them per fold: the smallest count of
+        :data:`xaibids.attribution.ig.STEP_LADDER` whose completeness error on the fold's first
+        model is within ``ig_tolerance`` (:func:`xaibids.attribution.ig.converged_ig_steps`).
+    ig_tolerance : float
+        Completeness tolerance of ``ig_steps=0``: the summed absolute convergence delta relative
+        to the summed absolute change of the target logit (0.01 = 1 %).
     ig_method : str
         IG integration rule (:data:`xaibids.attribution.ig.IG_RULES`): ``gausslegendre``
         (Captum's default) or ``riemann_trapezoid``, ``riemann_left``, ``riemann_right``,
@@ -137,6 +142,7 @@ class EnsembleConfig:
     ig_method: str = "gausslegendre"
     attribution_params: dict = field(default_factory=dict)
     stability: bool = True
+    ig_tolerance: float = 0.01
 
     @property
     def baselines(self) -> tuple[str, ...]:
@@ -185,12 +191,15 @@ class EnsembleConfig:
                 raise ValueError(f"EnsembleConfig.attribution_params[{method!r}] must be a dict.")
             resolve_params(method, **params)
         for name, minimum in (("n_folds", 2), ("n_models", 1), ("epochs", 1), ("batch_size", 1),
-                              ("patience", 1), ("ig_steps", 1), ("attribution_batch_size", 1),
+                              ("patience", 1), ("ig_steps", 0), ("attribution_batch_size", 1),
                               ("random_seed", 0)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
                 raise ValueError(f"EnsembleConfig.{name} must be an integer >= {minimum}, got {value!r}.")
             setattr(self, name, int(value))
+        if isinstance(self.ig_tolerance, bool) or not isinstance(self.ig_tolerance, (int, float)) \
+                or not 0 < self.ig_tolerance < 1:
+            raise ValueError(f"EnsembleConfig.ig_tolerance must be in (0, 1), got {self.ig_tolerance!r}.")
         if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
             raise ValueError(f"EnsembleConfig.learning_rate must be positive, got {self.learning_rate!r}.")
         if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
@@ -251,6 +260,9 @@ class EnsembleResult:
     attribution_params : dict of str to dict
         Per map key: ``method``, ``baseline`` (name or None) and ``params`` (every parameter
         with defaults filled in), the record of how each map was made.
+    ig_convergence : pandas.DataFrame
+        With ``EnsembleConfig.ig_steps=0``: per fold, IG baseline and step count tried, the
+        completeness error and whether that count was ``chosen`` (empty otherwise).
     """
 
     maps: dict[str, np.ndarray]
@@ -265,25 +277,47 @@ class EnsembleResult:
     stability: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STABILITY_COLUMNS))
     run_importance: dict[str, np.ndarray] = field(default_factory=dict)
     attribution_params: dict[str, dict] = field(default_factory=dict)
+    ig_convergence: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=IG_CONVERGENCE_COLUMNS))
 
 
 STABILITY_COLUMNS = ["method", "metric", "value", "n_samples"]
+IG_CONVERGENCE_COLUMNS = ["fold", "baseline", "n_steps", "completeness_error", "chosen"]
+#: Test samples of a fold on which ``ig_steps=0`` measures the completeness error.
+IG_CALIBRATION_SAMPLES = 32
+
+
+#: IG's ``n_steps`` in :func:`method_params` and the provenance when chosen per fold.
+AUTO_STEPS = "auto"
 
 
 def method_params(config: EnsembleConfig) -> dict[str, dict]:
     """Parameters per method of ``config`` as passed to :func:`attribute_fold`.
 
     IG gets ``n_steps=config.ig_steps`` and ``method=config.ig_method`` unless
-    ``config.attribution_params["ig"]`` sets them.
+    ``config.attribution_params["ig"]`` sets them; with ``ig_steps=0`` its ``n_steps`` is
+    :data:`AUTO_STEPS`, which :func:`attribute_trained_fold` resolves per fold.
     """
     out = {}
     for method in config.attribution:
         params = dict(config.attribution_params.get(method, {}))
         if method == "ig":
-            params.setdefault("n_steps", config.ig_steps)
+            params.setdefault("n_steps", config.ig_steps or AUTO_STEPS)
             params.setdefault("method", config.ig_method)
         out[method] = params
     return out
+
+
+def fold_method_params(config: EnsembleConfig, result: EnsembleResult, fold: int) -> dict[str, dict]:
+    """:func:`method_params` with IG's step count as ``result`` used it in fold ``fold``."""
+    params = method_params(config)
+    if params.get("ig", {}).get("n_steps") == AUTO_STEPS:
+        chosen = result.ig_convergence[result.ig_convergence["chosen"]
+                                       & (result.ig_convergence["fold"] == fold)]
+        if chosen.empty:
+            raise ValueError(f"The ensemble result has no IG step count chosen for fold {fold}.")
+        params["ig"]["n_steps"] = int(chosen["n_steps"].iloc[0])
+    return params
 
 
 def attribution_settings(config: EnsembleConfig) -> dict[str, dict]:
@@ -296,8 +330,13 @@ def attribution_settings(config: EnsembleConfig) -> dict[str, dict]:
         in the order of :func:`xaibids.attribution.registry.map_keys`.
     """
     params = method_params(config)
-    return {key: {"method": method, "baseline": base, "params": resolve_params(method, **params[method])}
-            for key, method, base in map_keys(config.attribution, config.baselines)}
+    settings = {key: {"method": method, "baseline": base,
+                      "params": resolve_params(method, **params[method])}
+                for key, method, base in map_keys(config.attribution, config.baselines)}
+    for setting in settings.values():
+        if setting["method"] == "ig" and setting["params"]["n_steps"] == AUTO_STEPS:
+            setting["params"]["completeness_tolerance"] = config.ig_tolerance
+    return settings
 
 
 def model_seed(random_seed: int, fold: int, index: int) -> int:
@@ -617,6 +656,9 @@ class FoldResult:
         The fold's rows of :attr:`EnsembleResult.performance`.
     device : str
         Device the models ran on.
+    ig_convergence : list of dict
+        With ``EnsembleConfig.ig_steps=0``: the step counts tried on this fold
+        (``fold``, ``baseline``, ``n_steps``, ``completeness_error``, ``chosen``).
     """
 
     fold: int
@@ -632,6 +674,7 @@ class FoldResult:
     map_info: list[dict]
     performance: list[dict]
     device: str = "cpu"
+    ig_convergence: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -771,13 +814,18 @@ def _attribute_plan(dataset: TimeseriesDataset, config: EnsembleConfig, plan: _F
     run_sums = {m: np.zeros((len(models), n_classes, dataset.X.shape[2])) for m in keys}
     map_info: list[dict | None] = [None] * n_test
     baseline = {name: make_baseline(name, plan.X_train, seed=plan.split_seed) for name in config.baselines}
+    params = method_params(config)
+    convergence = []
+    if params.get("ig", {}).get("n_steps") == AUTO_STEPS:
+        params["ig"]["n_steps"], convergence = _converged_steps(
+            config, plan, models[0], y[test_idx], baseline, params["ig"], device)
     losses = np.empty((len(models), n_test))
     probabilities = np.empty((len(models), n_test, n_classes))
     for batch in attribute_fold(
         models, plan.X_test, y[test_idx], methods=config.attribution, baseline=baseline,
-        n_steps=config.ig_steps, how=config.stabilize, positive=config.positive,
+        how=config.stabilize, positive=config.positive,
         batch_size=config.attribution_batch_size, device=device, progress_bar=progress_bar,
-        keep_model_maps=config.keep_model_maps, method_params=method_params(config),
+        keep_model_maps=config.keep_model_maps, method_params=params,
         stability=config.stability,
     ):
         start, stop = batch["start"], batch["stop"]
@@ -816,6 +864,8 @@ def _attribute_plan(dataset: TimeseriesDataset, config: EnsembleConfig, plan: _F
                 "true_index": int(y[sample]),
                 "correct": bool(pred == int(y[sample])),
             }
+            if "ig" in params:
+                map_info[start + j]["ig_steps"] = params["ig"]["n_steps"]
     y_test = y[test_idx]
     rows = []
     for i, seed in enumerate(seeds):
@@ -838,8 +888,37 @@ def _attribute_plan(dataset: TimeseriesDataset, config: EnsembleConfig, plan: _F
         fold=k, train_idx=plan.train_idx, test_idx=test_idx, seeds=list(seeds), maps=maps,
         single_model_maps=single, model_maps=every, seed_correlation=seed_r,
         split_half_correlation=split_r, run_sums=run_sums, map_info=map_info, performance=rows,
-        device=str(device),
+        device=str(device), ig_convergence=convergence,
     )
+
+
+def _converged_steps(config, plan, model, y_test, baselines: dict, ig_params: dict, device):
+    """IG steps of one fold for ``ig_steps=0``: :func:`converged_ig_steps` on the first model
+    and the first :data:`IG_CALIBRATION_SAMPLES` test samples, for every baseline."""
+    from xaibids.attribution.ig import converged_ig_steps
+
+    n = min(IG_CALIBRATION_SAMPLES, len(plan.X_test))
+    xb = torch.as_tensor(plan.X_test[:n], dtype=torch.float32, device=device)
+    yb = torch.as_tensor(y_test[:n], dtype=torch.int64, device=device)
+    cudnn_off = (torch.backends.cudnn.flags(enabled=False) if device.type == "cuda"
+                 else contextlib.nullcontext())
+    with cudnn_off:
+        steps, trials = converged_ig_steps(
+            model.eval(), xb, yb, tuple(baselines.values()), tolerance=config.ig_tolerance,
+            method=ig_params.get("method", config.ig_method),
+            internal_batch_size=ig_params.get("internal_batch_size"))
+    names = list(baselines)
+    worst = max(t["completeness_error"] for t in trials if t["n_steps"] == steps)
+    if worst > config.ig_tolerance:
+        LOGGER.warning("Fold %d: IG did not converge to %.1f %% completeness error within %d "
+                       "steps (error %.2f %%); using %d.", plan.fold, 100 * config.ig_tolerance,
+                       steps, 100 * worst, steps)
+    else:
+        LOGGER.info("Fold %d: IG with %d steps (completeness error %.2f %% <= %.1f %%).",
+                    plan.fold, steps, 100 * worst, 100 * config.ig_tolerance)
+    return steps, [{"fold": plan.fold, "baseline": names[t["baseline"]], "n_steps": t["n_steps"],
+                    "completeness_error": t["completeness_error"],
+                    "chosen": t["n_steps"] == steps} for t in trials]
 
 
 def train_fold_chunk(
@@ -1033,6 +1112,8 @@ def merge_fold_results(
         n_reused=int(n_reused), device=",".join(devices), model_maps=every,
         stability=pd.DataFrame(stability_rows, columns=STABILITY_COLUMNS),
         run_importance=run_importance, attribution_params=settings,
+        ig_convergence=pd.DataFrame([row for r in results for row in r.ig_convergence],
+                                    columns=IG_CONVERGENCE_COLUMNS),
     )
 
 

@@ -102,7 +102,7 @@ def write_subject_maps(output_dir: Path, scratch: Path, roots: dict, source, dat
                                f"{ens_config.n_models} models of fold {info['fold']} "
                                f"({ens_config.stabilize}); rows are time points, columns "
                                "features.",
-                "MethodParameters": method_params.get(method, {}),
+                "MethodParameters": _fold_parameters(method_params.get(method, {}), info),
                 "Model": ens_config.model,
                 "Fold": info["fold"],
                 "ModelSeeds": info["model_seeds"],
@@ -132,3 +132,11 @@ def write_subject_maps(output_dir: Path, scratch: Path, roots: dict, source, dat
             sink(output_dir, src, tmp, meta, desc=method, suffix="attribution")
             written += 1
     return written
+
+
+def _fold_parameters(params: dict, info: dict) -> dict:
+    """A map's method parameters with IG's step count as used in the subject's fold (the
+    configuration says ``auto`` when it was chosen per fold by the completeness check)."""
+    if params.get("n_steps") == "auto" and info.get("ig_steps") is not None:
+        return {**params, "n_steps": info["ig_steps"]}
+    return params

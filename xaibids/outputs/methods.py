@@ -64,6 +64,8 @@ def non_default_options(config) -> list[str]:
             continue
         if field == "derivatives":
             value = sorted(value)
+        if field == "ig_steps" and value == 0:
+            value = "auto"
         option = names.get(field, "--" + field.replace("_", "-"))
         shown = _format_value(value)
         out.append(f"`{option} {shown}`" if shown else f"`{option}`")
