@@ -58,7 +58,8 @@ def test_group_reads_timeseries_derivatives_without_extraction(group_run):
     code, bids_dir, deriv, out, root = group_run
     out2 = root / "out2"
     code = main([str(bids_dir), str(out2), "group", "-d", f"timeseries={out}",
-                 "-w", str(root / "work2"), *FAST, "--random-seed", "3", "--ig-steps", "auto"])
+                 "-w", str(root / "work2"), *FAST, "--random-seed", "3", "--ig-steps", "auto",
+                 "--n-models", "auto", "--max-models", "4"])
     assert code == 0
     assert not list(out2.glob("sub-*/func/*_timeseries.tsv"))  # nothing extracted again
     maps = sorted(out2.glob("sub-*/func/*_desc-ig_attribution.tsv"))
@@ -73,6 +74,12 @@ def test_group_reads_timeseries_derivatives_without_extraction(group_run):
     citation = (out2 / "logs" / "CITATION.md").read_text()
     assert "chosen per fold as the smallest of 4, 8, 16" in citation
     assert "`--ig-steps auto`" in citation
+    # --n-models auto: the size chosen on fold 1 is the ensemble of every fold
+    sizes = pd.read_csv(out2 / "group" / "desc-ensembleSize_metrics.tsv", sep="\t")
+    n_models = int(sizes.loc[sizes["chosen"], "n_models"].iloc[0])
+    assert n_models in (2, 4) and len(meta["ModelSeeds"]) == n_models
+    assert f"an ensemble of {n_models} models" in citation
+    assert "chosen on the first fold by doubling" in citation and "`--n-models auto`" in citation
 
 
 def test_group_unknown_target_is_a_clear_error(group_run, capsys):

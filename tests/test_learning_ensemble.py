@@ -252,3 +252,22 @@ def test_auto_ig_steps_choose_per_fold_and_equal_the_fixed_count(tmp_path):
         np.testing.assert_array_equal(auto.maps["ig"][rows], fixed.maps["ig"][rows])
     with pytest.raises(ValueError, match="ig_tolerance must be in"):
         tiny_config(ig_steps=0, ig_tolerance=1.5)
+
+
+def test_choose_ensemble_size_doubles_until_the_maps_stop_changing(tmp_path):
+    from xaibids.learning.ensemble import choose_ensemble_size
+
+    dataset = toy_dataset(n=24, n_timepoints=10, n_features=6, signal=(1,), amplitude=2.0)
+    config = tiny_config(model="stdnn", n_models=8, epochs=5, model_kwargs={"channels": (4, 4)})
+    loose, table = choose_ensemble_size(dataset, config, tmp_path / "ckpt", threshold=0.01)
+    assert loose == 2 and list(table["n_models"]) == [2] and table["chosen"].all()
+    assert table["compared_with"].tolist() == [4] and table["correlation"].iloc[0] >= 0.01
+    strict, table = choose_ensemble_size(dataset, config, tmp_path / "ckpt", threshold=0.999999)
+    assert strict == 8  # never stable at that threshold: the maximum
+    assert list(table["n_models"]) == [2, 4, 8] and table["chosen"].tolist() == [False, False, True]
+    assert (table["correlation"].iloc[:2] < 0.999999).all()
+    # the sizes' models are the run's checkpoints: the main run reuses them all
+    result = run_ensemble(dataset, config, tmp_path / "ckpt", progress=False)
+    assert result.n_reused == 8 and result.n_trained == 8  # fold 1 reused, fold 2 trained
+    with pytest.raises(ValueError, match="threshold must be in"):
+        choose_ensemble_size(dataset, config, tmp_path / "ckpt", threshold=1.0)

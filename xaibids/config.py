@@ -83,7 +83,9 @@ class LearningSettings:
     target: str = "group"
     cv_group: str = ""
     n_folds: int = 5
-    n_models: int = 10
+    n_models: int = 10  # 0 → chosen by the stability of the maps ("auto")
+    max_models: int = 64
+    ensemble_stability: float = 0.99
     model: str = "stdnn"
     epochs: int = 100
     device: str = "auto"

@@ -84,7 +84,8 @@ def ensemble_config(config):
     if ac.ig_multiply_by_inputs:
         params.setdefault("ig", {})["multiply_by_inputs"] = True
     return EnsembleConfig(
-        model=lc.model, n_folds=lc.n_folds, n_models=lc.n_models, epochs=lc.epochs,
+        model=lc.model, n_folds=lc.n_folds, n_models=lc.n_models or lc.max_models,
+        epochs=lc.epochs,
         batch_size=lc.batch_size, learning_rate=lc.learning_rate, weight_decay=lc.weight_decay,
         patience=lc.patience, val_fraction=lc.val_fraction, device=lc.device,
         random_seed=config.seeds.random_seed, attribution=tuple(ac.attribution),
@@ -110,6 +111,9 @@ def group_methods(config, ens_config, dataset, feature_kind: str) -> str:
                "feature_groups": Path(st.feature_groups).name if st.feature_groups else ""},
         reliability=config.attribution.reliability_samples,
         permutations=config.attribution.permutations,
+        ensemble_size=({"threshold": config.learning.ensemble_stability,
+                        "max": config.learning.max_models}
+                       if config.learning.n_models == 0 else None),
     )
 
 
@@ -317,6 +321,12 @@ def run_group(config, atlas, subjects) -> int:
                 "classes %s.", len(dataset.subjects), len(set(dataset.subjects)),
                 dataset.X.shape[1], dataset.X.shape[2], ", ".join(dataset.classes))
     ens_config = ensemble_config(config)
+    import torch
+
+    nip = config.nipype
+    torch.set_num_threads(max(1, nip.omp_nthreads))  # this process: ensemble size, reliability
+    if lc.n_models == 0 and not ex.boilerplate_only:
+        ens_config = _choose_ensemble_size(config, dataset, ens_config, out / "group")
     write_boilerplate("\n\n".join([
         source.methods_text,
         group_methods(config, ens_config, dataset, source.kind_text),
@@ -325,10 +335,6 @@ def run_group(config, atlas, subjects) -> int:
     if ex.boilerplate_only:
         LOGGER.info("Boilerplate written to %s", out / "logs" / "CITATION.md")
         return 0
-    import torch
-
-    nip = config.nipype
-    torch.set_num_threads(max(1, nip.omp_nthreads))  # this process: reliability checks
     # training chunks (fold x seeds) and per-fold attribution as Nipype nodes, so a cluster
     # plugin runs them in parallel; the result equals run_ensemble's
     result = run_group_ensemble(
@@ -366,6 +372,26 @@ def _finished(config, settings: dict, inputs: dict) -> bool:
                     "inputs (%s); --overwrite computes them again.", ex.output_dir,
                     CompletionRecord.path(ex.output_dir, GROUP_RECORD))
     return done
+
+
+def _choose_ensemble_size(config, dataset, ens_config, group_dir: Path):
+    """``--n-models auto``: the ensemble size chosen on fold 1 (its models are checkpointed and
+    reused), recorded in ``group/desc-ensembleSize_metrics.tsv``; returns the config to run."""
+    from dataclasses import replace
+
+    from xaibids.learning.ensemble import choose_ensemble_size
+
+    lc = config.learning
+    LOGGER.info("--n-models auto: doubling fold 1's ensemble from 2 models (at most %d) until "
+                "its stabilized maps stop changing (r >= %g).", lc.max_models,
+                lc.ensemble_stability)
+    n_models, table = choose_ensemble_size(dataset, ens_config, group_dir / "checkpoints",
+                                           threshold=lc.ensemble_stability)
+    group_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(group_dir / "desc-ensembleSize_metrics.tsv",
+                      table.to_csv(sep="\t", index=False, na_rep="n/a"))
+    LOGGER.info("--n-models auto: %d models per fold.", n_models)
+    return replace(ens_config, n_models=n_models)
 
 
 def _feature_groups(config, feature_names):

@@ -70,7 +70,7 @@ def fraction(text: str) -> float:
 
 
 def steps_or_auto(text: str) -> int:
-    """A positive step count, or ``auto`` (stored as 0: chosen per fold)."""
+    """A positive count, or ``auto`` (stored as 0: chosen during the run)."""
     return 0 if text == "auto" else positive_int(text)
 
 
@@ -199,7 +199,14 @@ def get_parser() -> argparse.ArgumentParser:
     g.add("--cv-group", default="", metavar="COLUMN",
           help="participants.tsv column (e.g. site) kept whole within folds")
     g.add("--n-folds", type=positive_int, default=5, help="cross-validation folds")
-    g.add("--n-models", type=positive_int, default=10, help="models (seeds) per fold")
+    g.add("--n-models", type=steps_or_auto, default=10, metavar="N|auto",
+          help="models (seeds) per fold, or 'auto': on fold 1, doubled from 2 until the "
+               "stabilized maps stop changing (--ensemble-stability), at most --max-models")
+    g.add("--max-models", type=positive_int, default=64,
+          help="largest ensemble --n-models auto may choose")
+    g.add("--ensemble-stability", type=open_fraction, default=0.99,
+          help="--n-models auto stops when the stabilized maps of n and 2n models correlate "
+               "at least this much")
     g.add("--model", choices=MODELS, default="stdnn", help="network architecture")
     g.add("--epochs", type=positive_int, default=100, help="maximum training epochs")
     g.add("--weight-decay", type=non_negative_float, default=0.0,

@@ -183,6 +183,9 @@ def check_group_options(config: Config) -> None:
             f"--model {config.learning.model} is not available in xaibids {__version__} yet; "
             f"use one of {', '.join(MODEL_NAMES)}."
         )
+    if config.learning.n_models == 0 and config.learning.max_models < 2:
+        raise XaibidsError("--n-models auto compares ensembles of n and 2n models; give "
+                           "--max-models 2 or more.")
     try:
         ensemble_config(config)
     except ValueError as err:  # e.g. a method that does not support the model

@@ -64,7 +64,7 @@ def non_default_options(config) -> list[str]:
             continue
         if field == "derivatives":
             value = sorted(value)
-        if field == "ig_steps" and value == 0:
+        if field in ("ig_steps", "n_models") and value == 0:
             value = "auto"
         option = names.get(field, "--" + field.replace("_", "-"))
         shown = _format_value(value)
