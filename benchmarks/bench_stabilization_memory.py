@@ -23,6 +23,24 @@ The input data and the stabilized output maps are allocated *before* the measure
 necessarily scale with N (their size is reported as ``output_mib``). The batches' maps are
 written into the output array as the ensemble does. Results are printed as a table and written
 to ``benchmarks/results/stabilization_memory.json``. This is not a timed test.
+
+``--curve`` measures the curves instead (each point in a fresh subprocess, as above)::
+
+    python benchmarks/bench_stabilization_memory.py --curve [--curve-subjects 16 32 64 128 256]
+        [--curve-batches 4 8 16] [--curve-models 2 5 10] [--curve-n 32]
+
+- peak vs the number of subjects at fixed batch size and number of models (``--batch-size``,
+  ``--n-models``);
+- peak vs batch size x number of models at a fixed number of subjects (``--curve-n``);
+
+with least-squares slopes (MiB per subject, MiB per unit of batch x models) and, for
+comparison, two sizes that are *computed, not measured*: the raw maps a naive implementation
+would hold (every model's maps of all N subjects, ``n_models x N x T x F`` float32) and the raw
+maps the streamed one holds at a time (``batch x n_models x T x F`` float32). Each point is
+also measured with glibc's ``MALLOC_MMAP_THRESHOLD_`` at 64 KiB (``--curve-mmap-threshold``; 0
+skips it): large blocks are then mapped and unmapped on their own, which separates what the
+step holds from the heap that glibc keeps (and fragments) between batches. Written to
+``benchmarks/results/stabilization_memory_curve.json``.
 """
 
 from __future__ import annotations
@@ -121,6 +139,173 @@ def worker(args: argparse.Namespace) -> dict:
     }
 
 
+def measure(args: argparse.Namespace, n: int, n_models: int, batch_size: int,
+            mmap_threshold: int = 0) -> dict:
+    """One size in a fresh subprocess (so peaks do not carry over); the worker's numbers.
+
+    ``mmap_threshold`` > 0 runs the worker with glibc's ``MALLOC_MMAP_THRESHOLD_`` at that many
+    bytes: larger blocks are then mapped and unmapped on their own instead of being carved from
+    (and fragmenting) the heap.
+    """
+    env = dict(os.environ)
+    if mmap_threshold:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(mmap_threshold)
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(n)]
+    settings = {"model": args.model, "n_models": n_models, "timepoints": args.timepoints,
+                "features": args.features, "batch_size": batch_size, "ig_steps": args.ig_steps,
+                "threads": args.threads}
+    for name, value in settings.items():
+        command += [f"--{name.replace('_', '-')}", str(value)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(done.returncode)
+    row = json.loads(done.stdout.strip().splitlines()[-1])
+    maps_mib = args.timepoints * args.features * 4 / 2**20  # one float32 (T, F) map
+    row.update({"n_models": n_models, "batch_size": batch_size,
+                "batch_x_models": batch_size * n_models,
+                "naive_all_maps_mib_computed": n_models * n * maps_mib,
+                "streamed_raw_maps_mib_computed": n_models * min(batch_size, n) * maps_mib})
+    return row
+
+
+def _slope(x, y) -> dict:
+    """Least-squares line ``y = intercept + slope * x``."""
+    import numpy as np
+
+    slope, intercept = np.polyfit(np.asarray(x, float), np.asarray(y, float), 1)
+    return {"slope": float(slope), "intercept": float(intercept)}
+
+
+def _environment() -> dict:
+    import numpy
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "machine": platform.machine(),
+            "cpu_count": os.cpu_count()}
+
+
+def curve(args: argparse.Namespace) -> int:
+    """``--curve``: peak vs subjects, and peak vs batch x models; slopes; JSON."""
+    print(f"Memory curves of attribution + stabilization of one fold: {args.model}, "
+          f"T={args.timepoints}, F={args.features}, IG steps {args.ig_steps}, "
+          f"{args.threads} thread(s); each point in a fresh subprocess")
+    mmap = args.curve_mmap_threshold
+    header = (f"{'tracemalloc':>12}  {'RSS peak':>10}  {'RSS end':>9}  "
+              + (f"{'RSS peak (mmap)':>15}  " if mmap else "")
+              + f"{'streamed maps*':>14}  {'naive maps*':>11}  {'time':>7}")
+    mmap_key = "rss_peak_increase_mib_mmap_threshold"
+
+    def point(n, n_models, batch_size) -> dict:
+        row = measure(args, n, n_models, batch_size)
+        if mmap:
+            row[mmap_key] = measure(args, n, n_models, batch_size,
+                                    mmap_threshold=mmap)["rss_peak_increase_mib"]
+        return row
+
+    def line(row) -> str:
+        return (f"{row['tracemalloc_peak_mib']:>8.2f} MiB  "
+                f"{row['rss_peak_increase_mib']:>6.2f} MiB  "
+                f"{row['rss_end_increase_mib']:>5.2f} MiB  "
+                + (f"{row[mmap_key]:>11.2f} MiB  " if mmap else "") +
+                f"{row['streamed_raw_maps_mib_computed']:>10.2f} MiB  "
+                f"{row['naive_all_maps_mib_computed']:>7.2f} MiB  {row['seconds']:>6.2f}s")
+
+    print(f"\nPeak vs number of subjects (batch {args.batch_size}, {args.n_models} models):")
+    print(f"{'subjects':>8}  " + header)
+    by_subjects = []
+    for n in args.curve_subjects:
+        row = point(n, args.n_models, args.batch_size)
+        by_subjects.append(row)
+        print(f"{n:>8}  " + line(row), flush=True)
+    x = [r["n_subjects"] for r in by_subjects]
+    keys = ["rss_peak_increase_mib", "tracemalloc_peak_mib"] + ([mmap_key] if mmap else [])
+    fits_subjects = {key: _slope(x, [r[key] for r in by_subjects])
+                     for key in keys + ["naive_all_maps_mib_computed"]}
+    print("slope, MiB per subject: RSS peak "
+          f"{fits_subjects['rss_peak_increase_mib']['slope']:.4f}, "
+          + (f"RSS peak (mmap) {fits_subjects[mmap_key]['slope']:.4f}, " if mmap else "")
+          + f"tracemalloc {fits_subjects['tracemalloc_peak_mib']['slope']:.4f}; naive maps "
+          f"(computed) {fits_subjects['naive_all_maps_mib_computed']['slope']:.4f}")
+
+    print(f"\nPeak vs batch x models ({args.curve_n} subjects):")
+    print(f"{'batch':>5}  {'models':>6}  {'b x m':>5}  " + header)
+    by_batch_models = []
+    for batch_size in args.curve_batches:
+        for n_models in args.curve_models:
+            row = point(args.curve_n, n_models, batch_size)
+            by_batch_models.append(row)
+            print(f"{batch_size:>5}  {n_models:>6}  {batch_size * n_models:>5}  " + line(row),
+                  flush=True)
+    x = [r["batch_x_models"] for r in by_batch_models]
+    fits_bm = {key: _slope(x, [r[key] for r in by_batch_models])
+               for key in keys + ["streamed_raw_maps_mib_computed"]}
+    # the same points split into batch and models: peak = c + a * batch + b * models
+    import numpy as np
+
+    design = np.column_stack([np.ones(len(by_batch_models)),
+                              [r["batch_size"] for r in by_batch_models],
+                              [r["n_models"] for r in by_batch_models]])
+    coef = {}
+    # the split needs two batch sizes and two model counts (else the design is rank-deficient
+    # and lstsq's minimum-norm answer is meaningless)
+    if np.linalg.matrix_rank(design) == 3:
+        for key in keys:
+            c, a, b = np.linalg.lstsq(design, [r[key] for r in by_batch_models], rcond=None)[0]
+            coef[key] = {"intercept": float(c), "per_batch_sample": float(a),
+                         "per_model": float(b)}
+    print(f"slope, MiB per unit of batch x models: RSS peak "
+          f"{fits_bm['rss_peak_increase_mib']['slope']:.4f}, "
+          + (f"RSS peak (mmap) {fits_bm[mmap_key]['slope']:.4f}, " if mmap else "")
+          + "tracemalloc "
+          f"{fits_bm['tracemalloc_peak_mib']['slope']:.4f}; streamed raw maps (computed) "
+          f"{fits_bm['streamed_raw_maps_mib_computed']['slope']:.4f}")
+    if coef:
+        print(f"split fit, RSS peak = {coef['rss_peak_increase_mib']['intercept']:.2f} + "
+              f"{coef['rss_peak_increase_mib']['per_batch_sample']:.3f} x batch + "
+              f"{coef['rss_peak_increase_mib']['per_model']:.3f} x models MiB; tracemalloc = "
+              f"{coef['tracemalloc_peak_mib']['intercept']:.2f} + "
+              f"{coef['tracemalloc_peak_mib']['per_batch_sample']:.3f} x batch + "
+              f"{coef['tracemalloc_peak_mib']['per_model']:.3f} x models MiB"
+              + (f"; RSS peak (mmap) = {coef[mmap_key]['intercept']:.2f} + "
+                 f"{coef[mmap_key]['per_batch_sample']:.3f} x batch + "
+                 f"{coef[mmap_key]['per_model']:.3f} x models MiB" if mmap else ""))
+    else:
+        print("split fit into batch and models skipped: it needs at least two --curve-batches "
+              "and two --curve-models")
+    print("(* computed, not measured: streamed = batch x models x T x F float32 held at a time; "
+          "naive = models x N x T x F float32, every model's maps of all subjects; RSS measured "
+          f"as {by_subjects[0]['rss_method']}"
+          + (f"; RSS peak (mmap): the same point rerun with MALLOC_MMAP_THRESHOLD_={mmap}, "
+             "so that glibc maps large blocks on their own instead of reusing, and fragmenting, "
+             "its heap" if mmap else "") + ")")
+
+    result = {
+        "benchmark": "stabilization_memory_curve",
+        "description": "Peak memory of streamed attribution + stabilization of one fold's test "
+                       "subjects vs the number of subjects and vs batch size x number of models, "
+                       "excluding the pre-allocated input and output arrays. The *_computed "
+                       "columns are computed sizes, not measurements.",
+        "settings": {k: getattr(args, k) for k in ("model", "n_models", "batch_size",
+                                                    "timepoints", "features", "ig_steps",
+                                                    "threads", "curve_subjects", "curve_n",
+                                                    "curve_batches", "curve_models",
+                                                    "curve_mmap_threshold")},
+        "by_subjects": by_subjects,
+        "fit_by_subjects_mib_per_subject": fits_subjects,
+        "by_batch_x_models": by_batch_models,
+        "fit_by_batch_x_models_mib_per_unit": fits_bm,
+        "fit_by_batch_and_models_mib": coef,
+        "environment": _environment(),
+    }
+    output = args.output or HERE / "results" / "stabilization_memory_curve.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"Wrote {output}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=32, help="smaller number of test subjects")
@@ -132,25 +317,40 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=8, help="attribution batch size")
     parser.add_argument("--ig-steps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--output", type=Path, default=HERE / "results" / "stabilization_memory.json")
+    parser.add_argument("--output", type=Path,
+                        help="JSON file (default benchmarks/results/stabilization_memory.json, "
+                             "with --curve stabilization_memory_curve.json)")
+    parser.add_argument("--curve", action="store_true",
+                        help="measure peak vs subjects and vs batch x models instead")
+    parser.add_argument("--curve-subjects", type=int, nargs="+", default=[16, 32, 64, 128, 256],
+                        help="--curve: numbers of subjects (at --batch-size, --n-models)")
+    parser.add_argument("--curve-batches", type=int, nargs="+", default=[4, 8, 16],
+                        help="--curve: batch sizes (at --curve-n subjects)")
+    parser.add_argument("--curve-models", type=int, nargs="+", default=[2, 5, 10],
+                        help="--curve: numbers of models (at --curve-n subjects)")
+    parser.add_argument("--curve-n", type=int, default=32,
+                        help="--curve: subjects of the batch x models curve")
+    parser.add_argument("--curve-mmap-threshold", type=int, default=65536, metavar="BYTES",
+                        help="--curve: also measure each point with glibc's "
+                             "MALLOC_MMAP_THRESHOLD_=BYTES (0: do not)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker is not None:
         print(json.dumps(worker(args)))
         return 0
+    if args.curve:
+        sizes = args.curve_subjects + args.curve_batches + args.curve_models + [args.curve_n]
+        if min(sizes) < 1 or len(args.curve_subjects) < 2 or \
+                len(args.curve_batches) * len(args.curve_models) < 3:
+            parser.error("--curve needs positive sizes, at least 2 subject counts and 3 batch x "
+                         "models points")
+        return curve(args)
     if args.n < 1 or args.factor < 2:
         parser.error("--n must be >= 1 and --factor >= 2")
+    args.output = args.output or HERE / "results" / "stabilization_memory.json"
 
-    rows = []
-    for n in (args.n, args.factor * args.n):
-        command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(n)]
-        for name in ("model", "n_models", "timepoints", "features", "batch_size", "ig_steps", "threads"):
-            command += [f"--{name.replace('_', '-')}", str(getattr(args, name))]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0:
-            sys.stderr.write(done.stderr)
-            return done.returncode
-        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    rows = [measure(args, n, args.n_models, args.batch_size)
+            for n in (args.n, args.factor * args.n)]
 
     small, large = rows
     ratios = {
@@ -172,9 +372,6 @@ def main(argv=None) -> int:
           f"{ratios['rss_end_increase_mib']:>10.2f}  {ratios['output_mib']:>11.2f}  {ratios['seconds']:>7.2f}")
     print(f"(subjects ratio {args.factor}; RSS measured as {small['rss_method']})")
 
-    import numpy
-    import torch
-
     result = {
         "benchmark": "stabilization_memory",
         "description": "Peak memory of streamed attribution + stabilization of one fold's test "
@@ -183,9 +380,7 @@ def main(argv=None) -> int:
                                                     "features", "batch_size", "ig_steps", "threads")},
         "rows": rows,
         "ratios_large_over_small": ratios,
-        "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                        "numpy": numpy.__version__, "machine": platform.machine(),
-                        "cpu_count": os.cpu_count()},
+        "environment": _environment(),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
