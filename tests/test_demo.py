@@ -18,6 +18,11 @@ def test_demo_runs_both_levels_and_scores_against_truth(tmp_path, capsys):
     metrics = pd.read_csv(results / "group" / "desc-validation_metrics.tsv", sep="\t")
     assert {"importance_f1", "importance_r_precision", "importance_auc", "group_roi_f1",
             "roi_f1"} <= set(metrics["metric"])
+    # the report shows the scores, and the rerun still takes the group level as finished
+    assert "importance_r_precision" in (results / "group.html").read_text()
+    assert main(["demo", str(tmp_path / "demo"), "--n-subjects", "8", "--n-folds", "2",
+                 "--n-models", "1", "--epochs", "2"]) == 0
+    assert "Nothing to do" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -61,3 +61,37 @@ def test_both_levels_run_offline(tmp_path, no_network):
     assert (out / "group" / "desc-ig_importance.tsv").is_file()
     assert (out / "group.html").is_file()
     assert no_network == []
+
+
+def _can_unshare_network() -> bool:
+    import shutil
+    import subprocess
+
+    if not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare_network(),
+                    reason="needs 'unshare -n' (root or user namespaces) for a network namespace")
+def test_both_levels_run_in_a_namespace_without_network(tmp_path):
+    """The same run as a new process in its own network namespace (only a loopback that is
+    down): the Nipype workers, the forkserver and the BIDS validator have no network either."""
+    import subprocess
+    import sys
+
+    bids_dir, deriv = make_fmriprep_dataset(tmp_path, subjects=("01", "02", "03", "04"),
+                                            n_vols=16)
+    out = tmp_path / "out"
+    exe = [sys.executable, "-m", "xaibids.cli.run"]
+    common = ["-d", f"fmriprep={deriv}", "--atlas", "harvard-oxford", "--omp-nthreads", "1",
+              "--nprocs", "2", "-w", str(tmp_path / "work")]
+    for level, extra in (("participant", []),
+                         ("group", ["--skip-bids-validation", "--n-folds", "2", "--n-models",
+                                    "1", "--epochs", "1", "--reliability-samples", "0",
+                                    "--n-bootstrap", "10"])):
+        done = subprocess.run(["unshare", "-n", *exe, str(bids_dir), str(out), level, *common,
+                               *extra], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert len(list(out.glob("sub-*/func/*_timeseries.tsv"))) == 4
+    assert (out / "group.html").is_file()

@@ -83,10 +83,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def summarize(results: Path, bids_dir: Path) -> str:
     """Score the demo's maps against the simulated truth; the text the demo ends with."""
-    from xaibids.validation import score_output, write_metrics
+    from xaibids.cli.validate import write_validation
+    from xaibids.validation import score_output
 
     table = score_output(results, bids_dir)
-    metrics_path = write_metrics(table, results, bids_dir)
+    metrics_path = write_validation(table, results, bids_dir)
     summary = table[table["subject"].isna() & (table["method"] == "ig")].set_index("metric")["value"]
     importance = pd.read_csv(results / "group" / "desc-ig_importance.tsv", sep="\t")
     truth = pd.read_csv(bids_dir / "derivatives" / "fmriprep" / "groundtruth_features.tsv",

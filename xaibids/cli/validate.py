@@ -53,9 +53,22 @@ def format_summary(table) -> str:
     return "\n".join(lines)
 
 
+def write_validation(table, output_dir, ground_truth_root) -> Path:
+    """Write ``group/desc-validation_metrics.tsv`` and show it in ``group.html``: the group
+    report, when there is one, is rendered again (its completion record follows)."""
+    from xaibids.outputs.completion import refresh_outputs
+    from xaibids.reports import build_group_report
+    from xaibids.validation import write_metrics
+
+    path = write_metrics(table, output_dir, ground_truth_root)
+    if (Path(output_dir) / "group.html").exists():
+        refresh_outputs(output_dir, [build_group_report(output_dir)])
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     from xaibids.errors import XaibidsError
-    from xaibids.validation import GroundTruth, score_output, write_metrics
+    from xaibids.validation import GroundTruth, score_output
 
     args = get_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -67,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         truth = GroundTruth.load(args.ground_truth_dir)
         table = score_output(args.output_dir, truth, methods=args.attribution,
                              threshold=args.threshold)
-        path = write_metrics(table, args.output_dir, truth.root)
+        path = write_validation(table, args.output_dir, truth.root)
     except (XaibidsError, ValueError, OSError) as err:
         print(f"xaibids-validate: error: {err}", file=sys.stderr)
         return 1

@@ -56,6 +56,7 @@ from xaibids.features.io import write_timeseries_tsv
 from xaibids.features.timeseries import ExtractionError
 from xaibids.interfaces.bids import DerivativesDataSink
 from xaibids.interfaces.ica import ExtractIcaTimeseries, ica_sidecar
+from xaibids.outputs.derivatives import atomic_path
 
 LOGGER = logging.getLogger("xaibids")
 
@@ -342,7 +343,8 @@ def run_group_ica(config, subjects, output_dir, work_dir, *, algorithm: str = "c
         if space else {"Sources": run_sources, "ComponentNames": names, **params})
     mask_path = atlas_dir / (f"atlas-{label}" + (f"_space-{space}" if space else "")
                              + "_desc-brain_mask.nii.gz")
-    mask.to_filename(mask_path)
+    with atomic_path(mask_path, suffix=".nii.gz") as tmp:
+        mask.to_filename(tmp)
     components_uri = _uri(files["maps"], {"": str(output_dir)})
 
     # read back what was written, so the timecourses are those of the published maps
