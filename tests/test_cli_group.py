@@ -94,7 +94,7 @@ def test_group_unknown_target_is_a_clear_error(group_run, capsys):
 
 @pytest.mark.parametrize("option, phrase", [
     (["--attribution", "ig", "weight"], "does not support the 'stdnn' model"),
-    (["--model", "cnn3d"], "--model cnn3d is not available"),
+    (["--model", "cnn3d"], "--model cnn3d classifies 3D volumes"),
     (["--reports-only"], "holds no xaibids outputs"),
     (["--feature-groups", "/nonexistent/groups.tsv"], "--feature-groups file"),
 ])

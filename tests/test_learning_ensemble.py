@@ -212,8 +212,8 @@ def test_missing_values_and_repeated_subjects(tmp_path):
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="EnsembleConfig.model must be one of lstm-attn, stdnn, linear"):
-        EnsembleConfig(model="cnn3d")
+    with pytest.raises(ValueError, match="EnsembleConfig.model must be one of lstm-attn, stdnn, linear, cnn3d"):
+        EnsembleConfig(model="cnn2d")
     with pytest.raises(ValueError, match="Unknown attribution method"):
         EnsembleConfig(attribution=("ig", "shap"))
     with pytest.raises(ValueError, match="n_folds must be an integer >= 2"):

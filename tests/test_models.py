@@ -5,6 +5,8 @@ import torch
 
 from xaibids.models import MODEL_NAMES, LSTMAttention, build_model
 
+#: Models of timecourses (cnn3d, for volumes, has tests/test_models_cnn3d.py).
+TIMESERIES_MODELS = [name for name in MODEL_NAMES if name != "cnn3d"]
 SMALL = {
     "lstm-attn": {"hidden_size": 6, "attention_size": 5},
     "stdnn": {"channels": (4, 4), "kernel_size": 3},
@@ -12,7 +14,7 @@ SMALL = {
 }
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", TIMESERIES_MODELS)
 @pytest.mark.parametrize("n_timepoints", [1, 7, 20])
 def test_output_shape_and_gradient(name, n_timepoints):
     model = build_model(name, n_features=5, n_timepoints=n_timepoints, n_classes=3, **SMALL[name])
@@ -24,7 +26,7 @@ def test_output_shape_and_gradient(name, n_timepoints):
     assert x.grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", TIMESERIES_MODELS)
 def test_seeded_initialization_is_reproducible(name):
     torch.manual_seed(3)
     a = build_model(name, 5, 10, 2, **SMALL[name])
@@ -44,7 +46,7 @@ def test_lstm_attention_weights_are_a_softmax_over_time():
 
 
 def test_build_model_errors():
-    with pytest.raises(ValueError, match="Unknown model 'cnn'.*lstm-attn, stdnn, linear"):
+    with pytest.raises(ValueError, match="Unknown model 'cnn'.*lstm-attn, stdnn, linear, cnn3d"):
         build_model("cnn", 5, 10, 2)
     with pytest.raises(ValueError, match="n_classes"):
         build_model("stdnn", 5, 10, 1)

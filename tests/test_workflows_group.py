@@ -105,6 +105,15 @@ def test_dataset_file_round_trip(tmp_path):
     for (a, b), (c, d) in zip(ensemble_folds(loaded, small_config()), ensemble_folds(dataset, small_config())):
         np.testing.assert_array_equal(a, c)
         np.testing.assert_array_equal(b, d)
+    assert loaded.grid is None and loaded.affine is None
+    # a volume dataset keeps its grid and affine (the ensemble scales volumes differently)
+    volumes = TimeseriesDataset(X=np.zeros((4, 1, 24), np.float32), y=[0, 1, 0, 1],
+                                classes=["a", "b"], subjects=list("wxyz"), sources=list("wxyz"),
+                                feature_names=[str(i) for i in range(24)], grid=(2, 3, 4),
+                                affine=np.diag([3.0, 3.0, 3.0, 1.0]))
+    back = load_dataset(save_dataset(volumes, tmp_path / "volumes.npz"))
+    assert back.grid == (2, 3, 4)
+    np.testing.assert_array_equal(back.affine, volumes.affine)
     np.savez(tmp_path / "other.npz", X=np.zeros(1), meta=np.array("{}"))
     with pytest.raises(ValueError, match="not a dataset"):
         load_dataset(tmp_path / "other.npz")

@@ -4,6 +4,8 @@
   (seed 000, §2.3), and IG baselines (seed 001).
 - :mod:`xaibids.attribution.methods`: the other methods (seeds 001, 002, 004), through Captum
   where it has them.
+- :mod:`xaibids.attribution.perturbation`: Meaningful Perturbation for volume models
+  (seed 002, §3.3), hand-written since Captum lacks it.
 - :mod:`xaibids.attribution.registry`: :data:`METHODS`, one interface for all methods, with
   defaults, descriptions and citations.
 - :mod:`xaibids.attribution.stabilize`: per-sample selection of the map closest to the

@@ -6,6 +6,11 @@ models it supports, a one-line description and BibTeX citation keys for the meth
 :func:`attribute` is the only way the ensemble calls a method; :func:`resolve_params` gives the
 full parameter set actually used (defaults filled in) for the provenance record.
 
+Every method takes and returns the ensemble's layout ``(batch, n_timepoints, n_features)``; for
+the volume model ``cnn3d`` (seed 002) that is ``(batch, 1, X*Y*Z)``, and :attr:`models` says which
+methods support it (Meaningful Perturbation, ``mp``, supports only it; the seed-004 linear-model
+importances and the per-element output difference do not).
+
 With several IG baselines (seed 001, Fig 7) the IG maps are keyed ``igZero``, ``igMean``,
 ``igMedian``, ``igRandom`` (:func:`map_keys`); every other baseline-taking method uses the first
 baseline.
@@ -21,8 +26,11 @@ import torch
 
 from xaibids.attribution import methods as _m
 from xaibids.attribution.ig import BASELINES, integrated_gradients
+from xaibids.attribution.perturbation import meaningful_perturbation
 
-ALL_MODELS = ("lstm-attn", "stdnn", "linear")
+ALL_MODELS = ("lstm-attn", "stdnn", "linear", "cnn3d")
+#: The timeseries models (everything but the volume model ``cnn3d``).
+SERIES_MODELS = ("lstm-attn", "stdnn", "linear")
 
 
 @dataclass(frozen=True)
@@ -95,23 +103,26 @@ _ENTRIES = [
            "Backward pass in which ReLU layers rectify the gradient instead of gating it by the input.",
            ("zeiler2014visualizing",), captum="Deconvolution"),
     _entry("gradcam", _m.gradcam, "Grad-CAM",
-           "Channels of the last convolutional layer weighted by their time-averaged gradient, summed, "
-           "rectified and linearly upsampled to the input's length (the same value for all features).",
-           ("selvaraju2017gradcam",), models=("stdnn",), captum="LayerGradCam"),
+           "Channels of the last convolutional layer weighted by their gradient averaged over "
+           "positions, summed, rectified and upsampled to the input: linearly over time (the same "
+           "value for all features) for 1D convolutions, trilinearly to the volume's grid for 3D "
+           "convolutions.", ("selvaraju2017gradcam",), models=("stdnn", "cnn3d"),
+           captum="LayerGradCam"),
     _entry("guidedgradcam", _m.guidedgradcam, "Guided Grad-CAM",
            "Guided Backpropagation multiplied element-wise by the upsampled Grad-CAM map.",
-           ("selvaraju2017gradcam", "springenberg2015striving"), models=("stdnn",),
+           ("selvaraju2017gradcam", "springenberg2015striving"), models=("stdnn", "cnn3d"),
            captum="LayerGradCam, GuidedBackprop"),
     _entry("occlusion", _m.occlusion, "Occlusion",
-           "Drop of the true class's logit when a sliding time x feature window is replaced by the "
-           "baseline.", ("zeiler2014visualizing",), uses_baseline=True, captum="Occlusion"),
+           "Drop of the true class's logit when a sliding patch (a time x feature window, or a cube "
+           "of voxels for volumes) is replaced by the baseline.", ("zeiler2014visualizing",),
+           uses_baseline=True, captum="Occlusion"),
     _entry("ablation", _m.ablation, "Feature ablation",
            "Drop of the true class's logit when a group of inputs (by default one region over all "
-           "time points) is replaced by the baseline.", ("captum",),
-           uses_baseline=True, captum="FeatureAblation"),
+           "time points; for volumes an atlas region or a cubic block of voxels) is replaced by "
+           "the baseline.", ("captum",), uses_baseline=True, captum="FeatureAblation"),
     _entry("lrp", _m.lrp, "Layer-wise relevance propagation",
            "The true class's logit redistributed layer by layer onto the inputs with the epsilon rule.",
-           ("bach2015pixel",), models=("stdnn", "linear"), captum="LRP"),
+           ("bach2015pixel",), models=("stdnn", "linear", "cnn3d"), captum="LRP"),
     _entry("shapleysampling", _m.shapleysampling, "Shapley value sampling",
            "Shapley values of input groups (by default regions) estimated from random orderings, absent "
            "groups set to the baseline.", ("castro2009polynomial", "strumbelj2010efficient"),
@@ -131,7 +142,12 @@ _ENTRIES = [
            ("polyn2005category", "seed004"), models=("linear",)),
     _entry("outputdiff", _m.outputdiff, "Output difference (OD)",
            "Drop of the true class's softmax probability when one input value is removed (set to zero).",
-           ("seed004",), captum="FeatureAblation"),
+           ("seed004",), models=SERIES_MODELS, captum="FeatureAblation"),
+    _entry("mp", meaningful_perturbation, "Meaningful Perturbation",
+           "One minus the smallest smooth mask (optimized at low resolution with Adam, L1 and "
+           "total-variation penalties and random jitter) whose replacement of the volume by its "
+           "Gaussian blur lowers the true class's softmax probability.",
+           ("fong2017interpretable", "seed002"), models=("cnn3d",)),
 ]
 
 #: Registered methods by key.
@@ -143,9 +159,10 @@ CITATIONS = tuple(dict.fromkeys(["captum"] + [c for e in _ENTRIES for c in e.cit
 
 def model_name(model: torch.nn.Module) -> str | None:
     """The :data:`~xaibids.models.MODEL_NAMES` name of a model instance, None for other modules."""
-    from xaibids.models import LinearSoftmax, LSTMAttention, STDNN
+    from xaibids.models import CNN3D, LinearSoftmax, LSTMAttention, STDNN
 
-    for cls, name in ((LSTMAttention, "lstm-attn"), (STDNN, "stdnn"), (LinearSoftmax, "linear")):
+    for cls, name in ((LSTMAttention, "lstm-attn"), (STDNN, "stdnn"), (LinearSoftmax, "linear"),
+                      (CNN3D, "cnn3d")):
         if isinstance(model, cls):
             return name
     return None
@@ -232,6 +249,7 @@ def attribute(
     model : torch.nn.Module
         Classifier returning logits, in ``eval()`` mode.
     inputs : torch.Tensor of shape (batch, n_timepoints, n_features)
+        For a volume model (``cnn3d``): ``(batch, 1, X*Y*Z)``, flattened volumes.
     target : torch.Tensor of shape (batch,) or int
         Class whose output is explained.
     baseline : "zero", float or torch.Tensor, default="zero"
@@ -239,13 +257,16 @@ def attribute(
         ignored by the others.
     **params
         Method parameters (see ``METHODS[method].defaults``), e.g. ``n_steps`` and ``method``
-        (the integration rule) for ``ig``, ``window`` for ``occlusion``. The first argument is
-        positional-only so that IG's ``method`` parameter can be passed by name.
+        (the integration rule) for ``ig``, ``window`` (timeseries) or ``patch`` (volumes) for
+        ``occlusion``, ``feature_mask`` (a NIfTI label image for volumes) for ``ablation``.
+        The first argument is positional-only so that IG's ``method`` parameter can be passed
+        by name.
 
     Returns
     -------
     torch.Tensor of shape (batch, n_timepoints, n_features)
-        Detached map on the inputs' device.
+        Detached map on the inputs' device, in the inputs' layout (``(batch, 1, X*Y*Z)`` for
+        volume models).
     """
     entry = _get(method)
     check_supported(method, model)

@@ -27,6 +27,17 @@ seed's intent -- comparable masks across methods -- with a rank threshold: the `
 (default 10 %) of a map's elements with the largest absolute values form its mask (exactly
 ``max(1, round(top_fraction * n))`` elements; ties broken by position). Both masks then have
 the same size ``k`` and the Dice coefficient ``2 |A ∩ B| / (|A| + |B|)`` equals ``|A ∩ B| / k``.
+Seed 002 also chooses its thresholds "to nullify all values outside the brain": for volume maps
+pass the brain mask as ``mask`` (to :func:`method_dice` and :func:`method_agreement`), so that
+only voxels inside it are ranked and compared.
+
+Volume maps
+-----------
+Every function here takes maps of any shape with a leading sample axis; the maps of a volume
+model (``cnn3d``) are ``(n_samples, 1, X*Y*Z)`` -- one "time point" -- and are compared voxel by
+voxel. The randomization check re-initializes ``Conv3d``, ``BatchNorm3d`` and ``Linear`` layers
+alike (a batch norm's ``reset_parameters`` restores its identity affine map and running
+statistics, its initial state).
 """
 
 from __future__ import annotations
@@ -182,6 +193,38 @@ def _check_maps(maps: dict, keys) -> list[str]:
     return keys
 
 
+def _element_mask(mask, sample_shape: tuple) -> np.ndarray | None:
+    """A boolean mask of one sample's map, broadcast to ``sample_shape`` (None: everything)."""
+    if mask is None:
+        return None
+    arr = np.asarray(mask)
+    if arr.dtype != bool:
+        if not np.all(np.isin(arr, (0, 1))):
+            raise ValueError("mask must be boolean (or 0/1): True for the elements to compare.")
+        arr = arr.astype(bool)
+    n = int(np.prod(sample_shape))
+    if arr.size == n and arr.shape != tuple(sample_shape):
+        arr = arr.reshape(sample_shape)
+    try:
+        arr = np.broadcast_to(arr, sample_shape)
+    except ValueError:
+        raise ValueError(f"mask of shape {np.shape(mask)} does not fit maps of shape {tuple(sample_shape)} "
+                         "per sample (e.g. a flattened brain mask of the volume grid).") from None
+    if not arr.any():
+        raise ValueError("mask selects no element of the maps.")
+    return arr
+
+
+def _select(maps: dict, keys: list[str], mask) -> dict:
+    """Maps flattened to ``(n_samples, n_selected)`` elements (all elements without ``mask``)."""
+    sample_shape = np.shape(maps[keys[0]])[1:]
+    m = _element_mask(mask, sample_shape)
+    if m is None:
+        return maps
+    flat = m.reshape(-1)
+    return {k: _flat(maps[k])[:, flat] for k in keys}
+
+
 def _square(maps: dict, keys: list[str], pairwise) -> pd.DataFrame:
     n = len(keys)
     out = np.eye(n)
@@ -191,19 +234,26 @@ def _square(maps: dict, keys: list[str], pairwise) -> pd.DataFrame:
     return relmat(out, keys)
 
 
-def method_agreement(maps: dict, keys=None, level: str = "sample") -> pd.DataFrame:
+def method_agreement(maps: dict, keys=None, level: str = "sample", mask=None) -> pd.DataFrame:
     """Correlation matrix between methods' maps (seed 001, Fig 6).
 
     Parameters
     ----------
     maps : dict of str to ndarray of shape (n_samples, n_timepoints, n_features)
-        Stabilized maps by key (``EnsembleResult.maps``).
+        Stabilized maps by key (``EnsembleResult.maps``); for volume models
+        ``(n_samples, 1, X*Y*Z)``.
     keys : list of str, optional
         Which maps, in this order (default: all).
     level : {"sample", "feature"}, default="sample"
         ``sample``: mean over samples of the per-sample Pearson r of the flattened maps.
         ``feature``: Pearson r of the group-level feature profiles (maps summed over time and
-        averaged over samples), the region-level comparison of seed 001.
+        averaged over samples), the region-level comparison of seed 001 (for volumes: the
+        voxel profile of the mean map).
+    mask : array of bool, optional
+        Elements of one sample's map to compare, of shape ``(n_timepoints, n_features)`` or
+        broadcastable to it (e.g. the flattened brain mask ``(X*Y*Z,)`` of volume maps); at the
+        ``feature`` level a feature is kept where the mask is True at any time point. Default:
+        all elements.
 
     Returns
     -------
@@ -212,22 +262,30 @@ def method_agreement(maps: dict, keys=None, level: str = "sample") -> pd.DataFra
     """
     keys = _check_maps(maps, keys)
     if level == "sample":
-        return _square(maps, keys, pearson_per_sample)
+        return _square(_select(maps, keys, mask), keys, pearson_per_sample)
     if level == "feature":
         profiles = {k: np.asarray(maps[k], dtype=float).sum(axis=1).mean(axis=0)[None] for k in keys}
+        sample_shape = np.shape(maps[keys[0]])[1:]
+        m = _element_mask(mask, sample_shape)
+        if m is not None:
+            features = m.reshape(sample_shape[0], -1).any(axis=0) if len(sample_shape) > 1 else m
+            profiles = {k: v[:, features] for k, v in profiles.items()}
         return _square(profiles, keys, pearson_per_sample)
     raise ValueError(f"level must be 'sample' or 'feature', got {level!r}.")
 
 
-def method_dice(maps: dict, keys=None, top_fraction: float = 0.1) -> pd.DataFrame:
+def method_dice(maps: dict, keys=None, top_fraction: float = 0.1, mask=None) -> pd.DataFrame:
     """Dice coefficients between methods' thresholded maps (seed 002, Table 3).
 
     Each sample's map is binarized to its ``top_fraction`` largest absolute values
     (:func:`top_mask`; the module docstring explains this threshold); the table holds the mean
-    over samples of the per-sample Dice of two methods' masks.
+    over samples of the per-sample Dice of two methods' masks. ``mask`` (as in
+    :func:`method_agreement`, e.g. the flattened brain mask of volume maps) restricts both the
+    ranking and the comparison to its elements (seed 002 thresholds only inside the brain).
     """
     keys = _check_maps(maps, keys)
-    masks = {k: top_mask(maps[k], top_fraction) for k in keys}
+    selected = _select(maps, keys, mask)
+    masks = {k: top_mask(selected[k], top_fraction) for k in keys}
     return _square(masks, keys, dice)
 
 
@@ -293,7 +351,7 @@ def randomization_check(
     model : torch.nn.Module
         Trained classifier (not modified: a copy is randomized).
     inputs : torch.Tensor of shape (batch, n_timepoints, n_features)
-        Samples to explain (standardized test samples).
+        Samples to explain (standardized test samples); ``(batch, 1, X*Y*Z)`` for volume models.
     target : torch.Tensor of shape (batch,) or int
         Explained class (the true class in xaibids).
     methods : sequence of str

@@ -11,11 +11,13 @@ calls; it only wires them and writes the files.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from xaibids.errors import XaibidsError
@@ -75,24 +77,77 @@ def gather_timeseries(config, atlas, subjects) -> tuple[list[tuple[str, str]], s
     return runs, chosen
 
 
-def ensemble_config(config):
-    """The :class:`~xaibids.learning.ensemble.EnsembleConfig` of a run's configuration."""
+def ensemble_config(config, dataset=None, atlas=None):
+    """The :class:`~xaibids.learning.ensemble.EnsembleConfig` of a run's configuration.
+
+    For volumes (a ``dataset`` with a ``grid``) the grid goes to the model (``cnn3d``) and,
+    with an ``atlas``, region ablation gets the atlas on the grid as its feature groups.
+    """
     from xaibids.learning.ensemble import EnsembleConfig
 
     lc, ac = config.learning, config.attribution
     params = {method: dict(values) for method, values in ac.attribution_params.items()}
     if ac.ig_multiply_by_inputs:
         params.setdefault("ig", {})["multiply_by_inputs"] = True
+    model_kwargs, batch_size = {}, lc.batch_size
+    if dataset is not None and dataset.grid is not None:
+        if lc.model == "cnn3d":
+            model_kwargs["grid"] = list(dataset.grid)
+        if atlas is not None and "ablation" in ac.attribution:
+            params.setdefault("ablation", {}).setdefault(
+                "feature_mask", str(atlas_on_grid(config, atlas, dataset)))
+        for method in {"gradcam", "guidedgradcam"} & set(ac.attribution):
+            # Seed 002's Eq. 7 keeps only positive evidence; a class that differs by *lower*
+            # intensity (atrophy) shows as missing activation, i.e. negative evidence, which the
+            # ReLU erases: the signed map is kept and --positive applies, as for every method
+            params.setdefault(method, {}).setdefault("relu_attributions", False)
+        rows = volume_rows(dataset.grid, config.nipype.mem_gb)
+        if "ig" in ac.attribution:
+            params.setdefault("ig", {}).setdefault("internal_batch_size", rows)
+        if batch_size > rows:
+            LOGGER.info("Training batches of %d volumes (not %d) fit the memory.", rows,
+                        batch_size)
+            batch_size = rows
     return EnsembleConfig(
         model=lc.model, n_folds=lc.n_folds, n_models=lc.n_models or lc.max_models,
         epochs=lc.epochs,
-        batch_size=lc.batch_size, learning_rate=lc.learning_rate, weight_decay=lc.weight_decay,
+        batch_size=batch_size, learning_rate=lc.learning_rate, weight_decay=lc.weight_decay,
         patience=lc.patience, val_fraction=lc.val_fraction, device=lc.device,
         random_seed=config.seeds.random_seed, attribution=tuple(ac.attribution),
         ig_steps=ac.ig_steps, baseline=tuple(ac.baseline), stabilize=ac.stabilize,
         positive=ac.positive, attribution_batch_size=ac.attribution_batch_size,
         ig_method=ac.ig_rule, attribution_params=params, ig_tolerance=ac.ig_tolerance,
+        model_kwargs=model_kwargs,
     )
+
+
+#: Bytes one volume voxel costs in a forward and backward pass of ``cnn3d`` (its activations
+#: kept for the gradient; measured: about 55 MB per 57 x 69 x 60 volume at the default widths).
+VOXEL_BYTES = 240
+
+
+def volume_rows(grid, mem_gb: float = 0.0) -> int:
+    """How many volumes go through ``cnn3d`` with gradients at once: a quarter of ``--mem`` (or
+    of the memory available now) divided by the cost of one volume, at least 1."""
+    budget = mem_gb * 2**30 if mem_gb else (
+        os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    return max(1, int(budget / 4 // (VOXEL_BYTES * int(np.prod(grid)))))
+
+
+def atlas_on_grid(config, atlas, dataset) -> Path:
+    """The ``--atlas`` label image resampled (nearest neighbour) onto the volumes' grid, in the
+    work folder (``ablation``'s regions and the region statistics of ``--features t1``)."""
+    from nilearn.image import resample_img
+
+    import nibabel as nb
+
+    grid = "x".join(map(str, dataset.grid))
+    path = Path(config.execution.work_dir) / "atlas" / f"atlas-{atlas.name}_grid-{grid}_dseg.nii.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = resample_img(atlas.img, target_affine=dataset.affine, target_shape=dataset.grid,
+                       interpolation="nearest", force_resample=True, copy_header=True)
+    nb.Nifti1Image(np.asarray(img.dataobj).astype(np.int16), dataset.affine).to_filename(path)
+    return path
 
 
 def group_methods(config, ens_config, dataset, feature_kind: str) -> str:
@@ -103,7 +158,7 @@ def group_methods(config, ens_config, dataset, feature_kind: str) -> str:
     return render_template(
         "group.md", classes=dataset.classes, target=config.learning.target,
         n_subjects=len(set(dataset.subjects)), n_runs=len(dataset.subjects),
-        n_timepoints=dataset.X.shape[1], n_features=dataset.X.shape[2],
+        n_timepoints=dataset.X.shape[1], n_features=dataset.X.shape[2], grid=dataset.grid,
         feature_kind=feature_kind, cv_group=config.learning.cv_group, ens=ens_config,
         methods=describe_methods(ens_config),
         stats={"ci_level": st.ci_level, "n_bootstrap": st.n_bootstrap,
@@ -122,7 +177,7 @@ def _participant_text(config, atlas, subjects, atlas_label) -> str:
     from xaibids.outputs.boilerplate import workflow_description
     from xaibids.workflows.base import init_xaibids_participant_wf
 
-    extracted = [s for s in subjects if s.bold_runs and not s.timeseries]
+    extracted = [s for s in subjects if s.to_extract and not s.timeseries]
     if extracted:
         return workflow_description(init_xaibids_participant_wf(
             config, extracted, atlas, write_atlas_files(config, atlas) if atlas else None,
@@ -153,6 +208,10 @@ class FeatureSource:
         Feature → domain given by the features themselves (ICA template tables).
     atlas : str or None
         The atlas label when the features are its regions.
+    volumes : bool
+        The features are the voxels of 3D images (``--features t1``): maps are written as
+        NIfTI images only, and the group statistics are those of
+        :mod:`xaibids.stats.volumes`.
     """
 
     runs: list
@@ -163,6 +222,7 @@ class FeatureSource:
     space: str | None = None
     domains: dict = field(default_factory=dict)
     atlas: str | None = None
+    volumes: bool = False
 
 
 def _extract_missing(config, atlas, subjects, pattern: str) -> None:
@@ -172,9 +232,9 @@ def _extract_missing(config, atlas, subjects, pattern: str) -> None:
     out = Path(config.execution.output_dir)
     existing = {p.name.split("_")[0][4:] for p in out.glob(f"sub-*/**/{pattern}")}
     to_extract = [s for s in subjects
-                  if s.bold_runs and not s.timeseries and s.subject not in existing]
+                  if s.to_extract and not s.timeseries and s.subject not in existing]
     if to_extract:
-        LOGGER.info("Running the participant step for %d subject(s) without timecourses.",
+        LOGGER.info("Running the participant step for %d subject(s) without features.",
                     len(to_extract))
         if run_participant(config, atlas, to_extract) != 0:
             raise XaibidsError("The participant step failed for some subjects (see above); "
@@ -211,7 +271,7 @@ def ica_source(config, subjects) -> FeatureSource:
         runs = gather_ica_timeseries(config, subjects)
         template = load_ica_template(wf.ica_template)
         names = template.labels["name"].tolist()
-        extracted = [s for s in subjects if s.bold_runs and not s.timeseries]
+        extracted = [s for s in subjects if s.to_extract and not s.timeseries]
         methods = (_participant_text(config, None, subjects, "") if extracted else
                    "ICA timecourses were read from the derivatives dataset(s) "
                    f"{', '.join(ex.derivatives) or 'in the output folder'}.")
@@ -235,6 +295,37 @@ def ica_source(config, subjects) -> FeatureSource:
         methods_text=methods,
         painter=lambda values: paint_components(components, values.to_dict(), names=names),
         space=space.group(1) if space else None, domains=component_domains(table))
+
+
+def t1_source(config, atlas, subjects) -> FeatureSource:
+    """T1w volumes on the template grid: made by the participant step (now, for subjects
+    without them) in OUTPUT_DIR; maps painted on the grid, masked to the template brain."""
+    from xaibids.cli.participant import resolution_label
+    from xaibids.features.t1 import grid_mask
+    from xaibids.stats.volumes import volume_image
+
+    res = resolution_label(config.workflow.t1_resolution)
+    pattern = f"*_res-{res}_desc-preproc_T1w.nii.gz"
+    _extract_missing(config, atlas, subjects, pattern)
+    out = Path(config.execution.output_dir)
+    runs = [(f"sub-{s.subject}", str(path)) for s in subjects
+            for path in sorted((out / f"sub-{s.subject}").glob(f"**/{pattern}"))]
+    if not runs:
+        raise XaibidsError(f"No preprocessed T1w volumes ({pattern}) were found or made in {out}.")
+    spaces = sorted({m.group(1) for _, p in runs
+                     if (m := re.search(r"_space-([A-Za-z0-9]+)_", Path(p).name))})
+    mask = np.asarray(grid_mask(config.workflow.t1_resolution).dataobj) > 0
+    affine = grid_mask(config.workflow.t1_resolution).affine
+
+    def painter(values: pd.Series):
+        return volume_image(values.to_numpy().reshape(mask.shape), affine, mask)
+
+    return FeatureSource(
+        runs=runs, label=f"T1w-res{res}",
+        kind_text=(f"T1-weighted volumes ({config.workflow.t1_resolution:g} mm, "
+                   f"{' x '.join(map(str, mask.shape))} voxels)"),
+        methods_text=_participant_text(config, atlas, subjects, ""),
+        painter=painter, space="".join(spaces[:1]) or None, volumes=True)
 
 
 def _group_ica_subjects(subjects):
@@ -274,7 +365,7 @@ def gather_ica_timeseries(config, subjects) -> list[tuple[str, str]]:
 
 def run_group(config, atlas, subjects) -> int:
     """Run the group level; returns the exit code."""
-    from xaibids.learning.dataset import assemble_dataset
+    from xaibids.learning.dataset import assemble_dataset, assemble_volume_dataset
     from xaibids.outputs.boilerplate import write_boilerplate
     from xaibids.outputs.methods import parameters_text
     from xaibids.reports import build_reports
@@ -299,28 +390,34 @@ def run_group(config, atlas, subjects) -> int:
         prepare_output(config, None)
         source = ica_source(config, subjects)
     else:
-        source = (ica_source(config, subjects) if config.workflow.features == "ica"
-                  else roi_source(config, atlas, subjects))
+        source = {"ica": lambda: ica_source(config, subjects),
+                  "t1": lambda: t1_source(config, atlas, subjects),
+                  "roi": lambda: roi_source(config, atlas, subjects)}[config.workflow.features]()
         inputs = group_inputs(config, [path for _, path in source.runs])
         if _finished(config, settings, inputs):
             return 0
         before = snapshot(out)
         prepare_output(config, atlas)
     try:
-        dataset = assemble_dataset(source.runs, participants, lc.target, lc.cv_group or None,
-                                   lc.length_policy)
+        dataset = (assemble_volume_dataset(source.runs, participants, lc.target,
+                                           lc.cv_group or None) if source.volumes else
+                   assemble_dataset(source.runs, participants, lc.target, lc.cv_group or None,
+                                    lc.length_policy))
     except ValueError as err:
         raise XaibidsError(str(err)) from None
-    feature_groups = _feature_groups(config, dataset.feature_names) or source.domains or None
-    if atlas is not None and source.painter is not None:
+    feature_groups = (None if source.volumes else
+                      _feature_groups(config, dataset.feature_names) or source.domains or None)
+    if atlas is not None and source.painter is not None and not source.volumes:
         unknown = sorted(set(dataset.feature_names) - set(atlas.labels["name"]))
         if unknown:
             LOGGER.warning("%d feature(s) are not regions of the %s atlas (e.g. %s); they stay "
                            "0 in the NIfTI maps.", len(unknown), atlas.name, unknown[0])
-    LOGGER.info("Group level: %d run(s) of %d subject(s), %d time points × %d features, "
-                "classes %s.", len(dataset.subjects), len(set(dataset.subjects)),
-                dataset.X.shape[1], dataset.X.shape[2], ", ".join(dataset.classes))
-    ens_config = ensemble_config(config)
+    LOGGER.info("Group level: %d sample(s) of %d subject(s), %s, classes %s.",
+                len(dataset.subjects), len(set(dataset.subjects)),
+                (f"volumes of {' x '.join(map(str, dataset.grid))} voxels" if source.volumes
+                 else f"{dataset.X.shape[1]} time points x {dataset.X.shape[2]} features"),
+                ", ".join(dataset.classes))
+    ens_config = ensemble_config(config, dataset, atlas)
     import torch
 
     nip = config.nipype
@@ -426,6 +523,9 @@ def write_group_outputs(config, source, dataset, result, ens_config, feature_gro
     n_maps = write_subject_maps(out, Path(ex.work_dir) / "group_outputs", roots, source, dataset,
                                 result, ens_config, method_parameters(ens_config))
     LOGGER.info("Wrote %d subject map(s).", n_maps)
+    if source.volumes:
+        write_volume_outputs(config, source, dataset, result, group_dir)
+        return
     for method, maps in result.maps.items():
         stats = compute_group_statistics(
             maps, dataset.X, dataset.y, dataset.classes, dataset.feature_names,
@@ -435,6 +535,31 @@ def write_group_outputs(config, source, dataset, result, ens_config, feature_gro
         top = stats.importance.sort_values("importance_norm", ascending=False).head(5)
         LOGGER.info("%s: top features %s.", method,
                     ", ".join(f"{r.feature} ({r.importance_norm:.2f})" for r in top.itertuples()))
+
+
+def write_volume_outputs(config, source, dataset, result, group_dir: Path) -> None:
+    """Group statistics of voxel maps (:mod:`xaibids.stats.volumes`) with the ``--atlas``
+    regions: region importance with Cohen's d, the group map, seed 002's region ranking."""
+    import nibabel as nb
+
+    from xaibids.features.atlases import load_atlas
+    from xaibids.features.t1 import grid_mask
+    from xaibids.stats.volumes import compute_volume_statistics, write_volume_statistics
+
+    st = config.statistics
+    atlas = load_atlas(config.workflow.atlas)
+    labels = np.asarray(nb.load(atlas_on_grid(config, atlas, dataset)).dataobj).astype(int)
+    mask = np.asarray(grid_mask(config.workflow.t1_resolution).dataobj) > 0
+    for method, maps in result.maps.items():
+        stats = compute_volume_statistics(
+            maps, dataset.y, dataset.classes, dataset.grid, labels, atlas.labels,
+            subjects=dataset.subjects, n_boot=st.n_bootstrap, ci_level=st.ci_level,
+            random_state=config.seeds.random_seed)
+        write_volume_statistics(stats, group_dir, method, dataset.affine, source.space or "",
+                                mask=mask, atlas=atlas.name)
+        top = stats.ranking.head(5)
+        LOGGER.info("%s: top %s regions %s.", method, atlas.name,
+                    ", ".join(f"{r.region} ({r.share:.2f})" for r in top.itertuples()))
 
 
 def write_reliability_outputs(config, dataset, result, ens_config, group_dir: Path) -> list[Path]:

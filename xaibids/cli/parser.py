@@ -21,7 +21,7 @@ MODELS = ("lstm-attn", "stdnn", "cnn3d", "linear")
 ATTRIBUTION_METHODS = ("ig", "saliency", "inputxgradient", "deeplift", "guidedbackprop",
                        "deconvolution", "gradcam", "guidedgradcam", "occlusion", "ablation", "lrp",
                        "shapleysampling", "gradientshap", "smoothgrad", "weight", "weightxinput",
-                       "outputdiff")
+                       "outputdiff", "mp")
 IG_RULES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle",
             "riemann_trapezoid")
 
@@ -46,6 +46,32 @@ def parse_derivative(text: str) -> tuple[str, str]:
     if not name or not path:
         raise argparse.ArgumentTypeError(f"invalid derivatives {text!r}: use NAME=PATH")
     return name, str(Path(path).absolute())
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def validation_fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
+
+
+def t1_resolution(text: str) -> float:
+    """A voxel size in mm for the T1 grid: 1 to 8 (finer grids do not fit a 3D CNN's memory,
+    coarser ones lose the anatomy)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of mm") from None
+    if not 1.0 <= value <= 8.0:
+        raise argparse.ArgumentTypeError(f"{text} mm is outside 1-8 mm")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -190,8 +216,10 @@ def get_parser() -> argparse.ArgumentParser:
           help="regions with a smaller fraction of voxels in the brain mask become n/a")
     g.add("--ica-components", type=positive_int, default=20, help="number of ICA components")
     g.add("--ica-template", type=Path, help="4D NIfTI of spatial maps for template-based ICA")
-    g.add("--t1-resolution", type=float, default=3.0, metavar="MM",
-          help="voxel size of resampled T1 volumes")
+    g.add("--t1-resolution", type=t1_resolution, default=3.0, metavar="MM",
+          help="--features t1: voxel size in mm of the template grid the T1w images are "
+               "resampled onto, cropped to the brain's bounding box (default 3: 57 x 69 x 60 "
+               "voxels, as seed 002's ~58 x 70 x 58)")
 
     g = _Group(parser.add_argument_group("Models and ensembles (group level)"))
     g.add("--target", default="group", metavar="COLUMN",
@@ -209,6 +237,14 @@ def get_parser() -> argparse.ArgumentParser:
                "at least this much")
     g.add("--model", choices=MODELS, default="stdnn", help="network architecture")
     g.add("--epochs", type=positive_int, default=100, help="maximum training epochs")
+    g.add("--learning-rate", type=positive_float, default=1e-3, metavar="RATE",
+          help="Adam's learning rate")
+    g.add("--patience", type=positive_int, default=10, metavar="EPOCHS",
+          help="early stopping: epochs without a lower validation loss before training stops")
+    g.add("--val-fraction", type=validation_fraction, default=0.2, metavar="FRACTION",
+          help="share of each fold's training subjects held out for early stopping (0: no "
+               "early stopping, train --epochs; a validation set of a few subjects stops "
+               "training at random)")
     g.add("--weight-decay", type=non_negative_float, default=0.0,
           help="L2 penalty of Adam; with few subjects per feature it concentrates the maps on "
                "the features the classes differ in")

@@ -15,6 +15,7 @@ from xaibids.inputs.layout import (
     SubjectData,
     build_layout,
     collect_bold_runs,
+    collect_t1w,
     collect_timeseries,
     select_subjects,
 )
@@ -36,6 +37,22 @@ def collect_inputs(config, atlas) -> list[SubjectData]:
     labels = select_subjects(layout, ex.participant_label)
     need_confounds = config.workflow.confounds != "none"
     subjects, lacking = [], []
+    if config.workflow.features == "t1":
+        for label in labels:
+            data = SubjectData(subject=label, t1w=collect_t1w(layout, label, ex.bids_filters,
+                                                              ex.session_label))
+            if not data.t1w:
+                lacking.append(label)
+            subjects.append(data)
+        if lacking:
+            raise XaibidsError(
+                f"No T1w image matched the selection for "
+                f"{', '.join('sub-' + s for s in lacking)}: --features t1 reads "
+                "sub-<label>/anat/sub-<label>_T1w.nii.gz of the raw dataset, or "
+                "*_space-<template>_desc-preproc_T1w.nii.gz of a derivatives dataset given with "
+                "-d. Check --session-label and the 't1w' query of --bids-filter-file."
+            )
+        return subjects
     for label in labels:
         data = SubjectData(subject=label)
         data.timeseries = collect_timeseries(layout, label, ex.bids_filters, ex.session_label,
@@ -67,11 +84,20 @@ def collect_inputs(config, atlas) -> list[SubjectData]:
 
 
 def feature_set(config, atlas) -> str:
-    """The label of a participant's feature files: ``atlas-<name>`` or ``ica-<template>``."""
+    """The label of a participant's feature files: ``atlas-<name>``, ``ica-<template>`` or
+    ``t1-res<mm>``."""
+    if config.workflow.features == "t1":
+        return f"t1-res{resolution_label(config.workflow.t1_resolution)}"
     if atlas is not None:
         return f"atlas-{atlas.name}"
     stem = Path(config.workflow.ica_template).name.split(".")[0]
     return "ica-" + re.sub(r"[^A-Za-z0-9]", "", stem)
+
+
+def resolution_label(resolution_mm: float) -> str:
+    """The BIDS ``res-`` label of a grid of ``resolution_mm`` voxels: ``3`` for 3 mm, ``2p5``
+    for 2.5 mm (labels are alphanumeric; the sidecar's ``Resolution`` says it in words)."""
+    return f"{float(resolution_mm):g}".replace(".", "p")
 
 
 #: Settings that shape a participant's timecourses (the rest only affect the group level).
@@ -80,6 +106,7 @@ EXTRACTION_SETTINGS = {
             "min_coverage"),
     "ica": ("features", "ica_template", "confounds", "detrend", "standardize", "high_pass",
             "low_pass", "min_coverage"),
+    "t1": ("features", "t1_resolution"),
 }
 
 
@@ -90,7 +117,9 @@ def extraction_settings(config, atlas) -> dict:
     settings = {f"workflow.{k}": getattr(wf, k) for k in EXTRACTION_SETTINGS[wf.features]}
     settings.update({"execution.session_label": ex.session_label,
                      "execution.task_id": ex.task_id, "execution.bids_filters": ex.bids_filters})
-    if atlas is not None:
+    if wf.features == "t1":
+        settings["execution.random_seed"] = config.seeds.random_seed  # registration sampling
+    elif atlas is not None:
         digest = hashlib.sha256(np.ascontiguousarray(atlas.img.dataobj).tobytes())
         digest.update(np.asarray(atlas.img.affine).tobytes())
         digest.update(atlas.labels.to_csv(sep="\t", index=False).encode())
@@ -98,6 +127,15 @@ def extraction_settings(config, atlas) -> dict:
     elif wf.ica_template:
         settings["ica_template_content"] = fingerprint(wf.ica_template)
     return settings
+
+
+def feature_kind(config, atlas) -> str:
+    """What the participant step makes, in words (for the log)."""
+    if config.workflow.features == "t1":
+        return f"T1w volumes on the {config.workflow.t1_resolution:g} mm template grid"
+    if atlas is not None:
+        return f"ROI timecourses ({atlas.name} atlas)"
+    return f"ICA timecourses ({Path(config.workflow.ica_template).name})"
 
 
 def pending_subjects(config, atlas, subjects) -> dict[str, tuple]:
@@ -109,16 +147,13 @@ def pending_subjects(config, atlas, subjects) -> dict[str, tuple]:
     """
     ex = config.execution
     settings = extraction_settings(config, atlas)
-    kind = (f"ROI timecourses ({atlas.name} atlas)" if atlas is not None else
-            f"ICA timecourses ({Path(config.workflow.ica_template).name})")
+    kind = feature_kind(config, atlas)
     pending = {}
     for s in subjects:
-        if not s.bold_runs:
+        if not s.to_extract:
             continue
         key = f"sub-{s.subject}_{feature_set(config, atlas)}"
-        inputs = fingerprints(path for run in s.bold_runs for path in
-                              (run.bold, run.mask, run.confounds,
-                               run.confounds and run.confounds.replace(".tsv", ".json")))
+        inputs = fingerprints(path for item in s.to_extract for path in item.files())
         if is_finished(ex.output_dir, key, f"the {kind} of sub-{s.subject}", settings, inputs,
                        ex.overwrite):
             LOGGER.info("sub-%s: %s already made with the same settings and inputs; nothing to "
@@ -173,12 +208,12 @@ def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
                     "runs at the start of the group level; nothing to extract per participant.")
         return 0
     records = pending_subjects(config, atlas, subjects)  # raises before anything is written
-    if any(s.bold_runs for s in subjects) and not records and not ex.boilerplate_only:
-        LOGGER.info("Nothing to do: every selected subject's timecourses are in %s.",
+    if any(s.to_extract for s in subjects) and not records and not ex.boilerplate_only:
+        LOGGER.info("Nothing to do: every selected subject's features are in %s.",
                     ex.output_dir)
         return 0
     if not ex.boilerplate_only:
-        subjects = [s for s in subjects if not s.bold_runs or s.subject in records]
+        subjects = [s for s in subjects if not s.to_extract or s.subject in records]
     atlas_files = prepare_output(config, atlas)
     crash_dirs = {s.subject: Path(ex.output_dir) / "logs" / f"sub-{s.subject}" / ex.run_uuid
                   for s in subjects}
@@ -189,10 +224,10 @@ def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
         LOGGER.info("Boilerplate written to %s", Path(ex.output_dir) / "logs" / "CITATION.md")
         return 0
     for s in subjects:
-        if not s.bold_runs:
+        if not s.to_extract:
             LOGGER.info("sub-%s: timeseries already provided (%d file(s)); nothing to extract.",
                         s.subject, len(s.timeseries))
-    to_run = [s for s in subjects if s.bold_runs]
+    to_run = [s for s in subjects if s.to_extract]
     if not to_run:
         return 0
     nip = config.nipype
@@ -202,11 +237,9 @@ def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
         "stop_on_first_crash": nip.stop_on_first_crash,
         "remove_unnecessary_outputs": False,
     })
-    n_runs = sum(len(s.bold_runs) for s in to_run)
-    what = (f"ROI timecourses ({atlas.name} atlas)" if atlas is not None else
-            f"ICA timecourses ({Path(config.workflow.ica_template).name})")
-    LOGGER.info("Extracting %s from %d run(s) of %d subject(s) with the Nipype %s plugin",
-                what, n_runs, len(to_run), nip.plugin)
+    n_runs = sum(len(s.to_extract) for s in to_run)
+    LOGGER.info("Extracting %s from %d input(s) of %d subject(s) with the Nipype %s plugin",
+                feature_kind(config, atlas), n_runs, len(to_run), nip.plugin)
     start = time.time()
     before = {s.subject: snapshot(ex.output_dir, f"sub-{s.subject}") for s in to_run}
     failed_run = None
@@ -225,7 +258,7 @@ def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
                               ex.version)
         status = "FAILED" if s.subject in failed else "done"
         crash = f" — see {crash_dirs[s.subject]}" if s.subject in failed else ""
-        LOGGER.info("sub-%s: %s (%d run(s))%s", s.subject, status, len(s.bold_runs), crash)
+        LOGGER.info("sub-%s: %s (%d input(s))%s", s.subject, status, len(s.to_extract), crash)
     LOGGER.info("Participant level finished in %.0f s: %d of %d subject(s) succeeded.",
                 time.time() - start, len(to_run) - len(failed), len(to_run))
     if failed or failed_run:

@@ -206,11 +206,15 @@ def configure(config: Config, extra: dict):
     ex.task_id = clean_labels(ex.task_id, "task-", "--task-id")
     if extra.get("bids_filter_file"):
         ex.bids_filters = load_bids_filters(extra["bids_filter_file"])
-    if config.workflow.features == "t1":
+    volume_models = ("cnn3d", "linear")
+    if config.workflow.features == "t1" and ex.analysis_level == "group" \
+            and config.learning.model not in volume_models:
         raise XaibidsError(
-            f"--features t1 is not available in xaibids {__version__} yet; use --features roi "
-            "(ROI timecourses) or --features ica (ICA timecourses)."
+            f"--features t1 classifies 3D volumes: give --model cnn3d (seed 002's 3D CNN) or "
+            f"--model linear; --model {config.learning.model} reads timecourses."
         )
+    if config.workflow.features != "t1" and config.learning.model == "cnn3d":
+        raise XaibidsError("--model cnn3d classifies 3D volumes; use it with --features t1.")
     if ex.analysis_level == "group":
         check_group_options(config)
     check_paths(config)

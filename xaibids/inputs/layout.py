@@ -148,14 +148,53 @@ class BoldRun:
     def space(self) -> str | None:
         return self.entities.get("space")
 
+    def files(self) -> list[str]:
+        """The input files (for fingerprints and ``Sources``)."""
+        return [p for p in (self.bold, self.mask, self.confounds,
+                            self.confounds and self.confounds.replace(".tsv", ".json")) if p]
+
+
+@dataclass
+class T1wImage:
+    """One T1w image to bring onto the xaibids template grid (``--features t1``).
+
+    ``in_template_space`` is True for a preprocessed T1w of a derivatives dataset
+    (``*_space-<tpl>_desc-preproc_T1w``, registered already; ``mask`` is its brain mask when
+    present) and False for a raw T1w, which the participant workflow registers itself.
+    """
+
+    subject: str
+    path: str
+    mask: str | None
+    entities: dict
+    in_template_space: bool
+
+    @property
+    def space(self) -> str | None:
+        return self.entities.get("space")
+
+    def files(self) -> list[str]:
+        """The input files (for fingerprints and ``Sources``)."""
+        return [p for p in (self.path, self.mask) if p]
+
 
 @dataclass
 class SubjectData:
-    """What was found for one subject."""
+    """What was found for one subject.
+
+    ``bold_runs`` (ROI and ICA features) or ``t1w`` (T1 features) are the inputs the
+    participant step extracts features from; ``timeseries`` are feature files given ready-made.
+    """
 
     subject: str
     bold_runs: list[BoldRun] = field(default_factory=list)
     timeseries: list[str] = field(default_factory=list)
+    t1w: list[T1wImage] = field(default_factory=list)
+
+    @property
+    def to_extract(self) -> list:
+        """The inputs of the participant step (BOLD runs or T1w images)."""
+        return [*self.bold_runs, *self.t1w]
 
 
 def build_layout(bids_dir: Path, derivatives: dict[str, str], work_dir: Path | None) -> BIDSLayout:
@@ -264,6 +303,37 @@ def collect_bold_runs(layout: BIDSLayout, subject: str, filters: dict, sessions:
                             confounds=confounds[0].path if confounds else None,
                             entities=bold.get_entities(), metadata=bold.get_metadata()))
     return runs
+
+
+def collect_t1w(layout: BIDSLayout, subject: str, filters: dict,
+                sessions: list[str]) -> list[T1wImage]:
+    """T1w images of ``subject``: preprocessed ones in a template space from the derivatives
+    (with their brain mask), or else the raw ones.
+
+    A registration done by fMRIPrep/sMRIPrep (nonlinear) is preferred over xaibids' own affine
+    one, so raw images are used only for subjects whose derivatives have none.
+    """
+    query = _query("t1w", filters, sessions, [])
+    derived = [f for f in layout.get(scope="derivatives", subject=subject,
+                                     **{"desc": "preproc", **query})
+               if f.entities.get("space") and f.entities["space"] not in ("T1w", "T2w", "fsnative")]
+    images = []
+    for t1w in _pick_space(derived, None):
+        check_image(t1w.path, "preprocessed T1w", ndim=3)
+        masks = _companion(layout, t1w, desc="brain", suffix="mask",
+                           extension=[".nii.gz", ".nii"])
+        if masks:
+            check_image(masks[0].path, "brain mask", ndim=3)
+        images.append(T1wImage(subject=subject, path=t1w.path,
+                               mask=masks[0].path if masks else None,
+                               entities=t1w.get_entities(), in_template_space=True))
+    if images:
+        return images
+    for t1w in layout.get(scope="raw", subject=subject, **query):
+        check_image(t1w.path, "T1w", ndim=3)
+        images.append(T1wImage(subject=subject, path=t1w.path, mask=None,
+                               entities=t1w.get_entities(), in_template_space=False))
+    return sorted(images, key=lambda image: image.path)
 
 
 def collect_timeseries(layout: BIDSLayout, subject: str, filters: dict, sessions: list[str],

@@ -53,7 +53,8 @@ def save_dataset(dataset, path: str | os.PathLike) -> Path:
     """Write a :class:`~xaibids.learning.dataset.TimeseriesDataset` to one ``.npz`` file.
 
     No pickles: ``X`` (float32) and ``y`` (int64) as arrays, the names (classes, subjects,
-    sources, feature names and the ``groups`` values, as strings) as JSON. :func:`load_dataset`
+    sources, feature names and the ``groups`` values, as strings; a volume dataset's grid and
+    affine) as JSON. :func:`load_dataset`
     gives back a dataset with the same data hash, folds and checkpoint fingerprints. Written
     atomically (temporary file + rename).
     """
@@ -65,6 +66,8 @@ def save_dataset(dataset, path: str | os.PathLike) -> Path:
         "sources": [str(s) for s in dataset.sources],
         "feature_names": [str(f) for f in dataset.feature_names],
         "groups": None if dataset.groups is None else [str(g) for g in dataset.groups],
+        "grid": None if dataset.grid is None else [int(v) for v in dataset.grid],
+        "affine": None if dataset.affine is None else np.asarray(dataset.affine).tolist(),
     }
     arrays = {"X": np.ascontiguousarray(dataset.X, dtype=np.float32),
               "y": np.ascontiguousarray(dataset.y, dtype=np.int64),
@@ -86,6 +89,8 @@ def load_dataset(path: str | os.PathLike):
             X=data["X"], y=data["y"], classes=meta["classes"], subjects=meta["subjects"],
             sources=meta["sources"], feature_names=meta["feature_names"],
             groups=None if groups is None else np.array(groups, dtype=object),
+            grid=meta.get("grid"),
+            affine=None if meta.get("affine") is None else np.array(meta["affine"]),
         )
 
 

@@ -46,6 +46,13 @@ class TimeseriesDataset:
         Column names of the TSVs.
     groups : ndarray of shape (n_samples,) or None
         Value of the ``--cv-group`` column for each sample, or None.
+    grid : tuple of int or None
+        Volumes (:func:`assemble_volume_dataset`): the image grid ``(X, Y, Z)``. Each sample is
+        then one "time point" of ``X * Y * Z`` features, the voxels in C order, so the
+        ensemble, its standardization and the attribution methods handle volumes like
+        timecourses; None for timeseries.
+    affine : ndarray of shape (4, 4) or None
+        Volumes: the grid's voxel-to-world affine (to write maps in the template space).
     """
 
     X: np.ndarray
@@ -55,6 +62,8 @@ class TimeseriesDataset:
     sources: list[str]
     feature_names: list[str]
     groups: np.ndarray | None = None
+    grid: tuple | None = None
+    affine: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.X = np.asarray(self.X, dtype=np.float32)
@@ -80,6 +89,12 @@ class TimeseriesDataset:
             if self.groups.shape != (n,):
                 raise ValueError(f"TimeseriesDataset has {n} samples but groups of shape {self.groups.shape}.")
 
+        if self.grid is not None:
+            self.grid = tuple(int(v) for v in self.grid)
+            if self.X.shape[1] != 1 or int(np.prod(self.grid)) != self.X.shape[2]:
+                raise ValueError(f"TimeseriesDataset of volumes on grid {self.grid} needs X of "
+                                 f"shape (n, 1, {int(np.prod(self.grid))}), got {self.X.shape}.")
+
     @property
     def n_samples(self) -> int:
         """Number of samples (runs)."""
@@ -94,45 +109,9 @@ def _is_missing(value) -> bool:
     return str(value).strip().lower() in _MISSING
 
 
-def assemble_dataset(
-    runs: list[tuple[str, str]],
-    participants: pd.DataFrame,
-    target: str,
-    cv_group: str | None = None,
-    length_policy: str = "crop",
-) -> TimeseriesDataset:
-    """Build a :class:`TimeseriesDataset` from timeseries TSVs and ``participants.tsv``.
-
-    Parameters
-    ----------
-    runs : list of (str, str)
-        ``(participant_id, path)`` pairs, e.g. ``("sub-01", ".../sub-01_..._timeseries.tsv")``;
-        one sample per pair.
-    participants : pandas.DataFrame
-        ``participants.tsv`` read with ``dtype=str``, indexed by ``participant_id``.
-    target : str
-        Column of ``participants`` holding the class of each subject.
-    cv_group : str, optional
-        Column whose values must not be split across training and test sets (e.g. ``site``).
-    length_policy : {"crop", "error"}, default="crop"
-        What to do when runs have different numbers of time points: ``crop`` keeps the first
-        time points up to the shortest run (and logs it), ``error`` raises.
-
-    Returns
-    -------
-    TimeseriesDataset
-
-    Notes
-    -----
-    Subjects whose target (or ``cv_group``) value is missing (empty or ``n/a``), or who are
-    absent from ``participants.tsv``, are left out with a warning on the ``xaibids`` logger.
-    All TSVs must hold the same set of feature columns (columns are reordered to the first
-    file's order). NaN values are kept (see :attr:`TimeseriesDataset.X`).
-    """
-    if length_policy not in LENGTH_POLICIES:
-        raise ValueError(
-            f"length_policy must be one of {', '.join(LENGTH_POLICIES)}, got {length_policy!r}."
-        )
+def labelled_runs(runs, participants: pd.DataFrame, target: str, cv_group: str | None):
+    """The ``(subject, path, label, group)`` of every run whose subject has a class (and a
+    ``cv_group`` value), and the sorted classes; subjects left out are logged."""
     if not runs:
         raise ValueError("No timeseries files were given; run the participant level first or check the filters.")
     if not isinstance(participants, pd.DataFrame):
@@ -196,6 +175,49 @@ def assemble_dataset(
             "timeseries; classification needs at least two, so choose another --target or add subjects."
         )
 
+    return kept, classes
+
+
+def assemble_dataset(
+    runs: list[tuple[str, str]],
+    participants: pd.DataFrame,
+    target: str,
+    cv_group: str | None = None,
+    length_policy: str = "crop",
+) -> TimeseriesDataset:
+    """Build a :class:`TimeseriesDataset` from timeseries TSVs and ``participants.tsv``.
+
+    Parameters
+    ----------
+    runs : list of (str, str)
+        ``(participant_id, path)`` pairs, e.g. ``("sub-01", ".../sub-01_..._timeseries.tsv")``;
+        one sample per pair.
+    participants : pandas.DataFrame
+        ``participants.tsv`` read with ``dtype=str``, indexed by ``participant_id``.
+    target : str
+        Column of ``participants`` holding the class of each subject.
+    cv_group : str, optional
+        Column whose values must not be split across training and test sets (e.g. ``site``).
+    length_policy : {"crop", "error"}, default="crop"
+        What to do when runs have different numbers of time points: ``crop`` keeps the first
+        time points up to the shortest run (and logs it), ``error`` raises.
+
+    Returns
+    -------
+    TimeseriesDataset
+
+    Notes
+    -----
+    Subjects whose target (or ``cv_group``) value is missing (empty or ``n/a``), or who are
+    absent from ``participants.tsv``, are left out with a warning on the ``xaibids`` logger.
+    All TSVs must hold the same set of feature columns (columns are reordered to the first
+    file's order). NaN values are kept (see :attr:`TimeseriesDataset.X`).
+    """
+    if length_policy not in LENGTH_POLICIES:
+        raise ValueError(
+            f"length_policy must be one of {', '.join(LENGTH_POLICIES)}, got {length_policy!r}."
+        )
+    kept, classes = labelled_runs(runs, participants, target, cv_group)
     arrays: list[np.ndarray] = []
     feature_names: list[str] | None = None
     first_path = None
@@ -267,4 +289,63 @@ def assemble_dataset(
         sources=[os.fspath(p) for _, p, _, _ in kept],
         feature_names=list(feature_names),
         groups=np.array([g for _, _, _, g in kept], dtype=object) if cv_group is not None else None,
+    )
+
+
+def assemble_volume_dataset(
+    runs: list[tuple[str, str]],
+    participants: pd.DataFrame,
+    target: str,
+    cv_group: str | None = None,
+) -> TimeseriesDataset:
+    """Build a :class:`TimeseriesDataset` of 3D volumes (``--features t1``).
+
+    Parameters
+    ----------
+    runs : list of (str, str)
+        ``(participant_id, path)`` pairs of NIfTI volumes on one grid (the participant level's
+        ``*_res-<r>_desc-preproc_T1w.nii.gz``); one sample per pair.
+    participants, target, cv_group
+        As :func:`assemble_dataset`.
+
+    Returns
+    -------
+    TimeseriesDataset
+        ``X`` of shape ``(n_samples, 1, X * Y * Z)``, with ``grid`` and ``affine`` set and the
+        features named ``x-y-z`` by voxel index.
+    """
+    import nibabel as nb
+
+    kept, classes = labelled_runs(runs, participants, target, cv_group)
+    first = nb.load(kept[0][1])
+    grid, affine = tuple(first.shape), first.affine
+    if len(grid) != 3:
+        raise ValueError(f"{kept[0][1]} is not a 3D volume (shape {grid}); give the participant "
+                         "level's preprocessed T1w images.")
+    X = np.empty((len(kept), 1, int(np.prod(grid))), dtype=np.float32)
+    for i, (_, path, _, _) in enumerate(kept):
+        img = nb.load(path)
+        if tuple(img.shape) != grid or not np.allclose(img.affine, affine, atol=1e-4):
+            raise ValueError(
+                f"{path} is on another grid (shape {tuple(img.shape)}) than {kept[0][1]} "
+                f"(shape {grid}); make all images with the same --t1-resolution (rerun the "
+                "participant level with --overwrite)."
+            )
+        values = np.asarray(img.dataobj, dtype=np.float32)
+        if not np.isfinite(values).all():
+            raise ValueError(f"{path} holds NaN or infinite values; recreate it (rerun the "
+                             "participant level with --overwrite).")
+        X[i, 0] = values.ravel()
+    index = {label: i for i, label in enumerate(classes)}
+    names = [f"{x}-{y}-{z}" for x, y, z in np.ndindex(*grid)]
+    return TimeseriesDataset(
+        X=X,
+        y=np.array([index[label] for _, _, label, _ in kept], dtype=np.int64),
+        classes=classes,
+        subjects=[s for s, _, _, _ in kept],
+        sources=[os.fspath(p) for _, p, _, _ in kept],
+        feature_names=names,
+        groups=np.array([g for _, _, _, g in kept], dtype=object) if cv_group is not None else None,
+        grid=grid,
+        affine=np.asarray(affine, dtype=float),
     )

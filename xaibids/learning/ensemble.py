@@ -722,7 +722,8 @@ def _plan_fold(dataset: TimeseriesDataset, config: EnsembleConfig, folds, fold: 
     """Standardization, inner split, fingerprint and seeds of fold ``fold`` (1-based)."""
     X, y = dataset.X, dataset.y
     train_idx, test_idx = folds[fold - 1]
-    mean, std = training.fit_standardizer(X[train_idx])
+    # volumes (a grid) are z-scored per image by the participant step; one scale for all voxels
+    mean, std = training.fit_standardizer(X[train_idx], per_feature=dataset.grid is None)
     X_train = training.apply_standardizer(X[train_idx], mean, std)
     X_test = training.apply_standardizer(X[test_idx], mean, std)
     split_seed = int(np.random.SeedSequence([config.random_seed, fold]).generate_state(1)[0] >> 1)
@@ -792,7 +793,7 @@ def _state_digest(state: dict) -> str:
     for name in sorted(state):
         tensor = state[name].detach().cpu().contiguous()
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
 
 

@@ -24,13 +24,18 @@ from xaibids.models import build_model
 LOGGER = logging.getLogger("xaibids")
 
 
-def fit_standardizer(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fit_standardizer(X: np.ndarray, per_feature: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature mean and standard deviation over samples and time points, ignoring NaN.
 
     Parameters
     ----------
     X : ndarray of shape (n_samples, n_timepoints, n_features)
         Training samples of one fold only (the test samples must not leak into the scaling).
+    per_feature : bool, default=True
+        False: one mean and one standard deviation over all values (returned as arrays of
+        shape ``(1,)``). Used for volumes, whose voxels are features: a per-voxel scaling
+        divides by the tiny spread of voxels whose intensity hardly varies across subjects
+        (the brain's edge, the ventricles) and turns their noise into the largest inputs.
 
     Returns
     -------
@@ -43,8 +48,9 @@ def fit_standardizer(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise ValueError(f"fit_standardizer needs a non-empty (n, T, F) array, got shape {X.shape}.")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN features are handled below
-        mean = np.nanmean(X, axis=(0, 1))
-        std = np.nanstd(X, axis=(0, 1))
+        axes = (0, 1) if per_feature else None
+        mean = np.atleast_1d(np.nanmean(X, axis=axes))
+        std = np.atleast_1d(np.nanstd(X, axis=axes))
     mean = np.where(np.isfinite(mean), mean, 0.0)
     std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
     return mean, std

@@ -1,4 +1,4 @@
-"""Deep classifiers for ``(batch, time, features)`` timeseries, built by name.
+"""Deep classifiers for ``(batch, time, features)`` samples, built by name.
 
 ``lstm-attn``
     Bidirectional LSTM with additive temporal attention (seed 000, §2.2).
@@ -6,6 +6,10 @@
     Two-layer 1D convolutional network (seed 001, Methods).
 ``linear``
     Softmax regression on the flattened input (seed 004, §2.7).
+``cnn3d``
+    Three-block 3D CNN for volumes (seed 002, §3.2); a volume on a grid ``(X, Y, Z)`` is one
+    sample of shape ``(1, X*Y*Z)`` (``n_timepoints = 1``, C-order flattening) and the model
+    needs the option ``grid=(X, Y, Z)``.
 
 All models return logits of shape ``(batch, n_classes)``.
 """
@@ -16,15 +20,16 @@ import inspect
 
 import torch
 
+from xaibids.models.cnn3d import CNN3D
 from xaibids.models.linear import LinearSoftmax
 from xaibids.models.lstm_attn import LSTMAttention
 from xaibids.models.stdnn import STDNN
 
-MODEL_NAMES = ("lstm-attn", "stdnn", "linear")
+MODEL_NAMES = ("lstm-attn", "stdnn", "linear", "cnn3d")
 
-_CLASSES = {"lstm-attn": LSTMAttention, "stdnn": STDNN, "linear": LinearSoftmax}
+_CLASSES = {"lstm-attn": LSTMAttention, "stdnn": STDNN, "linear": LinearSoftmax, "cnn3d": CNN3D}
 
-__all__ = ["MODEL_NAMES", "build_model", "LSTMAttention", "STDNN", "LinearSoftmax"]
+__all__ = ["MODEL_NAMES", "build_model", "CNN3D", "LSTMAttention", "STDNN", "LinearSoftmax"]
 
 
 def build_model(name: str, n_features: int, n_timepoints: int, n_classes: int, **kw) -> torch.nn.Module:
@@ -32,7 +37,7 @@ def build_model(name: str, n_features: int, n_timepoints: int, n_classes: int, *
 
     Parameters
     ----------
-    name : {"lstm-attn", "stdnn", "linear"}
+    name : {"lstm-attn", "stdnn", "linear", "cnn3d"}
         Model architecture (see :data:`MODEL_NAMES`).
     n_features : int
         Features (regions, components) per time step.
@@ -41,8 +46,9 @@ def build_model(name: str, n_features: int, n_timepoints: int, n_classes: int, *
     n_classes : int
         Number of classes (at least 2).
     **kw
-        Architecture options of the chosen model, e.g. ``hidden_size`` for ``lstm-attn`` or
-        ``channels`` for ``stdnn`` (see :class:`LSTMAttention`, :class:`STDNN`).
+        Architecture options of the chosen model, e.g. ``hidden_size`` for ``lstm-attn``,
+        ``channels`` for ``stdnn`` or the required ``grid=(X, Y, Z)`` for ``cnn3d`` (see
+        :class:`LSTMAttention`, :class:`STDNN`, :class:`CNN3D`).
 
     Returns
     -------

@@ -116,6 +116,18 @@ def write_subject_maps(output_dir: Path, scratch: Path, roots: dict, source, dat
             }
             if source.atlas:
                 meta["Atlas"] = source.atlas
+            if source.volumes:
+                meta["Description"] = (
+                    f"Out-of-fold {method} attribution of the voxels of the input volume, "
+                    f"stabilized across the {ens_config.n_models} models of fold "
+                    f"{info['fold']} ({ens_config.stabilize}), on the input's grid and affine "
+                    f"(template space {source.space or 'unknown'}), 0 outside the brain mask.")
+                tmp = fresh(scratch / "map.nii.gz")
+                source.painter(pd.Series(maps[i][0], index=dataset.feature_names)).to_filename(tmp)
+                sink(output_dir, src, tmp, meta, desc=method, suffix="attribution",
+                     space=source.space)
+                written += 1
+                continue
             if source.painter is not None:
                 meta["Description"] += (
                     " The NIfTI image of the same name holds each feature's time-summed value "

@@ -282,7 +282,42 @@ def subject_summary(subject: collect.SubjectMaps) -> str:
             + table_html(rows))
 
 
+def subject_volume_section(run: collect.RunMaps, mmap: collect.MethodMap) -> str:
+    """A voxel map (``--features t1``): glass brain and slices over the subject's image."""
+    sc = mmap.sidecar
+    space = collect.parse_entities(mmap.nifti.name)[0].get("space", "template")
+    imgs = figures.brain_map_figures(mmap.nifti, title=mmap.method)
+    parts = [f'<p class="note">{esc(sc.get("Description", ""))}</p>',
+             '<div class="row brain">'
+             + "".join(fig_html(i, (f"Stabilized {esc(mmap.method)} attribution ({esc(space)} "
+                                    "space): glass brain (maximum projection) and slices "
+                                    "through the peak on nilearn's MNI152 template.")
+                                if k == len(imgs) - 1 else "") for k, i in enumerate(imgs))
+             + "</div>"]
+    details = {k: sc.get(k) for k in ("MethodParameters", "Model", "Fold", "ModelSeeds",
+                                       "SelectedModelSeed", "Stabilization", "Positive",
+                                       "Prediction", "Probability", "TrueLabel")}
+    parts.append(f"<details><summary>Sidecar of {esc(mmap.nifti.name)}</summary>"
+                 f"{kv_html(details)}</details>")
+    return "".join(parts)
+
+
+def registration_section(output_dir: Path, label: str) -> str:
+    """The participant level's registration figures of a subject (``--features t1``): the
+    preprocessed T1w with the template's brain outline over it."""
+    found = sorted((output_dir / f"sub-{label}").glob("**/figures/*_desc-registration_T1w.svg"))
+    parts = []
+    for path in found:
+        parts.append(f'<figure class="fig">{path.read_text()}<figcaption>'
+                     f"{esc(path.name)}: the T1w image brought onto the template (registered, "
+                     "before brain masking), with the outline of the template's brain mask over "
+                     "it. The two should match.</figcaption></figure>")
+    return "".join(parts)
+
+
 def subject_method_section(run: collect.RunMaps, mmap: collect.MethodMap) -> str:
+    if mmap.tsv is None:
+        return subject_volume_section(run, mmap)
     attribution = mmap.table().apply(pd.to_numeric, errors="coerce")
     timeseries = None
     if run.timeseries is not None and Path(run.timeseries).exists():
@@ -346,6 +381,8 @@ def build_subject_report(output_dir: str | Path, subject: collect.SubjectMaps | 
         subject = found[0]
     page = _Page(strict)
     page.add("summary", "Summary", subject_summary, subject)
+    page.add("registration", "Registration to the template", registration_section, output_dir,
+             subject.label, nav="Registration")
     multi_run = len(subject.runs) > 1
     config = _load_config(output_dir)
     for run in subject.runs:
@@ -582,6 +619,30 @@ def importance_section(output_dir: Path, group_dir: Path, method: str,
     return "".join(parts)
 
 
+def voxel_map_section(group_dir: Path, method: str) -> str:
+    """The group map of voxel attributions and seed 002's region ranking (``--features t1``);
+    empty for timecourse features."""
+    maps = sorted(group_dir.glob(f"space-*_desc-{method}_importance.nii*"))
+    if not maps:
+        return ""
+    space = collect.parse_entities(maps[0].name)[0].get("space", "template")
+    imgs = figures.brain_map_figures(maps[0], title=f"{method}, group mean")
+    parts = ['<div class="row brain">'
+             + "".join(fig_html(i, (f"Mean stabilized {esc(method)} map over subjects "
+                                    f"({esc(space)} space).") if k == len(imgs) - 1 else "")
+                       for k, i in enumerate(imgs)) + "</div>"]
+    ranking = group_dir / f"desc-{method}_regions.tsv"
+    if ranking.exists():
+        table = read_tsv(ranking)
+        sidecar = collect.read_json(ranking.with_suffix(".json"))
+        parts.append(f"<h4>Regions holding the map (seed 002, Table 2)</h4>"
+                     f'<p class="note">Share of each {esc(sidecar.get("Atlas", "atlas"))} region '
+                     f"in the group map thresholded at {sidecar.get('Threshold', 0.65)} of its "
+                     "peak, normalized to sum to 1.</p>"
+                     + table_html(table[table["share"] > 0].head(10)))
+    return "".join(parts)
+
+
 def _communities(group_dir: Path, desc: str) -> pd.DataFrame | None:
     path = group_dir / f"desc-{desc}_communities.tsv"
     if not path.exists():
@@ -767,6 +828,8 @@ def build_group_report(output_dir: str | Path, subjects: list[collect.SubjectMap
         page.add(_anchor(f"importance-{method}"), f"Feature importance: {method}",
                  importance_section, output_dir, group_dir, method, classes, config,
                  atlas_name, nav=f"Importance ({method})")
+        page.add(_anchor(f"voxels-{method}"), f"Voxel map: {method}", voxel_map_section,
+                 group_dir, method, nav=f"Voxel map ({method})")
     if group_dir.exists():
         page.add("connectivity", "Co-saliency and static FNC", connectivity_section, group_dir,
                  methods, nav="Co-saliency")

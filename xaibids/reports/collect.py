@@ -16,6 +16,7 @@ import pandas as pd
 
 ENTITY_RE = re.compile(r"([a-zA-Z0-9]+)-([a-zA-Z0-9+]+)")
 ATTRIBUTION_RE = re.compile(r"_desc-(?P<method>[a-zA-Z0-9]+)_attribution\.tsv$")
+VOLUME_ATTRIBUTION_RE = re.compile(r"_desc-(?P<method>[a-zA-Z0-9]+)_attribution\.nii(\.gz)?$")
 
 
 def read_tsv(path: str | Path, **kwargs) -> pd.DataFrame:
@@ -49,10 +50,11 @@ def _key(entities: dict[str, str], drop=("desc", "space", "stat")) -> tuple:
 
 @dataclass
 class MethodMap:
-    """One stabilized attribution map of one run: TSV, sidecar and optional NIfTI."""
+    """One stabilized attribution map of one run: TSV, sidecar and optional NIfTI (a voxel map
+    of ``--features t1`` has the NIfTI only: ``tsv`` is None)."""
 
     method: str
-    tsv: Path
+    tsv: Path | None
     sidecar: dict
     nifti: Path | None = None
 
@@ -68,6 +70,7 @@ class RunMaps:
     entities: dict[str, str]
     maps: dict[str, MethodMap] = field(default_factory=dict)
     timeseries: Path | None = None
+    image: Path | None = None
 
     @property
     def label(self) -> str:
@@ -146,6 +149,22 @@ def find_subject_maps(output_dir: str | Path, subjects=None) -> list[SubjectMaps
         run.maps[method] = MethodMap(method, tsv, sidecar, nifti)
         if run.timeseries is None:
             run.timeseries = _find_timeseries(tsv, sidecar, key, links)
+    for nifti in sorted(output_dir.glob("sub-*/**/*_attribution.nii*")):
+        m = VOLUME_ATTRIBUTION_RE.search(nifti.name)
+        entities, _ = parse_entities(nifti.name)
+        label = entities.get("sub")
+        if not m or not label or (wanted is not None and label not in wanted):
+            continue
+        key = _key(entities)
+        run = by_subject.setdefault(label, {}).setdefault(
+            key, RunMaps(key, {k: v for k, v in entities.items() if k != "desc"}))
+        if m.group("method") in run.maps:  # the NIfTI of a timecourse map (TSV first)
+            continue
+        sidecar = read_json(nifti.with_name(nifti.name.split(".", 1)[0] + ".json"))
+        run.maps[m.group("method")] = MethodMap(m.group("method"), None, sidecar, nifti)
+        if run.image is None:
+            run.image = next((path for uri in sidecar.get("Sources") or []
+                              if (path := resolve_bids_uri(uri, links)) is not None), None)
     return [SubjectMaps(label, list(runs.values())) for label, runs in sorted(by_subject.items())]
 
 

@@ -22,9 +22,10 @@ def init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs
                                 ica_template_files=None):
     """Build the participant-level workflow.
 
-    ``config.workflow.features`` picks the per-run sub-workflow: ``roi`` (ROI timecourses) or
+    ``config.workflow.features`` picks the per-run sub-workflow: ``roi`` (ROI timecourses),
     ``ica`` with ``config.workflow.ica_template`` (template-mode ICA timecourses, see
-    :func:`xaibids.workflows.ica.init_ica_timeseries_wf`). Group ICA (``ica`` without a
+    :func:`xaibids.workflows.ica.init_ica_timeseries_wf`) or ``t1`` (one per T1w image,
+    :func:`xaibids.workflows.t1.init_t1_preproc_wf`). Group ICA (``ica`` without a
     template) needs all subjects and runs at the group level
     (:func:`xaibids.workflows.ica.run_group_ica`); asking for it here raises
     :class:`~xaibids.errors.XaibidsError`.
@@ -33,7 +34,7 @@ def init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs
     ----------
     config : :class:`xaibids.config.Config`
     subjects : list of :class:`xaibids.inputs.layout.SubjectData`
-        Subjects with the BOLD runs to extract (subjects without runs are skipped).
+        Subjects with the BOLD runs or T1w images to extract (subjects without are skipped).
     atlas : :class:`xaibids.features.atlases.Atlas`
     atlas_files : tuple of str
         Label image and labels TSV of ``atlas`` written to the work directory.
@@ -66,11 +67,19 @@ def init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs
     )
     roots = {"raw": ex.bids_dir, **ex.derivatives}
     for subject in subjects:
-        if not subject.bold_runs:
+        if not subject.to_extract:
             continue
         subject_wf = Workflow(name=f"single_subject_{subject.subject}_wf")
         subject_wf.config["execution"].update(
             {"crashdump_dir": str(crash_dirs[subject.subject]), "crashfile_format": "txt"})
+        for t1w in subject.t1w:
+            from xaibids.workflows.t1 import init_t1_preproc_wf
+
+            subject_wf.add_nodes([init_t1_preproc_wf(
+                t1w, config.workflow, ex.output_dir,
+                [source_uri(path, roots) for path in t1w.files()], config.seeds.random_seed,
+                num_threads=max(1, config.nipype.omp_nthreads),
+                name=f"t1_preproc_{_run_name(t1w.entities)}_wf")])
         for run in subject.bold_runs:
             sources = [source_uri(path, roots)
                        for path in (run.bold, run.mask, run.confounds) if path]

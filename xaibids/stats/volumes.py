@@ -1,0 +1,161 @@
+"""Group statistics of voxel-wise attribution maps (``--features t1``, seed 002).
+
+Voxel maps have no time axis, so the co-saliency and sFNC of timecourses (seed 000 §2.8) do not
+apply. What is computed instead:
+
+- **region importance**: each subject's stabilized map averaged within every atlas region (the
+  atlas resampled onto the map grid with nearest-neighbour interpolation; a mean, not a sum,
+  so that regions do not rank by their size, as seed 002's ranking divides by it), then the per-feature
+  importance, class means and Cohen's d with its bootstrap interval of seed 000 §2.7
+  (:func:`xaibids.stats.importance.group_importance`) with the regions as features;
+- **group map**: the mean of the subjects' stabilized maps (each subject once), written as a
+  NIfTI image in the template space;
+- **region ranking** of the group map: seed 002's share of the thresholded map per region
+  (Results, Table 2; :func:`xaibids.stats.regions.rank_regions`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nb
+import numpy as np
+import pandas as pd
+
+from xaibids.stats._common import attributed_samples, subject_index
+from xaibids.stats.importance import group_importance
+from xaibids.stats.regions import REGION_THRESHOLD, rank_regions
+
+
+@dataclass
+class VolumeStatistics:
+    """Group statistics of one method's voxel maps.
+
+    Attributes
+    ----------
+    importance : pandas.DataFrame
+        Per atlas region (column ``feature``): the columns of
+        :func:`~xaibids.stats.importance.group_importance`.
+    mean_map : ndarray of shape grid
+        Mean stabilized map over subjects (NaN-free; 0 outside the brain).
+    ranking : pandas.DataFrame
+        :func:`~xaibids.stats.regions.rank_regions` of ``mean_map``.
+    parameters : dict
+        What was used (threshold, atlas, numbers of subjects), for the sidecars.
+    """
+
+    importance: pd.DataFrame
+    mean_map: np.ndarray
+    ranking: pd.DataFrame
+    parameters: dict
+
+
+def region_means(maps: np.ndarray, labels: np.ndarray, indices) -> np.ndarray:
+    """Each sample's map averaged within each region: shape ``(n_samples, 1, n_regions)``.
+
+    ``maps`` is ``(n_samples, 1, n_voxels)`` (NaN rows stay NaN), ``labels`` the atlas value
+    of each voxel (``n_voxels``), ``indices`` the atlas values of the regions in order.
+    """
+    maps = np.asarray(maps, dtype=float)
+    labels = np.asarray(labels).ravel()
+    if maps.ndim != 3 or maps.shape[1] != 1 or maps.shape[2] != labels.size:
+        raise ValueError(f"region_means needs maps of shape (n, 1, {labels.size}), got {maps.shape}.")
+    out = np.empty((maps.shape[0], 1, len(indices)))
+    for j, index in enumerate(indices):
+        out[:, 0, j] = maps[:, 0, labels == index].mean(axis=1)
+    return out
+
+
+def compute_volume_statistics(maps, y, classes, grid, atlas_labels: np.ndarray,
+                              regions: pd.DataFrame, subjects=None, n_boot: int = 1000,
+                              ci_level: float = 0.95, random_state=0,
+                              threshold: float = REGION_THRESHOLD) -> VolumeStatistics:
+    """Region importance, group map and region ranking of one method's voxel maps.
+
+    Parameters
+    ----------
+    maps : ndarray of shape (n_samples, 1, X * Y * Z)
+        Stabilized, sum-normalized maps (all-NaN rows: samples not attributed).
+    y, classes, subjects, n_boot, ci_level, random_state
+        As :func:`xaibids.stats.compute_group_statistics`.
+    grid : tuple of int
+        ``(X, Y, Z)``.
+    atlas_labels : ndarray of shape grid
+        Atlas values on the map grid (0: background).
+    regions : pandas.DataFrame
+        ``index`` and ``name`` of the atlas regions.
+    threshold : float, default=0.65
+        Relative threshold of the region ranking (seed 002).
+    """
+    grid = tuple(int(v) for v in grid)
+    atlas_labels = np.asarray(atlas_labels).astype(int)
+    if atlas_labels.shape != grid:
+        raise ValueError(f"compute_volume_statistics needs the atlas on the map grid {grid}, "
+                         f"got {atlas_labels.shape}.")
+    regions = regions[regions["index"] != 0]
+    present = regions[regions["index"].isin(np.unique(atlas_labels))]
+    if present.empty:
+        raise ValueError("No atlas region lies on the map grid; the atlas and the images are in "
+                         "different spaces.")
+    maps = np.asarray(maps, dtype=float)
+    attributed = attributed_samples(maps, "compute_volume_statistics")
+    means = region_means(maps, atlas_labels.ravel(), present["index"].tolist())
+    names = present["name"].astype(str).tolist()
+    importance = group_importance(means, y, classes, names, subjects=subjects, n_boot=n_boot,
+                                  ci_level=ci_level, random_state=random_state)
+    # each subject once: average its samples first, then over subjects
+    index = subject_index(np.asarray(y)[attributed],
+                          None if subjects is None else np.asarray(subjects)[attributed],
+                          who="compute_volume_statistics")
+    per_subject = index.aggregate(maps[attributed, 0])
+    mean_map = np.nan_to_num(per_subject.mean(axis=0)).reshape(grid)
+    ranking = rank_regions(mean_map, atlas_labels, present[["index", "name"]],
+                           threshold=threshold)
+    parameters = {"Threshold": float(threshold), "Relative": True, "Measure": "region_fraction",
+                  "NSamplesAttributed": int(attributed.sum()),
+                  "NSubjects": int(per_subject.shape[0])}
+    return VolumeStatistics(importance=importance, mean_map=mean_map, ranking=ranking,
+                            parameters=parameters)
+
+
+def volume_image(values: np.ndarray, affine: np.ndarray, mask: np.ndarray | None = None,
+                 space_known: bool = True) -> nb.Nifti1Image:
+    """A float32 image of ``values`` (grid-shaped) with the grid's true affine, 0 outside
+    ``mask`` (qform/sform code 4, MNI, when ``space_known``)."""
+    data = np.asarray(values, dtype=np.float32)
+    if mask is not None:
+        data = np.where(np.asarray(mask, dtype=bool), data, 0).astype(np.float32)
+    img = nb.Nifti1Image(data, np.asarray(affine, dtype=float))
+    img.header.set_xyzt_units("mm")
+    code = 4 if space_known else 2
+    img.header.set_qform(affine, code=code)
+    img.header.set_sform(affine, code=code)
+    return img
+
+
+def write_volume_statistics(stats: VolumeStatistics, group_dir, method: str, affine, space: str,
+                            mask=None, atlas: str = "") -> list[Path]:
+    """Write ``desc-<method>_importance.tsv`` (regions), ``desc-<method>_regions.tsv`` and the
+    group map ``space-<space>_desc-<method>_importance.nii.gz`` under ``group_dir``."""
+    from xaibids.outputs.derivatives import atomic_path
+    from xaibids.stats.group import check_method, write_table
+    from xaibids.stats.regions import write_region_ranking
+
+    check_method(method)
+    group_dir = Path(group_dir)
+    group_dir.mkdir(parents=True, exist_ok=True)
+    sidecar = {
+        "Description": (f"Importance of each {atlas or 'atlas'} region: every subject's "
+                        f"stabilized {method} voxel map averaged within the region, then class "
+                        "means and Cohen's d (seed 000 §2.7) with the regions as features."),
+        "Atlas": atlas, **stats.parameters,
+    }
+    written = write_table(stats.importance, group_dir, f"desc-{method}_importance", sidecar)
+    written += write_region_ranking(stats.ranking, group_dir, method,
+                                    {**stats.parameters, "Atlas": atlas})
+    path = group_dir / f"space-{space}_desc-{method}_importance.nii.gz"
+    with atomic_path(path, suffix=".nii.gz") as tmp:
+        volume_image(stats.mean_map, affine, mask).to_filename(tmp)
+    written.append(path)
+    return written
