@@ -106,7 +106,8 @@ def worker(args: argparse.Namespace) -> dict:
     models = []
     for seed in range(args.n_models):
         torch.manual_seed(seed)
-        models.append(build_model(args.model, args.features, args.timepoints, 2).eval())
+        extra = {"grid": list(args.grid)} if args.model == "cnn3d" else {}
+        models.append(build_model(args.model, args.features, args.timepoints, 2, **extra).eval())
     out = np.full_like(X, np.nan)  # the stabilized maps as run_ensemble stores them (pages touched)
 
     rss_before = _vm_rss_kib()
@@ -156,6 +157,8 @@ def measure(args: argparse.Namespace, n: int, n_models: int, batch_size: int,
                 "threads": args.threads}
     for name, value in settings.items():
         command += [f"--{name.replace('_', '-')}", str(value)]
+    if args.grid:
+        command += ["--grid", *map(str, args.grid)]
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         sys.stderr.write(done.stderr)
@@ -310,7 +313,11 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=32, help="smaller number of test subjects")
     parser.add_argument("--factor", type=int, default=4, help="the larger size is factor x n")
-    parser.add_argument("--model", default="stdnn", choices=["stdnn", "lstm-attn", "linear"])
+    parser.add_argument("--model", default="stdnn",
+                        choices=["stdnn", "lstm-attn", "linear", "cnn3d"])
+    parser.add_argument("--grid", type=int, nargs=3, metavar=("X", "Y", "Z"),
+                        help="--model cnn3d: the volume grid (then --timepoints is 1 and "
+                             "--features X*Y*Z)")
     parser.add_argument("--n-models", type=int, default=5, help="models of the fold")
     parser.add_argument("--timepoints", type=int, default=100)
     parser.add_argument("--features", type=int, default=50)
@@ -335,6 +342,10 @@ def main(argv=None) -> int:
                              "MALLOC_MMAP_THRESHOLD_=BYTES (0: do not)")
     parser.add_argument("--worker", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if (args.model == "cnn3d") != bool(args.grid):
+        parser.error("--grid X Y Z goes with --model cnn3d (and only with it)")
+    if args.grid:
+        args.timepoints, args.features = 1, int(args.grid[0] * args.grid[1] * args.grid[2])
     if args.worker is not None:
         print(json.dumps(worker(args)))
         return 0
@@ -377,7 +388,7 @@ def main(argv=None) -> int:
         "description": "Peak memory of streamed attribution + stabilization of one fold's test "
                        "subjects, excluding the pre-allocated input and output arrays.",
         "settings": {k: getattr(args, k) for k in ("n", "factor", "model", "n_models", "timepoints",
-                                                    "features", "batch_size", "ig_steps", "threads")},
+                                                    "features", "grid", "batch_size", "ig_steps", "threads")},
         "rows": rows,
         "ratios_large_over_small": ratios,
         "environment": _environment(),

@@ -581,9 +581,14 @@ def write_reliability_outputs(config, dataset, result, ens_config, group_dir: Pa
 
     ac = config.attribution
     tables, metrics = {}, [result.stability]
+    brain = None
+    if dataset.grid is not None:  # voxel maps: compare the brain's voxels only (seed 002)
+        from xaibids.features.t1 import grid_mask
+
+        brain = np.asarray(grid_mask(config.workflow.t1_resolution).dataobj).ravel() > 0
     if len(result.maps) > 1:
-        tables["method_agreement"] = method_agreement(result.maps)
-        tables["method_dice"] = method_dice(result.maps)
+        tables["method_agreement"] = method_agreement(result.maps, mask=brain)
+        tables["method_dice"] = method_dice(result.maps, mask=brain)
     if len(ens_config.baselines) > 1 and "ig" in ens_config.attribution:
         tables["baseline_agreement"] = baseline_agreement(result.maps)
     if ac.reliability_samples:

@@ -2,8 +2,9 @@
 package as ``xaibids/data/boilerplate``) with the configuration actually used.
 
 As in fMRIPrep, the participant-level text comes from the workflows' ``__desc__`` strings
-(:func:`xaibids.outputs.boilerplate.workflow_description`); the group level, which is not a
-Nipype graph, is described by ``boilerplate/group.md``. Both end with the parameters that differ
+(:func:`xaibids.outputs.boilerplate.workflow_description`); the group level, whose text depends
+on the ensemble's settings rather than on the shape of its Nipype graph (fold x chunk training
+nodes), is described by ``boilerplate/group.md``. Both end with the parameters that differ
 from the defaults, spelled as command-line options, so a reader can repeat the run.
 """
 
