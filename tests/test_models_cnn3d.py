@@ -110,3 +110,17 @@ def test_validation_errors():
 def test_grid_from_a_config_list_is_a_tuple():
     model = build_model("cnn3d", F, 1, 2, grid=[12, 14, np.int64(12)], channels=[4, 4, 4])
     assert model.grid == GRID and all(type(g) is int for g in model.grid)
+
+
+def test_global_average_pooling_head():
+    """``head="gap"``: the logits are a linear function of the last block's channel means, so
+    Grad-CAM is the class activation map (Zhou et al., 2016)."""
+    torch.manual_seed(0)
+    model = _model(head="gap").eval()
+    assert model.classifier.in_features == model.feature_shape[0]
+    x = torch.randn(2, 1, F)
+    h = model.block3(model.block2(model.block1(x.reshape(2, 1, *GRID))))
+    expected = model.classifier(h.mean(dim=(2, 3, 4)))
+    torch.testing.assert_close(model(x), expected)
+    with pytest.raises(ValueError, match="head must be 'flatten' or 'gap'"):
+        _model(head="max")

@@ -125,14 +125,13 @@ def inner_split(
 def deterministic_algorithms(device: str | torch.device = "cpu"):
     """Make training on ``device`` reproducible, restoring the global settings afterwards.
 
-    On the CPU, seeding (:func:`torch.manual_seed` and an explicit generator for the batch
-    order) is enough: the operations the models use are deterministic there. On CUDA this also
-    enables PyTorch's deterministic algorithms (warning only where none exists) and
-    deterministic, non-benchmarking cuDNN.
+    Seeding (:func:`torch.manual_seed` and an explicit generator for the batch order) plus
+    PyTorch's deterministic algorithms (warning only where none exists) and deterministic,
+    non-benchmarking cuDNN. On the CPU the models' operations are deterministic anyway (the
+    switch guards against future ones that are not); on CUDA some operations have no
+    deterministic kernel (PyTorch warns), so GPU runs may differ in the last digits between
+    runs (README, "Reproducibility").
     """
-    if torch.device(device).type != "cuda":
-        yield
-        return
     previous = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
