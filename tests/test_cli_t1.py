@@ -117,7 +117,8 @@ def test_real_raw_t1w_end_to_end(tmp_path):
     code = main([str(SHARED_T1), str(out), "group", "-w", str(tmp_path / "work"),
                  "--features", "t1", "--model", "cnn3d", "--target", "group", "--n-folds", "2",
                  "--n-models", "2", "--epochs", "20", "--nprocs", "2", "--omp-nthreads", "1",
-                 "--skip-bids-validation", "--attribution", "ig", "gradcam"])
+                 "--skip-bids-validation", "--attribution", "ig", "gradcam",
+                 "--reliability-samples", "2"])
     assert code == 0
     t1 = sorted(out.glob(f"sub-*/anat/*_space-{TEMPLATE_SPACE}_res-3_desc-preproc_T1w.nii.gz"))
     assert len(t1) == 16
