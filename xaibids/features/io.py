@@ -6,9 +6,11 @@ names, and ``n/a`` where a feature has no value (e.g. a region outside the brain
 
 from __future__ import annotations
 
+import gzip
 import os
 from pathlib import Path
 
+import nibabel as nb
 import numpy as np
 import pandas as pd
 
@@ -48,3 +50,15 @@ def read_timeseries_tsv(path: str | os.PathLike) -> pd.DataFrame:
             f"{path} has non-numeric values in column(s) {bad[:5]}; timeseries TSVs must hold "
             "numbers or 'n/a'."
         ) from None
+
+
+def save_nifti(img: nb.Nifti1Image, path: str | os.PathLike) -> Path:
+    """Save a NIfTI image; ``.nii.gz`` files get a time-stamp-free gzip header, so the same
+    image gives identical bytes (reproducible outputs)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.name.endswith(".nii.gz"):
+        path.write_bytes(gzip.compress(img.to_bytes(), compresslevel=6, mtime=0))
+    else:
+        nb.save(img, path)
+    return path

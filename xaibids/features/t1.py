@@ -30,7 +30,6 @@ The template is nilearn's ``mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz``, 
 from __future__ import annotations
 
 import functools
-import gzip
 import io
 import logging
 import os
@@ -43,6 +42,7 @@ import numpy as np
 from scipy import ndimage
 
 from xaibids.errors import XaibidsError
+from xaibids.features.io import save_nifti
 
 LOGGER = logging.getLogger("xaibids")
 
@@ -473,15 +473,6 @@ def _nifti(data: np.ndarray, affine: np.ndarray) -> nb.Nifti1Image:
     return img
 
 
-def save_nifti(img: nb.Nifti1Image, path: str | Path) -> Path:
-    """Save a NIfTI image; ``.nii.gz`` gets a time-stamp-free gzip header (identical bytes)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.name.endswith(".nii.gz"):
-        path.write_bytes(gzip.compress(img.to_bytes(), compresslevel=6, mtime=0))
-    else:
-        nb.save(img, path)
-    return path
 
 
 def preprocess_t1(in_file: str | Path, out_file: str | Path,

@@ -280,6 +280,11 @@ def assemble_dataset(
             "%d value(s) are n/a; they are set to the training mean after standardization.",
             int(np.isnan(X).sum()),
         )
+    return _labelled_dataset(kept, classes, X, list(feature_names), cv_group)
+
+
+def _labelled_dataset(kept, classes, X, feature_names, cv_group, **volume) -> TimeseriesDataset:
+    """The :class:`TimeseriesDataset` of :func:`labelled_runs`' runs with their data ``X``."""
     index = {label: i for i, label in enumerate(classes)}
     return TimeseriesDataset(
         X=X,
@@ -287,8 +292,9 @@ def assemble_dataset(
         classes=classes,
         subjects=[s for s, _, _, _ in kept],
         sources=[os.fspath(p) for _, p, _, _ in kept],
-        feature_names=list(feature_names),
+        feature_names=feature_names,
         groups=np.array([g for _, _, _, g in kept], dtype=object) if cv_group is not None else None,
+        **volume,
     )
 
 
@@ -336,16 +342,6 @@ def assemble_volume_dataset(
             raise ValueError(f"{path} holds NaN or infinite values; recreate it (rerun the "
                              "participant level with --overwrite).")
         X[i, 0] = values.ravel()
-    index = {label: i for i, label in enumerate(classes)}
     names = [f"{x}-{y}-{z}" for x, y, z in np.ndindex(*grid)]
-    return TimeseriesDataset(
-        X=X,
-        y=np.array([index[label] for _, _, label, _ in kept], dtype=np.int64),
-        classes=classes,
-        subjects=[s for s, _, _, _ in kept],
-        sources=[os.fspath(p) for _, p, _, _ in kept],
-        feature_names=names,
-        groups=np.array([g for _, _, _, g in kept], dtype=object) if cv_group is not None else None,
-        grid=grid,
-        affine=np.asarray(affine, dtype=float),
-    )
+    return _labelled_dataset(kept, classes, X, names, cv_group, grid=grid,
+                             affine=np.asarray(affine, dtype=float))

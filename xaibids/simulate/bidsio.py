@@ -11,7 +11,6 @@ when complete (:func:`staged_output`), so a failure never leaves a partial datas
 from __future__ import annotations
 
 import contextlib
-import gzip
 import json
 import os
 import shutil
@@ -19,11 +18,11 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import nibabel as nb
 import pandas as pd
 
 from xaibids import __url__, __version__
 from xaibids.errors import XaibidsError
+from xaibids.features.io import save_nifti  # noqa: F401 - simulators write through bidsio
 from xaibids.inputs.validation import run_validator, validator_executable
 
 #: BIDS version the generated datasets declare.
@@ -91,15 +90,6 @@ def write_tsv(frame: pd.DataFrame, path: str | os.PathLike, float_format: str = 
     return path
 
 
-def save_nifti(img: nb.Nifti1Image, path: str | os.PathLike) -> Path:
-    """Save a NIfTI image; ``.nii.gz`` files get a time-stamp-free gzip header."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.name.endswith(".nii.gz"):
-        path.write_bytes(gzip.compress(img.to_bytes(), compresslevel=6, mtime=0))
-    else:
-        nb.save(img, path)
-    return path
 
 
 def generated_by(name: str, description: str) -> list[dict]:

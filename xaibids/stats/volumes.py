@@ -119,18 +119,17 @@ def compute_volume_statistics(maps, y, classes, grid, atlas_labels: np.ndarray,
                             parameters=parameters)
 
 
-def volume_image(values: np.ndarray, affine: np.ndarray, mask: np.ndarray | None = None,
-                 space_known: bool = True) -> nb.Nifti1Image:
-    """A float32 image of ``values`` (grid-shaped) with the grid's true affine, 0 outside
-    ``mask`` (qform/sform code 4, MNI, when ``space_known``)."""
+def volume_image(values: np.ndarray, affine: np.ndarray,
+                 mask: np.ndarray | None = None) -> nb.Nifti1Image:
+    """A float32 image of ``values`` (grid-shaped) with the grid's true affine (qform/sform
+    code 4: a template space), 0 outside ``mask``."""
     data = np.asarray(values, dtype=np.float32)
     if mask is not None:
         data = np.where(np.asarray(mask, dtype=bool), data, 0).astype(np.float32)
     img = nb.Nifti1Image(data, np.asarray(affine, dtype=float))
     img.header.set_xyzt_units("mm")
-    code = 4 if space_known else 2
-    img.header.set_qform(affine, code=code)
-    img.header.set_sform(affine, code=code)
+    img.header.set_qform(affine, code=4)
+    img.header.set_sform(affine, code=4)
     return img
 
 
