@@ -73,7 +73,7 @@ def test_maps_on_the_template_grid_inside_the_brain(atrophy_run):
             data = np.asarray(img.dataobj)
             assert np.all(data[~mask] == 0), path
             assert data[mask].max() > 0, path
-    t1 = sorted(out.glob(f"sub-*/anat/*_space-*_res-4_desc-preproc_T1w.nii.gz"))
+    t1 = sorted(out.glob("sub-*/anat/*_space-*_res-4_desc-preproc_T1w.nii.gz"))
     assert len(t1) == 40
     meta = json.loads(t1[0].with_name(t1[0].name.replace(".nii.gz", ".json")).read_text())
     assert meta["Sources"][0].startswith("bids:")
@@ -122,14 +122,20 @@ def test_real_raw_t1w_end_to_end(tmp_path):
     assert code == 0
     t1 = sorted(out.glob(f"sub-*/anat/*_space-{TEMPLATE_SPACE}_res-3_desc-preproc_T1w.nii.gz"))
     assert len(t1) == 16
+    from nilearn.image import resample_img
+
+    from xaibids.features.t1 import load_template
+
+    shape, affine = template_grid(3.0)
     mask = np.asarray(grid_mask(3.0).dataobj) > 0
-    template = None
+    template = np.asarray(resample_img(load_template()[0], target_affine=affine,
+                                       target_shape=shape, force_resample=True,
+                                       copy_header=True).dataobj)[mask]
     for path in t1:
         data = np.asarray(nb.load(path).dataobj)
         assert np.all(data[~mask] == 0)
-        if template is None:
-            template = data[mask]
-        assert np.corrcoef(template, data[mask])[0, 1] > 0.6, path
+        # measured 0.50-0.61 (affine only; a failed registration gives about 0)
+        assert np.corrcoef(template, data[mask])[0, 1] > 0.4, path
     for path in out.glob("sub-*/anat/*_attribution.nii.gz"):
         assert np.all(np.asarray(nb.load(path).dataobj)[~mask] == 0)
     assert (out / "group.html").exists()
