@@ -160,3 +160,21 @@ def test_all_zero_region_warns_and_nan_is_kept(tmp_path, caplog):
         bad = tmp_path / "bad.tsv"
         bad.write_text("r1\tr2\tr3\ninf\t1\t2\n1\t2\t3\n")
         assemble_dataset(runs[:5] + [("sub-06", str(bad))], table, "group")
+
+
+def test_input_datasets_read_only_at_group_level(dataset, tmp_path, run_cli):
+    """Group level: BIDS_DIR and a timeseries derivatives dataset, both chmod a-w, are read
+    and never written to (training, attributions and the group tables all go to OUTPUT_DIR)."""
+    from tests.test_errors_inputs import read_only
+
+    bids_dir, _ = dataset
+    ro = tmp_path / "ro"
+    shutil.copytree(bids_dir, ro / "bids")
+    deriv = _timeseries_dataset(ro, [12] * 6)
+    out = tmp_path / "out"
+    with read_only(ro):
+        code, err = run_cli([ro / "bids", out, "group", "-d", f"ts={deriv}",
+                             "-w", tmp_path / "work", *FAST])
+        assert code == 0, err
+    assert len(list(out.glob("sub-*/func/*_desc-ig_attribution.tsv"))) == 6
+    assert (out / "dataset_description.json").exists()

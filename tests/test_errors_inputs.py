@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import stat
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nb
@@ -243,32 +244,38 @@ def test_nan_in_bold_inside_mask_is_refused(dataset, tmp_path):
                                    metadata={"RepetitionTime": 2.0})
 
 
+@contextmanager
+def read_only(root):
+    """Make everything under *root* unwritable (chmod a-w) for the block, then check nothing
+    under it changed: a snapshot of sizes and mtimes, since root ignores permissions."""
+    def snapshot():
+        return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+                for p in sorted(root.rglob("*"))}
+
+    before = snapshot()
+    modes = {p: p.stat().st_mode for p in [root, *root.rglob("*")]}
+    for p, mode in modes.items():
+        p.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        yield
+    finally:
+        for p in sorted(modes, key=lambda p: len(p.parts)):
+            p.chmod(modes[p])
+    assert snapshot() == before
+
+
 def test_input_dataset_read_only(dataset, tmp_path, run_cli):
-    """Nothing is written into the inputs: chmod a-w a copy (and compare a snapshot, since
-    root ignores permissions)."""
+    """Participant level: nothing is written into BIDS_DIR or the fMRIPrep derivatives."""
     bids_dir, deriv = dataset
     ro = tmp_path / "ro"
     shutil.copytree(bids_dir, ro / "bids")
     shutil.copytree(deriv, ro / "fmriprep")
-
-    def snapshot():
-        return {str(p.relative_to(ro)): (p.stat().st_size, p.stat().st_mtime_ns)
-                for p in sorted(ro.rglob("*"))}
-
-    before = snapshot()
-    modes = {p: p.stat().st_mode for p in [ro, *ro.rglob("*")]}
-    for p in modes:
-        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
-    try:
-        out = tmp_path / "out"
+    out = tmp_path / "out"
+    with read_only(ro):
         code, err = run_cli([ro / "bids", out, "participant", "-d", f"fmriprep={ro / 'fmriprep'}",
                              "-w", tmp_path / "work", "--participant-label", "01", *BASE])
-    finally:
-        for p in sorted(modes, key=lambda p: len(p.parts)):
-            p.chmod(modes[p])
-    assert code == 0, err
+        assert code == 0, err
     assert len(list(out.glob("sub-01/func/*_timeseries.tsv"))) == 1
-    assert snapshot() == before
 
 
 def test_derivatives_sink_replaces_files_atomically(tmp_path, monkeypatch):
