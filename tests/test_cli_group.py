@@ -51,6 +51,14 @@ def test_group_runs_participant_step_and_writes_maps(group_run):
     table = pd.read_csv(out / "group" / "desc-ig_importance.tsv", sep="\t")
     assert {"feature", "importance", "importance_norm", "selected", "cohens_d"} <= set(table.columns)
     assert table["importance_norm"].max() == pytest.approx(1.0)
+    # the group importance painted into the atlas: each region holds its importance_norm
+    group_map = nb.load(out / "group" / f"space-{atlas.space}_desc-ig_importance.nii.gz")
+    np.testing.assert_array_equal(group_map.affine, atlas.img.affine)
+    labels, painted = np.asarray(atlas.img.dataobj), group_map.get_fdata()
+    for row in table.sort_values("importance_norm").tail(3).itertuples():
+        index = atlas.labels.set_index("name").loc[row.feature, "index"]
+        np.testing.assert_allclose(painted[labels == index], row.importance_norm, rtol=1e-6)
+    assert painted[labels == 0].max() == 0
     assert summarize_errors(run_validator(out)) == []
 
 

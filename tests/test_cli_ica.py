@@ -10,6 +10,7 @@ import pytest
 
 from tests.conftest import make_fmriprep_dataset
 from xaibids.cli.run import main
+from xaibids.features.ica import paint_components
 from xaibids.inputs.validation import run_validator, summarize_errors
 
 FAST = ["--n-folds", "2", "--n-models", "2", "--epochs", "2", "--skip-bids-validation",
@@ -42,14 +43,33 @@ def test_group_ica_writes_components_timecourses_and_maps(group_ica_run):
     text = (out / "logs" / "CITATION.md").read_text()
     assert "ICA timecourses (4 group ICA components)" in text
     assert "{varoquaux2010," in (out / "logs" / "CITATION.bib").read_text()
-    assert (out / "group" / "desc-ig_importance.tsv").is_file()
+    importance = pd.read_csv(out / "group" / "desc-ig_importance.tsv", sep="\t")
+    # the group importance in the brain: the component maps weighted by importance_norm
+    group_map = sorted(out.glob("group/*desc-ig_importance.nii.gz"))
+    assert len(group_map) == 1
+    names = pd.read_csv(str(components[0]).replace(".nii.gz", ".tsv"), sep="\t")["name"]
+    weights = importance.set_index("feature").loc[names, "importance_norm"].to_numpy()
+    expected = paint_components(components[0], weights).get_fdata()
+    np.testing.assert_allclose(nb.load(group_map[0]).get_fdata(), expected, atol=1e-6)
+    sidecar = json.loads(group_map[0].with_name(
+        group_map[0].name.replace(".nii.gz", ".json")).read_text())
+    assert "ICA components" in sidecar["Description"]
+    html = (out / "group.html").read_text()
+    assert group_map[0].name in html  # the report shows it with the importance
     assert summarize_errors(run_validator(out)) == []  # the README's zero-error claim
 
 
 def test_template_mode_through_both_levels(group_ica_run, tmp_path):
+    """The group maps of one run as the template of another, with a TSV giving each component
+    a domain (as Neuromark's): the domains reach the group statistics."""
     code, bids_dir, deriv, out, root = group_ica_run
-    template = next(out.glob("atlases/atlas-*/*_desc-ica_components.nii.gz"))
-    names = pd.read_csv(str(template).replace(".nii.gz", ".tsv"), sep="\t")["name"].tolist()
+    components = next(out.glob("atlases/atlas-*/*_desc-ica_components.nii.gz"))
+    names = pd.read_csv(str(components).replace(".nii.gz", ".tsv"), sep="\t")["name"].tolist()
+    template = tmp_path / "networks.nii.gz"
+    template.write_bytes(components.read_bytes())
+    domains = ["visual", "visual", "default-mode", "default-mode"]
+    pd.DataFrame({"name": names, "domain": domains}).to_csv(
+        tmp_path / "networks.tsv", sep="\t", index=False)
     out2 = tmp_path / "out2"
     common = ["-d", f"fmriprep={deriv}", "-w", str(tmp_path / "work"), "--features", "ica",
               "--ica-template", str(template), *FAST]
@@ -61,6 +81,11 @@ def test_template_mode_through_both_levels(group_ica_run, tmp_path):
     meta = json.loads(next(out2.glob("sub-01/func/*_desc-ig_attribution.json")).read_text())
     assert meta["Features"] == template.name.split(".")[0]
     assert "template" in (out2 / "logs" / "CITATION.md").read_text()
+    table = pd.read_csv(out2 / "group" / "desc-ig_domains.tsv", sep="\t")
+    assert sorted(table["group"]) == ["default-mode", "visual"]
+    assert set(table["n_features"]) == {2}
+    assert (out2 / "group" / "desc-ig_importance.nii.gz").is_file()  # template space unknown
+    assert "Domains" in (out2 / "group.html").read_text()
 
 
 def test_missing_ica_template_is_a_clear_error(group_ica_run, capsys):

@@ -506,7 +506,7 @@ def _feature_groups(config, feature_names):
 
 def write_group_outputs(config, source, dataset, result, ens_config, feature_groups) -> None:
     """Per-subject maps, group tables and statistics of every method."""
-    from xaibids.outputs.maps import write_subject_maps
+    from xaibids.outputs.maps import write_group_importance_map, write_subject_maps
     from xaibids.outputs.methods import method_parameters
     from xaibids.stats import compute_group_statistics, write_group_statistics
 
@@ -532,6 +532,8 @@ def write_group_outputs(config, source, dataset, result, ens_config, feature_gro
             subjects=dataset.subjects, feature_groups=feature_groups, alpha=st.fdr_alpha,
             n_boot=st.n_bootstrap, ci_level=st.ci_level, random_state=config.seeds.random_seed)
         write_group_statistics(stats, group_dir, method)
+        if source.painter is not None:
+            write_group_importance_map(group_dir, method, stats.importance, source)
         top = stats.importance.sort_values("importance_norm", ascending=False).head(5)
         LOGGER.info("%s: top features %s.", method,
                     ", ".join(f"{r.feature} ({r.importance_norm:.2f})" for r in top.itertuples()))

@@ -1,13 +1,15 @@
-"""Per-subject attribution maps written as BIDS derivatives.
+"""Attribution maps written as BIDS derivatives.
 
-Each stabilized map is written with niworkflows' ``DerivativesDataSink`` (BIDS names and JSON
-sidecars from the source timecourse) as a TSV (rows time points, columns features) and, where the
-features are atlas regions, as a NIfTI image of each region's time-summed value painted into the
-atlas in its template space.
+Each stabilized subject map is written with niworkflows' ``DerivativesDataSink`` (BIDS names and
+JSON sidecars from the source timecourse) as a TSV (rows time points, columns features) and, where
+the features live in a brain space (atlas regions, ICA components), as a NIfTI image of each
+feature's time-summed value painted into the brain in its template space. The group importance
+of the features is painted the same way (:func:`write_group_importance_map`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from xaibids.features.io import write_timeseries_tsv
-from xaibids.outputs.derivatives import source_uri
+from xaibids.outputs.derivatives import atomic_path, atomic_write_text, source_uri
 
 LOGGER = logging.getLogger("xaibids")
 
@@ -144,6 +146,54 @@ def write_subject_maps(output_dir: Path, scratch: Path, roots: dict, source, dat
             sink(output_dir, src, tmp, meta, desc=method, suffix="attribution")
             written += 1
     return written
+
+
+def write_group_importance_map(group_dir: Path, method: str, importance: pd.DataFrame,
+                               source) -> Path:
+    """The group importance of every feature painted into the brain.
+
+    Writes ``space-<tpl>_desc-<method>_importance.nii.gz`` (``desc-<method>_importance.nii.gz``
+    when the template space is unknown) and its JSON sidecar under ``group_dir``. The values are
+    the ``importance_norm`` column of ``desc-<method>_importance.tsv`` (seed 000 §2.7, max
+    normalized to 1): for atlas regions each region's value fills its voxels; for ICA
+    components the image is ``Σ_k importance_norm_k · map_k`` with every spatial map scaled to
+    a peak of 1 (:func:`xaibids.features.ica.paint_components`), so voxels shared by important
+    networks are bright.
+
+    Parameters
+    ----------
+    group_dir : Path
+        ``OUTPUT_DIR/group``.
+    method : str
+        Attribution key (``ig``, …).
+    importance : DataFrame
+        The group importance table (columns ``feature`` and ``importance_norm``).
+    source : :class:`xaibids.cli.group.FeatureSource`
+        The features; its ``painter`` makes the image (it must not be None).
+    """
+    values = importance.set_index(importance["feature"].astype(str))["importance_norm"]
+    values = values.astype(float).fillna(0.0)  # features without importance weigh nothing
+    space = f"space-{source.space}_" if source.space else ""
+    path = Path(group_dir) / f"{space}desc-{method}_importance.nii.gz"
+    if source.atlas:
+        how = (f"each region's normalized group importance painted into its voxels of the "
+               f"{source.atlas} atlas")
+    else:
+        how = ("the spatial maps of the ICA components, each scaled to a peak of 1, weighted by "
+               "their normalized group importance and summed")
+    meta = {
+        "Description": f"Group importance of the stabilized {method} attributions in the "
+                       f"brain: {how} (values of desc-{method}_importance.tsv, column "
+                       "importance_norm).",
+        "Features": source.label,
+        "Space": source.space,
+        "Values": "importance_norm",
+    }
+    with atomic_path(path, suffix=".nii.gz") as tmp:
+        source.painter(values).to_filename(tmp)
+    atomic_write_text(path.with_name(path.name.replace(".nii.gz", ".json")),
+                      json.dumps(jsonable(meta), indent=2) + "\n")
+    return path
 
 
 def _fold_parameters(params: dict, info: dict) -> dict:

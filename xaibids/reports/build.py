@@ -586,6 +586,8 @@ def importance_section(output_dir: Path, group_dir: Path, method: str,
             fig_html(i, f"{esc(i.alt.removeprefix('glass brain ').capitalize())} painted into the "
                         f"regions of <code>{esc(getattr(nifti, 'name', nifti))}</code>.")
             for i in brain) + "</div>")
+    else:
+        parts.append(_group_map_html(group_dir, method))
     cols = [c for c in ("feature", "group", "importance", "importance_norm", "selected",
                         "cohens_d", "cohens_d_ci_low", "cohens_d_ci_high") if c in table]
     cols += [c for c in table.columns if c.startswith("mean_")]
@@ -619,11 +621,26 @@ def importance_section(output_dir: Path, group_dir: Path, method: str,
     return "".join(parts)
 
 
+def _group_map_html(group_dir: Path, method: str) -> str:
+    """The written group importance map (``write_group_importance_map``: ICA components, or
+    regions whose atlas the report cannot find) as a glass brain; empty when there is none."""
+    maps = sorted(group_dir.glob(f"*desc-{method}_importance.nii*"))
+    if not maps or (group_dir / f"desc-{method}_regions.tsv").exists():  # a voxel map (t1)
+        return ""
+    sidecar = collect.read_json(Path(str(maps[0]).replace(".nii.gz", ".json")))
+    imgs = figures.brain_map_figures(maps[0], "importance (normalized)", kind="glass",
+                                     symmetric=False, threshold=0.0)
+    caption = esc(sidecar.get("Description", f"Group importance of {method} in the brain."))
+    return ("<h3>In the brain</h3><div class=\"row brain\">"
+            + "".join(fig_html(i, caption + f" (<code>{esc(maps[0].name)}</code>)") for i in imgs)
+            + "</div>")
+
+
 def voxel_map_section(group_dir: Path, method: str) -> str:
     """The group map of voxel attributions and seed 002's region ranking (``--features t1``);
-    empty for timecourse features."""
+    empty for timecourse features (their importance map is shown with the importance)."""
     maps = sorted(group_dir.glob(f"space-*_desc-{method}_importance.nii*"))
-    if not maps:
+    if not maps or not (group_dir / f"desc-{method}_regions.tsv").exists():
         return ""
     space = collect.parse_entities(maps[0].name)[0].get("space", "template")
     imgs = figures.brain_map_figures(maps[0], title=f"{method}, group mean")
@@ -632,14 +649,13 @@ def voxel_map_section(group_dir: Path, method: str) -> str:
                                     f"({esc(space)} space).") if k == len(imgs) - 1 else "")
                        for k, i in enumerate(imgs)) + "</div>"]
     ranking = group_dir / f"desc-{method}_regions.tsv"
-    if ranking.exists():
-        table = read_tsv(ranking)
-        sidecar = collect.read_json(ranking.with_suffix(".json"))
-        parts.append(f"<h4>Regions holding the map (seed 002, Table 2)</h4>"
-                     f'<p class="note">Share of each {esc(sidecar.get("Atlas", "atlas"))} region '
-                     f"in the group map thresholded at {sidecar.get('Threshold', 0.65)} of its "
-                     "peak, normalized to sum to 1.</p>"
-                     + table_html(table[table["share"] > 0].head(10)))
+    table = read_tsv(ranking)
+    sidecar = collect.read_json(ranking.with_suffix(".json"))
+    parts.append(f"<h4>Regions holding the map (seed 002, Table 2)</h4>"
+                 f'<p class="note">Share of each {esc(sidecar.get("Atlas", "atlas"))} region '
+                 f"in the group map thresholded at {sidecar.get('Threshold', 0.65)} of its "
+                 "peak, normalized to sum to 1.</p>"
+                 + table_html(table[table["share"] > 0].head(10)))
     return "".join(parts)
 
 
