@@ -37,13 +37,12 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 1000 xaibids
 COPY --from=build /opt/xaibids /opt/xaibids
-# Threads: --omp-nthreads sets torch's and Nipype's; these keep BLAS from oversubscribing.
+# Threads are not fixed here: the xaibids CLI exports OMP_NUM_THREADS, MKL_NUM_THREADS and
+# OPENBLAS_NUM_THREADS from --omp-nthreads (default min(--nprocs, 8)) to every Nipype worker
+# and SLURM job it starts, and nodes that declare one thread keep BLAS to one (xaibids.threads).
 ENV VIRTUAL_ENV=/opt/xaibids \
     PATH=/opt/xaibids/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    OMP_NUM_THREADS=1 \
-    MKL_NUM_THREADS=1 \
-    OPENBLAS_NUM_THREADS=1 \
     MPLCONFIGDIR=/tmp/matplotlib \
     HOME=/home/xaibids \
     XAIBIDS_CONTAINER_TYPE=docker

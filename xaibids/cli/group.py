@@ -418,10 +418,7 @@ def run_group(config, atlas, subjects) -> int:
                  else f"{dataset.X.shape[1]} time points x {dataset.X.shape[2]} features"),
                 ", ".join(dataset.classes))
     ens_config = ensemble_config(config, dataset, atlas)
-    import torch
-
     nip = config.nipype
-    torch.set_num_threads(max(1, nip.omp_nthreads))  # this process: ensemble size, reliability
     if lc.n_models == 0 and not ex.boilerplate_only:
         ens_config = _choose_ensemble_size(config, dataset, ens_config, out / "group")
     write_boilerplate("\n\n".join([

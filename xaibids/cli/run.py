@@ -252,24 +252,27 @@ def run(config: Config, extra: dict) -> int:
     """Run the configured analysis level."""
     from xaibids.cli.participant import collect_inputs, run_participant
     from xaibids.inputs.validation import validate_bids
+    from xaibids.threads import run_threads
 
     ex = config.execution
     if ex.reports_only:
         return reports_only(config)
     atlas = configure(config, extra)
-    if not ex.skip_bids_validation:
-        LOGGER.info("Validating %s with bids-validator-deno", ex.bids_dir)
-        validate_bids(ex.bids_dir)
-    subjects = collect_inputs(config, atlas)
-    if ex.analysis_level == "group":
-        from xaibids.inputs.checks import check_group_inputs
+    # --omp-nthreads for this process and, through the environment, every worker and job
+    with run_threads(config.nipype.omp_nthreads):
+        if not ex.skip_bids_validation:
+            LOGGER.info("Validating %s with bids-validator-deno", ex.bids_dir)
+            validate_bids(ex.bids_dir)
+        subjects = collect_inputs(config, atlas)
+        if ex.analysis_level == "group":
+            from xaibids.inputs.checks import check_group_inputs
 
-        check_group_inputs(config, subjects)  # before OUTPUT_DIR is created
-    if ex.analysis_level == "participant":
-        return run_participant(config, atlas, subjects)
-    from xaibids.cli.group import run_group
+            check_group_inputs(config, subjects)  # before OUTPUT_DIR is created
+        if ex.analysis_level == "participant":
+            return run_participant(config, atlas, subjects)
+        from xaibids.cli.group import run_group
 
-    return run_group(config, atlas, subjects)
+        return run_group(config, atlas, subjects)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from nipype.interfaces.base import (
 
 from xaibids.features.ica import extract_ica_timeseries
 from xaibids.features.io import write_timeseries_tsv
+from xaibids.threads import limited_threads
 
 
 def ica_sidecar(result, sources, confounds, detrend, standardize, high_pass, low_pass,
@@ -78,20 +79,22 @@ class ExtractIcaTimeseries(SimpleInterface):
     def _run_interface(self, runtime):
         inputs = self.inputs
         labels = pd.read_csv(inputs.labels_file, sep="\t", dtype=str, keep_default_na=False)
-        result = extract_ica_timeseries(
-            inputs.bold_file,
-            inputs.mask_file,
-            inputs.maps_file,
-            names=labels["name"].tolist(),
-            confounds=inputs.confounds,
-            detrend=inputs.detrend,
-            standardize=inputs.standardize,
-            high_pass=inputs.high_pass,
-            low_pass=inputs.low_pass,
-            min_coverage=inputs.min_coverage,
-            metadata=inputs.metadata if isdefined(inputs.metadata) else None,
-            stage2=inputs.stage2,
-        )
+        # the node declares one thread (Nipype's default n_procs); BLAS keeps to it
+        with limited_threads(1):
+            result = extract_ica_timeseries(
+                inputs.bold_file,
+                inputs.mask_file,
+                inputs.maps_file,
+                names=labels["name"].tolist(),
+                confounds=inputs.confounds,
+                detrend=inputs.detrend,
+                standardize=inputs.standardize,
+                high_pass=inputs.high_pass,
+                low_pass=inputs.low_pass,
+                min_coverage=inputs.min_coverage,
+                metadata=inputs.metadata if isdefined(inputs.metadata) else None,
+                stage2=inputs.stage2,
+            )
         out = Path(runtime.cwd) / "timeseries.tsv"
         write_timeseries_tsv(result.data, result.names, out)
         sources = list(inputs.sources) if isdefined(inputs.sources) else []

@@ -30,6 +30,8 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from xaibids.threads import limited_threads
+
 LOGGER = logging.getLogger("xaibids")
 
 _DATASET_FORMAT = "xaibids-timeseries-dataset-1"
@@ -130,25 +132,6 @@ def _log_progress_here() -> None:
             LOGGER.setLevel(logging.INFO)
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    """Run with ``n`` intra-op threads of PyTorch (0: unchanged); restored afterwards.
-
-    Restoring matters with the ``Linear`` plugin, which runs the nodes in the calling process.
-    """
-    if not n:
-        yield
-        return
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 class _EnsembleInputSpec(BaseInterfaceInputSpec):
     # hash_files=False: the file name of save_dataset's output in run_group_ensemble carries
     # the data hash, and the downstream caches depend on the checkpoints' fingerprints anyway
@@ -157,7 +140,8 @@ class _EnsembleInputSpec(BaseInterfaceInputSpec):
     config = traits.Dict(mandatory=True, desc="EnsembleConfig as a dict (config_to_dict)")
     checkpoint_dir = traits.Str(mandatory=True, desc="folder of the model checkpoints")
     # Nipype sets num_threads from the node's n_procs
-    num_threads = traits.Int(1, usedefault=True, desc="PyTorch threads (0: leave PyTorch's setting)")
+    num_threads = traits.Int(1, usedefault=True,
+                             desc="OpenMP/BLAS/PyTorch threads (0: leave them as they are)")
     use_gpu = traits.Bool(False, usedefault=True,
                           desc="node runs on a GPU (Nipype's MultiProc counts GPU slots)")
 
@@ -199,7 +183,7 @@ class TrainChunk(SimpleInterface):
         LOGGER.info("Fold %d/%d: training model(s) %d-%d of %d into %s.", inputs.fold,
                     config.n_folds, indices[0] + 1, indices[-1] + 1, config.n_models,
                     inputs.checkpoint_dir)
-        with _torch_threads(inputs.num_threads):
+        with limited_threads(inputs.num_threads):
             records = train_fold_chunk(dataset, config, inputs.checkpoint_dir, inputs.fold, indices)
         trained = [r["index"] for r in records if r["trained"]]
         reused = [r["index"] for r in records if not r["trained"]]
@@ -248,7 +232,7 @@ class AttributeFold(SimpleInterface):
         dataset = load_dataset(inputs.dataset_file)
         LOGGER.info("Fold %d/%d: attributing with %d model(s).", inputs.fold, config.n_folds,
                     config.n_models)
-        with _torch_threads(inputs.num_threads):
+        with limited_threads(inputs.num_threads):
             result = attribute_trained_fold(dataset, config, inputs.checkpoint_dir, inputs.fold)
         self._results["out_file"] = str(save_pickle(result, Path(runtime.cwd) / "fold_result.pkl"))
         return runtime

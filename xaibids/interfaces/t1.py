@@ -12,6 +12,7 @@ from nipype.interfaces.base import (
 )
 
 from xaibids.features.t1 import DEFAULT_MARGIN, DEFAULT_RESOLUTION, preprocess_t1
+from xaibids.threads import limited_threads
 
 
 class _PreprocessT1wInputSpec(BaseInterfaceInputSpec):
@@ -25,7 +26,7 @@ class _PreprocessT1wInputSpec(BaseInterfaceInputSpec):
     margin = traits.Int(DEFAULT_MARGIN, usedefault=True,
                         desc="voxels around the template brain's bounding box")
     random_seed = traits.Int(0, usedefault=True, desc="seed of ANTs' metric sampling")
-    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="ITK threads")
+    num_threads = traits.Int(1, usedefault=True, nohash=True, desc="ITK and BLAS threads")
     report = traits.Bool(True, usedefault=True, desc="write the registration reportlet")
 
 
@@ -45,18 +46,19 @@ class PreprocessT1w(SimpleInterface):
         inputs = self.inputs
         out = Path(runtime.cwd) / "t1w_preproc.nii.gz"
         report = Path(runtime.cwd) / "registration.svg" if inputs.report else None
-        provenance = preprocess_t1(
-            inputs.in_file,
-            out,
-            resolution=inputs.resolution,
-            margin=inputs.margin,
-            mask_file=inputs.mask_file if isdefined(inputs.mask_file) else None,
-            in_template_space=inputs.in_template_space,
-            random_seed=inputs.random_seed,
-            n_threads=inputs.num_threads,
-            report_file=report,
-            space=inputs.space or None,
-        )
+        with limited_threads(inputs.num_threads):  # ITK, and BLAS alike
+            provenance = preprocess_t1(
+                inputs.in_file,
+                out,
+                resolution=inputs.resolution,
+                margin=inputs.margin,
+                mask_file=inputs.mask_file if isdefined(inputs.mask_file) else None,
+                in_template_space=inputs.in_template_space,
+                random_seed=inputs.random_seed,
+                n_threads=inputs.num_threads,
+                report_file=report,
+                space=inputs.space or None,
+            )
         self._results["out_file"] = str(out)
         if report is not None:
             self._results["out_report"] = str(report)

@@ -14,6 +14,7 @@ from nipype.interfaces.base import (
 
 from xaibids.features.io import write_timeseries_tsv
 from xaibids.features.timeseries import extract_roi_timeseries
+from xaibids.threads import limited_threads
 
 
 class _ExtractRoiTimeseriesInputSpec(BaseInterfaceInputSpec):
@@ -48,19 +49,21 @@ class ExtractRoiTimeseries(SimpleInterface):
     def _run_interface(self, runtime):
         inputs = self.inputs
         labels = pd.read_csv(inputs.atlas_labels, sep="\t")
-        result = extract_roi_timeseries(
-            inputs.bold_file,
-            inputs.mask_file,
-            inputs.atlas_file,
-            labels,
-            confounds=inputs.confounds,
-            detrend=inputs.detrend,
-            standardize=inputs.standardize,
-            high_pass=inputs.high_pass,
-            low_pass=inputs.low_pass,
-            min_coverage=inputs.min_coverage,
-            metadata=inputs.metadata,
-        )
+        # the node declares one thread (Nipype's default n_procs); BLAS keeps to it
+        with limited_threads(1):
+            result = extract_roi_timeseries(
+                inputs.bold_file,
+                inputs.mask_file,
+                inputs.atlas_file,
+                labels,
+                confounds=inputs.confounds,
+                detrend=inputs.detrend,
+                standardize=inputs.standardize,
+                high_pass=inputs.high_pass,
+                low_pass=inputs.low_pass,
+                min_coverage=inputs.min_coverage,
+                metadata=inputs.metadata,
+            )
         out = Path(runtime.cwd) / "timeseries.tsv"
         write_timeseries_tsv(result.data, result.region_names, out)
         kept = result.sample_mask
