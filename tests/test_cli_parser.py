@@ -111,3 +111,7 @@ def test_plugin_file_gives_training_nodes_their_own_resources(tmp_path):
     plugin.write_text("plugin: SLURM\ntraining_plugin_args: gpu\n")
     with pytest.raises(XaibidsError, match="must be a mapping"):
         plugin_settings(config, extra["use_plugin"])
+    # graph plugins return before the graph has run: refused, naming the plugin to use
+    plugin.write_text("plugin: SLURMGraph\nplugin_args:\n  dont_resubmit_completed_jobs: true\n")
+    with pytest.raises(XaibidsError, match=r"SLURMGraph plugin.*'plugin: SLURM'"):
+        plugin_settings(config, extra["use_plugin"])

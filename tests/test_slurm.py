@@ -5,6 +5,7 @@ installs); without them, or when not root, every test here skips and says why.
 """
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,89 @@ def test_slurm_plugin_matches_multiproc(cluster, dataset, tmp_path):
     # the Nipype nodes really went through SLURM: their batch scripts and job logs
     assert list((tmp_path / "work").rglob("batch/*.sh"))
     assert 'plugin = "SLURM"' in (out / "logs" / "config.toml").read_text()
+
+
+GROUP_OPTIONS = ["--atlas", "aal", "--n-folds", "2", "--n-models", "3", "--epochs", "20",
+                 "--reliability-samples", "0", "--n-bootstrap", "20", "--skip-bids-validation",
+                 "--omp-nthreads", "1", "--random-seed", "7"]
+#: Group outputs compared byte for byte (the reports and logs carry dates, run ids, plugins).
+GROUP_COMPARED = ("*.tsv", "*.nii.gz", "*.json")
+#: Added by the plugin file to the training and attribution jobs only; their Nipype results
+#: record the environment they ran in, which shows the per-node sbatch arguments took effect.
+TRAINING_MARK = "XAIBIDS_TEST_NODE_KIND=training"
+
+
+def _group_outputs(out: Path) -> dict[str, bytes]:
+    files = {}
+    for pattern in GROUP_COMPARED:
+        for path in out.rglob(pattern):
+            rel = path.relative_to(out)
+            if rel.parts[0] != "logs" and rel.parts[:2] != ("group", "checkpoints"):
+                files[str(rel)] = path.read_bytes()
+    return files
+
+
+@pytest.fixture(scope="module")
+def group_dataset(tmp_path_factory):
+    """Eight subjects' timecourses (participant level, MultiProc) and the group level's outputs
+    from MultiProc on them (the reference)."""
+    root = tmp_path_factory.mktemp("slurm-group")
+    bids_dir, deriv = make_fmriprep_dataset(root, subjects=tuple(f"{i:02d}" for i in range(1, 9)),
+                                            n_vols=20)
+    timecourses = root / "participant"
+    reference = root / "group-multiproc"
+    for out, level, extra in ((timecourses, "participant", ["--nprocs", "2"]),
+                              (reference, "group", ["--nprocs", "1"])):
+        if level == "group":
+            shutil.copytree(timecourses, reference)
+        proc = subprocess.run(
+            [sys.executable, "-m", "xaibids.cli.run", str(bids_dir), str(out), level,
+             "-d", f"fmriprep={deriv}", "-w", str(root / f"work-{level}"), *GROUP_OPTIONS,
+             *extra], capture_output=True, text=True, cwd=root, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return bids_dir, deriv, timecourses, reference
+
+
+def test_group_recipe_with_slurm_plugin_matches_multiproc(cluster, group_dataset, tmp_path):
+    """group.sbatch as a job; its training/attribution nodes as jobs of their own, with the
+    plugin file's training_plugin_args; outputs equal the MultiProc run's."""
+    bids_dir, deriv, timecourses, reference = group_dataset
+    out, work = tmp_path / "out", tmp_path / "work"
+    shutil.copytree(timecourses, out)
+    plugin = tmp_path / "plugin.yml"
+    plugin.write_text(
+        "plugin: SLURM\n"
+        "plugin_args:\n  sbatch_args: --time=00:10:00 --cpus-per-task=1 --mem=700\n"
+        f"training_plugin_args:\n  sbatch_args: --export=ALL,{TRAINING_MARK}\n")
+    env = dict(cluster.env, XAIBIDS_VENV=str(_venv()), XAIBIDS_WORK_DIR=str(work))
+    proc = cluster.run(
+        "sbatch", "--wait", "--cpus-per-task=1", "--mem=1500", "--time=00:15:00",
+        f"--output={tmp_path}/group.log", str(RECIPES / "group.sbatch"),
+        str(bids_dir), str(deriv), str(out), *GROUP_OPTIONS, "--use-plugin", str(plugin),
+        env=env, cwd=tmp_path, timeout=900,
+    )
+    log = (tmp_path / "group.log").read_text() if (tmp_path / "group.log").exists() else ""
+    assert proc.returncode == 0, f"{proc.stdout}{proc.stderr}\n{log[-4000:]}\n{cluster.logs()}"
+    assert "with the Nipype SLURM plugin (training/attribution nodes:" in log
+    expected = _group_outputs(reference)
+    assert any(name.startswith("group/") for name in expected)
+    got = _group_outputs(out)
+    assert sorted(got) == sorted(expected)
+    assert not [name for name in expected if got[name] != expected[name]]
+    assert 'plugin = "SLURM"' in (out / "logs" / "config.toml").read_text()
+    # every training and attribution node ran as a SLURM job with the extra sbatch arguments
+    from nipype.utils.filemanip import loadpkl
+
+    heavy = sorted(work.rglob("result_train_fold*.pklz")) + sorted(
+        work.rglob("result_attribute_fold*.pklz"))
+    assert len(heavy) == 2 * 2 + 2  # 2 folds x 2 chunks of models + 2 attribution nodes
+    for result in heavy:
+        environ = loadpkl(result).runtime.environ
+        assert environ.get("XAIBIDS_TEST_NODE_KIND") == "training", result
+        assert environ.get("SLURM_JOB_ID"), result
+    merge = next(work.rglob("result_merge_folds.pklz"))
+    assert "XAIBIDS_TEST_NODE_KIND" not in loadpkl(merge).runtime.environ
+    assert len(list(work.rglob("batch/*.sh"))) >= len(heavy)
 
 
 def test_group_recipe_usage():

@@ -99,6 +99,11 @@ def check_paths(config: Config) -> None:
                            "columns 'feature' and 'group'.")
 
 
+#: Nipype plugins that submit the graph and return before it has run, and what to use instead.
+GRAPH_PLUGINS = {"SLURMGraph": "SLURM", "SGEGraph": "SGE", "CondorDAGMan": "Condor",
+                 "SomaFlow": "MultiProc"}
+
+
 def plugin_settings(config: Config, use_plugin: Path | None) -> None:
     """Fill ``config.nipype`` from ``--use-plugin`` or the resource options (MultiProc)."""
     import yaml
@@ -122,6 +127,14 @@ def plugin_settings(config: Config, use_plugin: Path | None) -> None:
                 raise XaibidsError(f"'{key}:' of the plugin file {use_plugin} must be a mapping "
                                    "(key: value lines indented under it).")
         nip.plugin = str(settings["plugin"])
+        if nip.plugin in GRAPH_PLUGINS:
+            raise XaibidsError(
+                f"The plugin file {use_plugin} asks for Nipype's {nip.plugin} plugin, which "
+                "submits the whole graph to the scheduler and returns at once; xaibids reads "
+                "each step's results when it has run (reports, the group statistics), so it "
+                f"cannot use it. Use 'plugin: {GRAPH_PLUGINS[nip.plugin]}', which submits each "
+                "node as a job and waits for it."
+            )
         nip.plugin_args = dict(settings.get("plugin_args") or {})
         nip.training_plugin_args = dict(settings.get("training_plugin_args") or {})
     elif not nip.plugin_args:
