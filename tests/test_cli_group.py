@@ -162,7 +162,47 @@ def test_reports_only_rerenders_from_the_outputs(group_run):
     report.unlink()
     code = main([str(bids_dir), str(out), "group", "--reports-only"])
     assert code == 0
-    assert report.is_file() and "<svg" in report.read_text() or "data:image" in report.read_text()
+    assert report.is_file()
+    text = report.read_text()
+    assert "<svg" in text or "data:image" in text
+
+
+def test_real_run_reports_render_in_headless_chromium(group_run, tmp_path):
+    """The reports of this real (small) run, not only hand-made outputs, load in a browser with
+    every figure and no console error (tests/test_reports.py has the checks' details)."""
+    from tests.test_reports import _open_in_chromium
+
+    code, bids_dir, deriv, out, root = group_run
+    html = (out / "group.html").read_text()
+    for section in ('id="performance"', 'id="importance-ig"', 'id="connectivity"',
+                    'id="reliability"', 'id="methods"'):
+        assert section in html, section
+    results = _open_in_chromium([out / "group.html", out / "sub-01.html"], tmp_path)
+    for name, res in results.items():
+        assert not res["errors"], f"{name}: console errors {res['errors']}"
+        assert len(res["images"]) >= 2, name
+        broken = [alt for alt, complete, width in res["images"] if not (complete and width > 0)]
+        assert not broken, f"{name}: broken images {broken}"
+        assert all(u.startswith(("file:", "data:")) for u in res["requests"]), res["requests"]
+
+
+def test_atlas_networks_become_domains(group_run, tmp_path):
+    """An atlas labels TSV with a ``network`` column gives the group statistics their domains."""
+    code, bids_dir, deriv, out, root = group_run
+    atlas = load_atlas("aal")
+    image = tmp_path / "atlas-AAL_dseg.nii.gz"
+    atlas.img.to_filename(image)
+    networks = np.where(np.arange(len(atlas.labels)) % 2 == 0, "even", "odd")
+    atlas.labels.assign(network=networks).to_csv(image.with_name("atlas-AAL_dseg.tsv"),
+                                                 sep="\t", index=False)
+    out7 = root / "out7"
+    code = main([str(bids_dir), str(out7), "group", "-d", f"timeseries={out}",
+                 "-w", str(root / "work7"), *FAST, "--atlas", str(image),
+                 "--reliability-samples", "2", "--n-bootstrap", "20"])
+    assert code == 0
+    table = pd.read_csv(out7 / "group" / "desc-ig_domains.tsv", sep="\t")
+    assert sorted(table["group"]) == ["even", "odd"]
+    assert table["n_features"].sum() == len(atlas.labels)
 
 
 def test_several_methods_baselines_and_permutations(group_run):

@@ -88,6 +88,45 @@ def test_template_mode_through_both_levels(group_ica_run, tmp_path):
     assert "Domains" in (out2 / "group.html").read_text()
 
 
+def test_group_ica_options_dictlearning_union_mask_and_subject_maps(group_ica_run, tmp_path):
+    """--ica-algorithm, --ica-mask and --ica-subject-maps reach the group ICA and its outputs."""
+    code, bids_dir, deriv, out, root = group_ica_run
+    out2 = tmp_path / "out"
+    assert main([str(bids_dir), str(out2), "group", "-d", f"fmriprep={deriv}",
+                 "-w", str(tmp_path / "work"), "--features", "ica", "--ica-components", "4",
+                 "--ica-algorithm", "dictlearning", "--ica-alpha", "1", "--ica-mask", "union",
+                 "--confounds", "none",
+                 "--ica-subject-maps", *FAST]) == 0
+    components = sorted(out2.glob("atlases/atlas-*/*_desc-ica_components.nii.gz"))
+    assert [c.parent.name for c in components] == ["atlas-DictLearning4"]
+    meta = json.loads(components[0].with_name(
+        components[0].name.replace(".nii.gz", ".json")).read_text())
+    assert meta["Algorithm"] == "DictLearning" and meta["MaskMode"] == "union"
+    subject_maps = sorted(out2.glob("sub-*/func/*_desc-ica_components.nii.gz"))
+    assert len(subject_maps) == len(SUBJECTS)
+    assert nb.load(subject_maps[0]).shape[3] == 4
+    text = (out2 / "logs" / "CITATION.md").read_text()
+    for option in ("`--ica-algorithm dictlearning`", "`--ica-alpha 1.0`", "`--ica-mask union`",
+                   "`--ica-subject-maps`"):
+        assert option in text
+    assert summarize_errors(run_validator(out2)) == []
+
+
+def test_template_mode_subject_maps(group_ica_run, tmp_path):
+    """--ica-subject-maps in template mode: the participant level writes stage-2 maps."""
+    code, bids_dir, deriv, out, root = group_ica_run
+    components = next(out.glob("atlases/atlas-*/*_desc-ica_components.nii.gz"))
+    template = tmp_path / "networks.nii.gz"
+    template.write_bytes(components.read_bytes())
+    out2 = tmp_path / "out"
+    assert main([str(bids_dir), str(out2), "participant", "-d", f"fmriprep={deriv}",
+                 "-w", str(tmp_path / "work"), "--features", "ica", "--ica-template",
+                 str(template), "--ica-subject-maps", "--participant-label", "01",
+                 "--skip-bids-validation", "--nprocs", "1"]) == 0
+    maps = sorted(out2.glob("sub-01/func/*_desc-ica_components.nii.gz"))
+    assert len(maps) == 1 and nb.load(maps[0]).shape[3] == 4
+
+
 def test_missing_ica_template_is_a_clear_error(group_ica_run, capsys):
     code, bids_dir, deriv, out, root = group_ica_run
     code = main([str(bids_dir), str(root / "out3"), "participant", "-d", f"fmriprep={deriv}",

@@ -127,6 +127,20 @@ def test_bids_filter_file_errors(dataset, tmp_path, run_cli, content, phrases):
     assert not out.exists()
 
 
+def test_atlas_dataset_invalid_json(dataset, tmp_path, run_cli):
+    """A BIDS-Atlas folder given to --atlas whose description is broken: named, with the fix."""
+    bids_dir, deriv = dataset
+    atlas_dir = tmp_path / "atlas-ds"
+    atlas_dir.mkdir()
+    (atlas_dir / "dataset_description.json").write_text('{"Name": "x", "DatasetType": ')
+    out = tmp_path / "out"
+    code, err = run_cli([bids_dir, out, "participant", "-d", f"fmriprep={deriv}",
+                         *BASE, "--atlas", atlas_dir])
+    assert_clean_error(code, err, f"{atlas_dir / 'dataset_description.json'} is not valid JSON",
+                       "line 1", "json.tool")
+    assert not out.exists()
+
+
 def test_config_file_invalid_toml_is_exit_1(dataset, tmp_path, run_cli):
     bids_dir, deriv = dataset
     bad = tmp_path / "config.toml"
@@ -198,19 +212,24 @@ def test_output_not_writable_chmod(dataset, tmp_path, run_cli):
 
 
 def test_disk_full_is_a_clean_error(dataset, tmp_path, run_cli, monkeypatch):
-    """ENOSPC while writing the run's configuration: message names the file, no traceback."""
-    from xaibids.config import Config
+    """ENOSPC half-way through writing the run's configuration: the message names the file (not
+    the temporary one), no traceback, and neither the file nor its temporary copy is left."""
+    real_write_text = Path.write_text
 
-    def full(self, path):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    def full(self, text, *args, **kwargs):
+        if self.name.startswith(".config.toml."):
+            real_write_text(self, text[:len(text) // 2], *args, **kwargs)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as write() does: no file
+        return real_write_text(self, text, *args, **kwargs)
 
-    monkeypatch.setattr(Config, "save", full)
+    monkeypatch.setattr(Path, "write_text", full)
     bids_dir, deriv = dataset
     out = tmp_path / "out"
     code, err = run_cli([bids_dir, out, "participant", "-d", f"fmriprep={deriv}", *BASE])
     assert_clean_error(code, err, "No space left on device", str(out / "logs" / "config.toml"),
                        "free space")
     assert not (out / "logs" / "config.toml").exists()
+    assert not list((out / "logs").glob(".config.toml.*"))
 
 
 def test_disk_full_leaves_no_partial_timeseries(tmp_path, monkeypatch):

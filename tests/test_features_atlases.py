@@ -44,6 +44,15 @@ def test_atlas_path_with_labels_tsv(tmp_path):
         tmp_path / "myatlas.tsv", sep="\t", index=False)
     atlas = load_atlas(path)
     assert atlas.name == "myatlas" and atlas.region_names == ["a", "b"]
+    assert atlas.domains == {}
+
+
+@pytest.mark.parametrize("column", ["network_label", "network", "domain", "group"])
+def test_atlas_labels_network_column_gives_domains(tmp_path, column):
+    path = _label_image(tmp_path, "myatlas.nii.gz")
+    pd.DataFrame({"index": [1, 5], "name": ["a", "b"], column: ["Vis", "n/a"]}).to_csv(
+        tmp_path / "myatlas.tsv", sep="\t", index=False)
+    assert load_atlas(path).domains == {"a": "Vis"}
 
 
 def test_bids_atlas_dataset(tmp_path):

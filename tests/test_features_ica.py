@@ -213,6 +213,13 @@ def test_dictlearning_option_recovers_maps(tmp_path):
     assert "[@mensch2016]" in methods and "[@varoquaux2010]" not in methods
 
 
+def test_dictlearning_without_components_is_a_clear_error(tmp_path):
+    subjects, _, _ = _blob_dataset(tmp_path, n_subjects=2, n_vols=30, seed=2)
+    with pytest.raises(XaibidsError, match="found no component.*--ica-alpha"):
+        run_group_ica(_config(tmp_path, 3), subjects, tmp_path / "out", tmp_path / "work",
+                      algorithm="dictlearning", smoothing_fwhm=None, alpha=1e4)
+
+
 def test_dual_regression_equals_lstsq_and_stage2_recovers_maps():
     rng = np.random.default_rng(0)
     n_vols, n_vox, k = 120, 400, 4

@@ -70,13 +70,14 @@ def test_layout_and_ground_truth_files(small_dataset):
     assert (out / "README").read_text().startswith("# xaibids simulated dataset")
 
 
-def test_same_seed_byte_identical(tmp_path):
+@pytest.mark.parametrize("kind", ["boxes", "var", "rnn-ei"])
+def test_same_seed_byte_identical(tmp_path, kind):
     digests = []
     for name in ("a", "b"):
-        simulate("var", tmp_path / name, n_subjects=4, seed=11)
+        simulate(kind, tmp_path / name, n_subjects=4, seed=11)
         digests.append(tree_digest(tmp_path / name))
     assert digests[0] == digests[1]
-    simulate("var", tmp_path / "c", n_subjects=4, seed=12)
+    simulate(kind, tmp_path / "c", n_subjects=4, seed=12)
     other = tree_digest(tmp_path / "c")
     ts = [k for k in other if k.endswith("_timeseries.tsv")]
     assert ts and all(other[k] != digests[0][k] for k in ts)

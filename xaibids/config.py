@@ -73,6 +73,10 @@ class WorkflowSettings:
     min_coverage: float = 0.5
     ica_components: int = 20
     ica_template: str = ""
+    ica_algorithm: str = "canica"
+    ica_alpha: float = 10.0
+    ica_mask: str = "intersection"
+    ica_subject_maps: bool = False
     t1_resolution: float = 3.0
 
 

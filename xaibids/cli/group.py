@@ -205,7 +205,8 @@ class FeatureSource:
     space : str or None
         Template space of the painted images.
     domains : dict
-        Feature → domain given by the features themselves (ICA template tables).
+        Feature → domain given by the features themselves (ICA template tables, or an atlas
+        labels table with a network column).
     atlas : str or None
         The atlas label when the features are its regions.
     volumes : bool
@@ -257,7 +258,7 @@ def roi_source(config, atlas, subjects) -> FeatureSource:
                          kind_text=f"regional timecourses ({atlas_label} atlas)",
                          methods_text=_participant_text(config, atlas, subjects, atlas_label),
                          painter=painter, space=atlas.space if painter else None,
-                         atlas=atlas_label)
+                         atlas=atlas_label, domains=atlas.domains if painter else {})
 
 
 def ica_source(config, subjects) -> FeatureSource:
@@ -283,7 +284,9 @@ def ica_source(config, subjects) -> FeatureSource:
             painter=lambda values: paint_components(template.img, values.to_dict(), names=names),
             space=template.space, domains=component_domains(template))
     with_bold = _group_ica_subjects(subjects)
-    runs, components, methods = run_group_ica(config, with_bold, ex.output_dir, ex.work_dir)
+    runs, components, methods = run_group_ica(
+        config, with_bold, ex.output_dir, ex.work_dir, algorithm=wf.ica_algorithm,
+        mask_mode=wf.ica_mask, alpha=wf.ica_alpha, stage2=wf.ica_subject_maps)
     table = pd.read_csv(Path(components).with_name(
         Path(components).name.replace(".nii.gz", ".tsv")), sep="\t")
     names = table["name"].astype(str).tolist()

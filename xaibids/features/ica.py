@@ -572,7 +572,18 @@ def fit_group_ica(imgs: Sequence, mask_img, n_components: int = 20, algorithm: s
         estimator = CanICA(n_init=int(n_init), threshold=threshold, **common)
     else:
         estimator = DictLearning(alpha=alpha, **common)
-    estimator.fit(list(imgs))
+    try:
+        estimator.fit(list(imgs))
+    except ValueError as err:
+        if "No component found" not in str(err):
+            raise
+        # DictLearning's L1 penalty zeroed every map; the penalty is relative to the data scale
+        raise IcaError(
+            f"{_ALGORITHM_NAME[algorithm]} found no component in the data: its sparsity penalty "
+            f"(alpha {alpha:g}) removed every map, which happens when the cleaned voxel "
+            "timecourses are small next to it. Lower --ica-alpha, clean with --standardize "
+            "zscore_sample (unit-variance voxels, for which nilearn's alpha 10 is meant), or "
+            "use --ica-algorithm canica.") from None
     img = estimator.components_img_
     return nb.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine)
 

@@ -3,18 +3,24 @@
 Descriptions cite with pandoc's ``[@key]`` or ``[@key1; @key2]`` markers; the keys are entries of
 ``boilerplate/references.bib`` (installed with the package as ``xaibids/data/boilerplate``).
 Three files are written under ``logs/``: ``CITATION.md`` (the text), ``CITATION.bib`` (the
-entries cited) and ``CITATION.html`` (the text with numbered references, readable offline).
+entries cited) and ``CITATION.html`` (the text with its references, readable offline). As
+fMRIPrep does, the HTML is rendered by pandoc with citeproc when pandoc is installed; otherwise
+(or if pandoc fails) a plain rendering with numbered references is written.
 """
 
 from __future__ import annotations
 
 import html
+import logging
 import re
+import shutil
+import subprocess
 from importlib import resources
 from pathlib import Path
 
-from xaibids.outputs.derivatives import atomic_write_text
+from xaibids.outputs.derivatives import atomic_path, atomic_write_text
 
+LOGGER = logging.getLogger("xaibids")
 CITE_RE = re.compile(r"\[(@[A-Za-z0-9_:-]+(?:;\s*@[A-Za-z0-9_:-]+)*)\]")
 
 
@@ -80,6 +86,27 @@ def _html(text: str, cited: list[str], bib: dict[str, str]) -> str:
             "</head><body>" + paragraphs + "<h2>References</h2><ol>" + refs + "</ol></body></html>\n")
 
 
+def _pandoc_html(markdown: Path, bib: Path, html_path: Path) -> bool:
+    """Render ``markdown`` with pandoc and citeproc into ``html_path``; False where pandoc is
+    absent or fails (the caller then writes the plain rendering)."""
+    pandoc = shutil.which("pandoc")
+    if pandoc is None:
+        return False
+    try:
+        with atomic_path(html_path, suffix=".html") as tmp:
+            subprocess.run(
+                [pandoc, "--standalone", "--citeproc", f"--bibliography={bib}",
+                 "--metadata", "pagetitle=xaibids methods", "--to", "html5",
+                 f"--output={tmp}", str(markdown)],
+                check=True, capture_output=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as err:
+        detail = getattr(err, "stderr", b"") or b""
+        LOGGER.warning("pandoc could not render %s (%s); writing a plain HTML rendering.",
+                       markdown, detail.decode(errors="replace").strip() or err)
+        return False
+    return True
+
+
 def write_boilerplate(text: str, logs_dir: str | Path) -> Path:
     """Write ``CITATION.md``, ``CITATION.bib`` and ``CITATION.html`` for ``text``.
 
@@ -98,6 +125,9 @@ def write_boilerplate(text: str, logs_dir: str | Path) -> Path:
         "run (see `logs/config.toml`); it may be copied into a manuscript unchanged.*\n\n"
         + text.strip() + "\n"
     )
-    atomic_write_text(logs_dir / "CITATION.bib", "\n\n".join(bib[k] for k in cited) + "\n")
-    atomic_write_text(logs_dir / "CITATION.html", _html(markdown, cited, bib))
-    return atomic_write_text(logs_dir / "CITATION.md", markdown)
+    bib_path = atomic_write_text(logs_dir / "CITATION.bib",
+                                 "\n\n".join(bib[k] for k in cited) + "\n")
+    md_path = atomic_write_text(logs_dir / "CITATION.md", markdown)
+    if not _pandoc_html(md_path, bib_path, logs_dir / "CITATION.html"):
+        atomic_write_text(logs_dir / "CITATION.html", _html(markdown, cited, bib))
+    return md_path

@@ -51,6 +51,13 @@ def atomic_path(path: str | Path, suffix: str = ".tmp"):
         yield Path(tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        if err.filename in (None, tmp, str(tmp)):
+            # name the file the user asked for (a failed write() names no file at all), not the
+            # temporary one that no longer exists
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -88,6 +88,7 @@ def init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs
                     run, ica_template_files, config.workflow, ex.output_dir, sources,
                     name=f"ica_timeseries_{_run_name(run.entities)}_wf",
                     template_source=config.workflow.ica_template,
+                    stage2=config.workflow.ica_subject_maps,
                 )
             else:
                 run_wf = init_roi_timeseries_wf(
