@@ -152,7 +152,7 @@ def integrated_gradients(
 STEP_LADDER = (4, 8, 16, 32, 64, 128, 256)
 
 
-def completeness_error(
+def completeness_terms(
     model: torch.nn.Module,
     inputs: torch.Tensor,
     target: torch.Tensor | int,
@@ -160,16 +160,22 @@ def completeness_error(
     n_steps: int = 50,
     method: str = "gausslegendre",
     internal_batch_size: int | None = None,
-) -> float:
-    """Relative completeness error of IG with ``n_steps`` points on a batch of samples.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample completeness gap of IG with ``n_steps`` points, and the output change it splits.
 
     Completeness (Sundararajan et al. 2017, §3 "Axiom: Completeness"; seed 000 §2.3 computes
     the same path integral): the attributions of IG multiplied by ``inputs - baseline`` sum to
     ``F(x) - F(baseline)``, the target logit's change along the path, when the integral is
-    exact. Captum's convergence delta is the difference per sample; this returns
-    ``sum |delta| / sum |F(x) - F(baseline)|`` over the batch, so samples whose output barely
-    changes cannot dominate. The quadrature is the same whether or not the maps are multiplied
-    by the input, so the error measures the convergence of seed 000's non-multiplied maps too.
+    exact. This is the one implementation behind :func:`completeness_error` and the
+    completeness metrics of :func:`xaibids.attribution.reliability.faithfulness`.
+
+    Returns
+    -------
+    delta : torch.Tensor of shape (batch,)
+        Captum's convergence delta ``Σ IG(x) - (F(x) - F(baseline))`` of the input-multiplied IG
+        with the given integration rule and step count.
+    change : torch.Tensor of shape (batch,)
+        ``F(x) - F(baseline)``, the target logit's change.
     """
     if isinstance(baseline, str):
         if baseline != "zero":
@@ -184,8 +190,30 @@ def completeness_error(
     with torch.no_grad():
         reference = torch.zeros_like(inputs) + baseline
         index = torch.arange(len(inputs), device=inputs.device)
-        target = torch.as_tensor(target, device=inputs.device).expand(len(inputs))
+        # an int, a (batch,) tensor or a (batch, 1) column: one class index per sample
+        target = torch.as_tensor(target, device=inputs.device).long().reshape(-1).expand(len(inputs))
         change = model(inputs)[index, target] - model(reference)[index, target]
+    return delta.detach(), change
+
+
+def completeness_error(
+    model: torch.nn.Module,
+    inputs: torch.Tensor,
+    target: torch.Tensor | int,
+    baseline: str | float | torch.Tensor = "zero",
+    n_steps: int = 50,
+    method: str = "gausslegendre",
+    internal_batch_size: int | None = None,
+) -> float:
+    """Relative completeness error of IG with ``n_steps`` points on a batch of samples.
+
+    From the per-sample gaps of :func:`completeness_terms` (Captum's convergence delta), this
+    returns ``sum |delta| / sum |F(x) - F(baseline)|`` over the batch, so samples whose output
+    barely changes cannot dominate. The quadrature is the same whether or not the maps are
+    multiplied by the input, so the error measures the convergence of seed 000's non-multiplied
+    maps too.
+    """
+    delta, change = completeness_terms(model, inputs, target, baseline, n_steps, method, internal_batch_size)
     total = float(change.abs().sum())
     return float(delta.abs().sum()) / total if total > 0 else 0.0
 

@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from xaibids.attribution.ig import completeness_terms
 from xaibids.attribution.registry import attribute, map_keys, resolve_params
 from xaibids.outputs.derivatives import atomic_path
 
@@ -425,8 +426,10 @@ def faithfulness(
       drawn uniformly from the L∞ ball of radius ``sensitivity_radius``; mean over samples.
     - ``completeness_error`` (IG only): mean ``|Σ IG(x) - (f(x) - f(baseline))|`` of the
       *input-multiplied* IG with the method's integration rule and steps (Captum's
-      ``return_convergence_delta``; the seed 000 IG without multiplication has no completeness
-      property), and ``relative_completeness_error``, that divided by mean ``|f(x) - f(baseline)|``.
+      ``return_convergence_delta``, computed by :func:`xaibids.attribution.ig.completeness_terms`;
+      the seed 000 IG without multiplication has no completeness property), and
+      ``relative_completeness_error``, that divided by mean ``|f(x) - f(baseline)|`` (NaN when
+      that is 0).
 
     Parameters
     ----------
@@ -444,7 +447,6 @@ def faithfulness(
     pandas.DataFrame
         Long table, columns ``method``, ``metric``, ``value``, ``n_samples``.
     """
-    from captum.attr import IntegratedGradients
     from captum.metrics import infidelity, sensitivity_max
 
     if isinstance(n_perturb_samples, bool) or not isinstance(n_perturb_samples, int) or n_perturb_samples < 1:
@@ -483,21 +485,13 @@ def faithfulness(
         rows.append({"method": m, "metric": "max_sensitivity", "value": float(sens.mean()), "n_samples": n})
         if m == "ig":
             full = resolve_params("ig", **params)
-            base = baseline
-            if isinstance(base, torch.Tensor):
-                base = base.to(device=inputs.device, dtype=inputs.dtype)
-            elif isinstance(base, str):
-                base = 0.0
-            _, delta = IntegratedGradients(model, multiply_by_inputs=True).attribute(
-                inputs, baselines=base, target=target, n_steps=full["n_steps"], method=full["method"],
-                internal_batch_size=full["internal_batch_size"], return_convergence_delta=True,
+            # ig.completeness_error's own computation, taken per sample because this table also
+            # reports the absolute error (mean |delta|), not only the relative one
+            delta, change = completeness_terms(
+                model, inputs, target, baseline, n_steps=full["n_steps"], method=full["method"],
+                internal_batch_size=full["internal_batch_size"],
             )
-            with torch.no_grad():
-                t = target if isinstance(target, torch.Tensor) else torch.full((n,), int(target))
-                t = t.to(inputs.device).long().reshape(-1).expand(n)
-                rows_idx = torch.arange(n, device=inputs.device)
-                base_in = base if isinstance(base, torch.Tensor) else torch.full_like(inputs, float(base))
-                gap = (model(inputs)[rows_idx, t] - model(base_in.expand_as(inputs))[rows_idx, t]).abs()
+            gap = change.abs()
             err = float(delta.abs().mean())
             rows.append({"method": m, "metric": "completeness_error", "value": err, "n_samples": n})
             rel = err / float(gap.mean()) if float(gap.mean()) > 0 else float("nan")
