@@ -596,35 +596,59 @@ def attribute_fold(
                    "probabilities": np.stack(probabilities), "maps": {}, "single_model_maps": {},
                    "selected": {}, "model_maps": {}, "feature_importance": {}, "stability": {}}
             for key, _, _ in keys:
-                stable = np.empty(raw[key].shape[1:], dtype=np.float32)
-                chosen = []
-                for j in range(b):
-                    stable[j], sel = stabilize(raw[key][:, j], losses[:, j], how=how, positive=positive)
-                    chosen.append(sel)
-                # every model's positive map normalized by its sum (seed 000, §2.4), vectorized
-                pos = make_positive(raw[key].astype(np.float64), positive)
-                total = np.abs(pos).sum(axis=(2, 3), keepdims=True)
-                ok = (total > 0) & np.isfinite(total)
-                normalized = np.where(ok, pos / np.where(ok, total, 1.0), 0.0)
-                out["maps"][key], out["selected"][key] = stable, chosen
-                out["single_model_maps"][key] = normalized[0].astype(np.float32)
-                out["feature_importance"][key] = normalized.sum(axis=2)
+                out["maps"][key], out["selected"][key], stats = _stabilize_batch(
+                    raw[key], losses, how, positive, keep_model_maps, stability, half)
+                out["single_model_maps"][key] = stats["single_model_maps"]
+                out["feature_importance"][key] = stats["feature_importance"]
                 if keep_model_maps:
-                    out["model_maps"][key] = normalized.astype(np.float32)
+                    out["model_maps"][key] = stats["model_maps"]
                 if stability:
-                    pairwise = np.array([pairwise_model_correlation(pos[:, j]) for j in range(b)])
-                    split = np.full(b, np.nan)
-                    if half >= 1:
-                        a = np.stack([stabilize(raw[key][:half, j], losses[:half, j], how=how,
-                                                positive=positive)[0] for j in range(b)])
-                        c = np.stack([stabilize(raw[key][half:, j], losses[half:, j], how=how,
-                                                positive=positive)[0] for j in range(b)])
-                        split = pearson_per_sample(a, c)
-                    out["stability"][key] = {"seed_correlation": pairwise, "split_half_correlation": split}
+                    out["stability"][key] = stats["stability"]
             del raw
             if progress_bar is not None:
                 progress_bar.update(1)
             yield out
+
+
+def _stabilize_batch(raw: np.ndarray, losses: np.ndarray, how: str, positive: str,
+                     keep_model_maps: bool, stability: bool, half: int):
+    """Stabilize one batch of raw maps ``(n_models, b, T, F)`` sample by sample.
+
+    Every temporary is one sample's ``(n_models, T, F)``, so the working memory on top of the
+    raw maps is a fraction ``~1/b`` of them (issue 10: at 300 models the batch's maps, not
+    copies of them, set the peak).
+    """
+    n_models, b = raw.shape[:2]
+    stable = np.empty(raw.shape[1:], dtype=np.float32)
+    chosen = []
+    single = np.empty(raw.shape[1:], dtype=np.float32)
+    importance = np.empty((n_models, b, raw.shape[-1]))
+    model_maps = np.empty(raw.shape, dtype=np.float32) if keep_model_maps else None
+    pairwise, split = np.full(b, np.nan), np.full(b, np.nan)
+    for j in range(b):
+        stable[j], sel = stabilize(raw[:, j], losses[:, j], how=how, positive=positive)
+        chosen.append(sel)
+        # every model's positive map normalized by its sum (seed 000, §2.4)
+        pos = make_positive(raw[:, j].astype(np.float64), positive)
+        total = np.abs(pos).sum(axis=tuple(range(1, pos.ndim)), keepdims=True)
+        ok = (total > 0) & np.isfinite(total)
+        normalized = np.where(ok, pos / np.where(ok, total, 1.0), 0.0)
+        single[j] = normalized[0]
+        importance[:, j] = normalized.sum(axis=1)
+        if keep_model_maps:
+            model_maps[:, j] = normalized
+        del normalized
+        if stability:
+            pairwise[j] = pairwise_model_correlation(pos)
+            if half >= 1:
+                a = stabilize(raw[:half, j], losses[:half, j], how=how, positive=positive)[0]
+                c = stabilize(raw[half:, j], losses[half:, j], how=how, positive=positive)[0]
+                split[j] = pearson_per_sample(a[None], c[None])[0]
+    stats = {"single_model_maps": single, "feature_importance": importance,
+             "model_maps": model_maps,
+             "stability": {"seed_correlation": pairwise, "split_half_correlation": split}}
+    return stable, chosen, stats
+
 
 
 @dataclass
