@@ -10,8 +10,11 @@ its own PID when the context ends.
         subprocess.run(["sbatch", "--wait", "job.sh"], env=cluster.env)
 
 :func:`slurm_cluster` raises :class:`SlurmUnavailable` (the pytest fixture turns it into a skip
-with the reason) when the binaries are missing, the tests do not run as root (``SlurmUser=root``
-and jobs run as the submitting user), or the node is not idle within ``timeout`` seconds.
+with the reason) when the binaries are missing or the tests do not run as root
+(``SlurmUser=root`` and jobs run as the submitting user). Where both are given, a cluster that
+does not start (a daemon exits, or the node is not idle within ``timeout`` seconds) raises
+:class:`SlurmStartFailed`, which the fixture reports as an error: a broken set-up must not pass
+as a skip.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ MEMORY_MARGIN_MB = 1024
 
 class SlurmUnavailable(RuntimeError):
     """The cluster cannot be started here; the message says why (used as the skip reason)."""
+
+
+class SlurmStartFailed(RuntimeError):
+    """The binaries are there and we are root, but the cluster did not start (with its logs)."""
 
 
 @dataclass
@@ -207,9 +214,9 @@ def _wait_for(condition, timeout: float, cluster: SlurmCluster, message: str) ->
         if dead:
             stderr = "".join((cluster.root / f"{n}.stderr").read_text(errors="replace")[-800:]
                              for n in dead)
-            raise SlurmUnavailable(f"{', '.join(dead)} exited at start-up: {stderr.strip()}"
+            raise SlurmStartFailed(f"{', '.join(dead)} exited at start-up: {stderr.strip()}"
                                    f"\n{cluster.logs()[-1500:]}")
         if condition():
             return
         time.sleep(0.5)
-    raise SlurmUnavailable(f"{message}\n{cluster.logs()[-1500:]}")
+    raise SlurmStartFailed(f"{message}\n{cluster.logs()[-1500:]}")

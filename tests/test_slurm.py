@@ -1,7 +1,8 @@
 """The SLURM recipes of workflows/slurm on a real (single-node, loopback) SLURM cluster.
 
 The cluster comes from tests/slurm_cluster.py (Debian's slurm-wlm and munge, which .ci/run
-installs); without them, or when not root, every test here skips and says why.
+installs); without them, or when not root, every test here skips and says why; where they are,
+a cluster that does not start is an error, not a skip.
 """
 
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import make_fmriprep_dataset
-from tests.slurm_cluster import SlurmUnavailable, slurm_cluster
+from tests.slurm_cluster import SlurmStartFailed, SlurmUnavailable, slurm_cluster
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPES = ROOT / "workflows" / "slurm"
@@ -24,11 +25,17 @@ TIMESERIES = "sub-*/func/*_timeseries.tsv"
 
 @pytest.fixture(scope="module")
 def cluster():
-    try:
-        with slurm_cluster(timeout=30) as running:
-            yield running
-    except SlurmUnavailable as err:
-        pytest.skip(f"no SLURM test cluster: {err}")
+    # one retry with a longer wait: a loaded CI machine can be slow to bring the node up
+    for attempt, timeout in enumerate((30, 90)):
+        try:
+            with slurm_cluster(timeout=timeout) as running:
+                yield running
+            return
+        except SlurmUnavailable as err:
+            pytest.skip(f"no SLURM test cluster: {err}")
+        except SlurmStartFailed as err:
+            if attempt == 1:
+                pytest.fail(f"the SLURM test cluster did not start: {err}")
 
 
 @pytest.fixture(scope="module")
