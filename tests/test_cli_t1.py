@@ -95,6 +95,26 @@ def test_reports_and_validity(atrophy_run):
         assert validate(out)["errors"] == []
 
 
+def test_validate_scores_the_voxel_maps(atrophy_run):
+    """xaibids-validate scores the voxel maps against the simulated atrophy mask (seed 004's
+    voxel accuracy/FDR/FOR, seed 000's metrics) and the region table against its regions."""
+    from xaibids.cli.validate import main as validate_main
+
+    sim, out = atrophy_run
+    assert validate_main([str(out), str(sim)]) == 0
+    table = pd.read_csv(out / "group" / "desc-validation_metrics.tsv", sep="\t")
+    group = table[table["subject"].isna()].set_index(["method", "metric"])
+    for method in ("ig", "gradcam"):
+        for metric in ("feature_accuracy", "feature_fdr", "overlap", "weighted_jaccard",
+                       "group_roi_recall", "importance_r_precision"):
+            value = group.loc[(method, metric), "value"]
+            assert 0 <= value <= 1, (method, metric, value)
+        assert group.loc[(method, "feature_accuracy"), "n"] == 40
+    # IG ranks both atrophied regions first (test_atrophied_regions_ranked_first)
+    assert group.loc[("ig", "importance_r_precision"), "value"] == 1.0
+    assert "Validation against ground truth" in (out / "group.html").read_text()
+
+
 def test_t1_needs_a_volume_model(run_cli, tmp_path):
     sim = tmp_path / "sim"
     simulate("t1-atrophy", sim, n_subjects=4, seed=1, voxel_size=8, space="template")

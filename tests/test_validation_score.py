@@ -171,3 +171,70 @@ def test_end_to_end_group_then_validate(rnn, tmp_path):
     table = pd.read_csv(out / "group" / "desc-validation_metrics.tsv", sep="\t")
     assert set(table["subject"].dropna()) == {f"sub-{i:02d}" for i in range(1, 5)}
     assert {"overlap", "roi_f1", "importance_f1", "group_roi_f1"} <= set(table["metric"])
+
+
+def _voxel_truth(root, n_subjects=3):
+    """A hand-made voxel ground truth: a 2 mm mask of one box, the same for every subject."""
+    import nibabel as nb
+
+    root.mkdir(parents=True)
+    fine = np.zeros((12, 12, 12), dtype=np.uint8)
+    fine[2:6, 2:6, 2:6] = 1  # 2 x 2 x 2 voxels of the 4 mm grid below
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    subjects = [f"sub-{i:02d}" for i in range(1, n_subjects + 1)]
+    for sub in subjects:
+        anat = root / sub / "anat"
+        anat.mkdir(parents=True)
+        nb.Nifti1Image(fine, affine).to_filename(
+            anat / f"{sub}_space-MNI152NLin2009cAsym_desc-groundtruth_mask.nii.gz")
+    pd.DataFrame({"participant_id": subjects, "relevant_features": ["boxregion"] * n_subjects}
+                 ).to_csv(root / "groundtruth.tsv", sep="\t", index=False)
+    pd.DataFrame({"feature": ["boxregion", "other1", "other2"], "relevant": [1, 0, 0]}).to_csv(
+        root / "groundtruth_features.tsv", sep="\t", index=False)
+    return subjects
+
+
+def test_voxel_maps_scored_against_nifti_truth(tmp_path):
+    """t1-style voxel maps (no TSV beside them): voxel accuracy/FDR/FOR and seed 000's metrics
+    per subject against the resampled truth, and the region importance against the regions."""
+    import nibabel as nb
+
+    subjects = _voxel_truth(tmp_path / "truth")
+    out = tmp_path / "out"
+    coarse = np.diag([4.0, 4.0, 4.0, 1.0])
+    truth = np.zeros((6, 6, 6), dtype=bool)
+    truth[1:3, 1:3, 1:3] = True
+    rng = np.random.default_rng(0)
+    expected = {}
+    for i, sub in enumerate(subjects):
+        data = rng.uniform(0, 0.3, (6, 6, 6))  # below half the maximum of the box
+        data[truth] += 1.0
+        if i == 2:  # this subject's map also lights up two false voxels
+            data[4, 4, 4] = data[5, 5, 5] = 1.5
+        data = data.astype(np.float32).astype(np.float64)  # as written and read back
+        path = out / sub / "anat" / f"{sub}_space-MNI152NLin2009cAsym_res-4_desc-ig_attribution.nii.gz"
+        path.parent.mkdir(parents=True)
+        nb.Nifti1Image(data.astype(np.float32), coarse).to_filename(path)
+        selected = data / data.max() > 0.5
+        tp, fp = int((selected & truth).sum()), int((selected & ~truth).sum())
+        fn, tn = int((~selected & truth).sum()), int((~selected & ~truth).sum())
+        scaled = (data - data.min()) / (data.max() - data.min())  # seed 000's [0, 1] rescaling
+        expected[sub] = {
+            "feature_accuracy": (tp + tn) / truth.size, "feature_fdr": fp / (tp + fp),
+            "feature_for": fn / (fn + tn), "roi_recall": tp / (tp + fn),
+            "overlap": data[truth].sum() / data.sum(),
+            "weighted_jaccard": np.minimum(truth, scaled).sum() / np.maximum(truth, scaled).sum()}
+    (out / "group").mkdir()
+    pd.DataFrame({"feature": ["boxregion", "other1", "other2"], "importance_norm": [1.0, 0.2, 0.6],
+                  "selected": [True, False, True]}).to_csv(
+        out / "group" / "desc-ig_importance.tsv", sep="\t", index=False)
+    table = score_output(out, tmp_path / "truth")
+    per = table[table["subject"].notna()].pivot(index="subject", columns="metric", values="value")
+    for sub, values in expected.items():
+        for metric, value in values.items():
+            assert per.loc[sub, metric] == pytest.approx(value, abs=1e-9), (sub, metric)
+    assert expected["sub-03"]["feature_fdr"] == pytest.approx(0.2)  # 2 false of 10 selected
+    group = table[table["subject"].isna()].set_index("metric")["value"]
+    assert group["group_roi_recall"] == 1.0
+    # the region table: boxregion ranked first, other2 selected by mistake
+    assert group["importance_r_precision"] == 1.0 and group["importance_precision"] == 0.5

@@ -1,7 +1,8 @@
 """``xaibids-validate OUTPUT_DIR GROUND_TRUTH_DIR``: score attribution maps against ground truth.
 
 Reads the per-subject maps an xaibids group run wrote to ``OUTPUT_DIR``
-(``sub-<l>/…_desc-<method>_attribution.tsv`` and ``group/desc-<method>_importance.tsv``) and the
+(``sub-<l>/…_desc-<method>_attribution.tsv``, or the ``.nii.gz`` voxel maps of
+``--features t1``, and ``group/desc-<method>_importance.tsv``) and the
 ground truth of the simulated dataset they were computed from (``xaibids-simulate``; the raw
 dataset or the derivatives folder holding ``groundtruth.tsv``), and writes
 ``OUTPUT_DIR/group/desc-validation_metrics.tsv`` (columns ``metric``, ``method``, ``subject``,
@@ -26,7 +27,8 @@ def get_parser() -> argparse.ArgumentParser:
             "Score xaibids attribution maps against the ground truth of a simulated dataset: "
             "overlap, weighted Jaccard and Euclidean distance per subject (seed 000 §2.6, "
             "Table 1), ROI precision/recall/F1 at the 0.5 threshold (seed 001), feature "
-            "accuracy/FDR/FOR (seed 004). Writes OUTPUT_DIR/group/desc-validation_metrics.tsv."
+            "accuracy/FDR/FOR (seed 004; voxel maps of --features t1 against the voxel truth). "
+            "Writes OUTPUT_DIR/group/desc-validation_metrics.tsv."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

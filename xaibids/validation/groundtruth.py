@@ -8,8 +8,10 @@ What a simulated dataset provides (see its README and :mod:`xaibids.simulate.wri
 ``*_desc-groundtruth_mask.tsv`` (``boxes``, ``var``, ``rnn-ei``)
     Per subject and run, the element-wise truth: same rows (time) and columns (features) as the
     timeseries, 1 where the element carries class information.
-``groundtruth_features.tsv`` (``rnn-ei``, ``bold``)
+``groundtruth_features.tsv`` (``rnn-ei``, ``bold``, ``t1-atrophy``)
     The dataset-level truth: ``feature`` and ``relevant`` (1 = affected region).
+``*_desc-groundtruth_mask.nii.gz`` (``t1-atrophy``, ``voxel-patterns``)
+    Per subject, the voxel truth in template space (1 = voxel of an affected region).
 
 ``GROUND_TRUTH_DIR`` may be the folder holding ``groundtruth.tsv`` (e.g.
 ``derivatives/timeseries`` or ``derivatives/fmriprep``) or the simulated raw dataset above it.
@@ -75,12 +77,15 @@ class GroundTruth:
         ``groundtruth_features.tsv`` (``feature``, ``relevant``, …) when the dataset has one.
     masks : dict
         :func:`run_key` of each ``*_desc-groundtruth_mask.tsv`` → its path.
+    volume_masks : dict
+        :func:`run_key` of each ``*_desc-groundtruth_mask.nii.gz`` → its path.
     """
 
     root: Path
     participants: pd.DataFrame
     features: pd.DataFrame | None = None
     masks: dict = field(default_factory=dict)
+    volume_masks: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GroundTruth:
@@ -100,8 +105,10 @@ class GroundTruth:
             features["feature"] = features["feature"].astype(str)
         masks = {run_key(p.name): p
                  for p in sorted(root.glob("sub-*/**/*_desc-groundtruth_mask.tsv"))}
+        volume_masks = {run_key(p.name): p
+                        for p in sorted(root.glob("sub-*/**/*_desc-groundtruth_mask.nii.gz"))}
         return cls(root=root, participants=table.set_index("participant_id"), features=features,
-                   masks=masks)
+                   masks=masks, volume_masks=volume_masks)
 
     def relevant_features(self, participant_id: str) -> set[str] | None:
         """The subject's relevant features (``groundtruth.tsv``), or None if not listed."""
@@ -140,3 +147,19 @@ class GroundTruth:
             raise XaibidsError(f"The ground-truth mask {path} has {len(mask)} rows, fewer than "
                                f"the {n_timepoints} time points of its map.")
         return mask[list(feature_names)].to_numpy()[:n_timepoints].astype(bool)
+
+    def read_volume_mask(self, map_path: str | os.PathLike, map_img) -> np.ndarray | None:
+        """The voxel truth of a map's subject on the map's grid (nearest-neighbour resampling
+        of ``*_desc-groundtruth_mask.nii.gz``), as booleans; None when the dataset has none."""
+        import nibabel as nb
+        from nilearn.image import resample_to_img
+
+        path = self.volume_masks.get(run_key(Path(map_path).name))
+        if path is None:
+            return None
+        mask = nb.load(path)
+        if mask.shape[:3] != map_img.shape[:3] or not np.allclose(mask.affine, map_img.affine,
+                                                                  atol=1e-4):
+            mask = resample_to_img(mask, map_img, interpolation="nearest",
+                                   force_resample=True, copy_header=True)
+        return np.asarray(mask.dataobj) > 0

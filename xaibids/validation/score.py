@@ -7,6 +7,13 @@ Two entry points share one implementation:
   ``sub-<l>/…_desc-<method>_attribution.tsv`` maps and ``group/desc-<method>_importance.tsv``)
   and a simulated dataset (:class:`~xaibids.validation.groundtruth.GroundTruth`).
 
+Voxel maps (``--features t1``: ``sub-<l>/anat/…_desc-<method>_attribution.nii.gz`` with no
+TSV beside them) are scored against the dataset's ``*_desc-groundtruth_mask.nii.gz`` with the
+same metrics, the features being the brain's voxels (seed 004 §3.2 scores *voxel* accuracy,
+FDR and FOR; seed 001's ``|median over time|`` of a single volume is the voxel's
+``|value|``); the ``importance_*`` rows then score the region importance table against the
+regions of ``groundtruth_features.tsv``.
+
 The result is one long table (:data:`COLUMNS`):
 
 ``metric``, ``method``
@@ -82,11 +89,18 @@ _ROI_NAMES = {"precision": "roi_precision", "recall": "roi_recall", "f1": "roi_f
               "accuracy": "feature_accuracy", "fdr": "feature_fdr", "for": "feature_for"}
 
 _MAP_NAME = re.compile(r"_desc-([A-Za-z0-9]+)_attribution\.tsv$")
+_VOLUME_NAME = re.compile(r"_desc-([A-Za-z0-9]+)_attribution\.nii\.gz$")
 
 
-def _as_vector(names: set[str] | None, feature_names: list[str]) -> np.ndarray | None:
+def _as_vector(names, feature_names: list[str]) -> np.ndarray | None:
+    """Relevant features as a boolean vector: from a set of names, or given as one."""
     if names is None:
         return None
+    if isinstance(names, np.ndarray):
+        if names.shape != (len(feature_names),):
+            raise ValueError(f"a relevance vector of shape {names.shape} for "
+                             f"{len(feature_names)} features.")
+        return names.astype(bool)
     return np.array([f in names for f in feature_names], dtype=bool)
 
 
@@ -148,9 +162,10 @@ def score_maps(maps, feature_names: list[str], subjects: list[str], method: str 
         Attribution method, written to the ``method`` column.
     masks : sequence of (ndarray or None), optional
         Element-wise truth per map (same shape as the map), for the seed-000 metrics.
-    relevant : sequence of (set of str or None), optional
-        Relevant features per map, for the seed-001/004 metrics.
-    dataset_relevant : set of str, optional
+    relevant : sequence of (set of str, boolean ndarray or None), optional
+        Relevant features per map (names, or one flag per feature), for the seed-001/004
+        metrics.
+    dataset_relevant : set of str or boolean ndarray, optional
         Features relevant for every subject, for the ``group_roi_*`` and ``importance_*`` rows.
     importance : pandas.DataFrame, optional
         xaibids' group importance table (``feature``, ``selected``) for ``importance_*``.
@@ -180,7 +195,7 @@ def score_maps(maps, feature_names: list[str], subjects: list[str], method: str 
         scores.append(M.roi_scores(a))
     out = rows + _summary_rows(rows, method)
     truth = _as_vector(dataset_relevant, feature_names)
-    if dataset_relevant is not None and set(dataset_relevant) - set(feature_names):
+    if isinstance(dataset_relevant, set) and dataset_relevant - set(feature_names):
         LOGGER.warning("Relevant feature(s) %s are not in the maps and are not scored.",
                        sorted(set(dataset_relevant) - set(feature_names))[:5])
     if truth is not None and scores:
@@ -188,18 +203,25 @@ def score_maps(maps, feature_names: list[str], subjects: list[str], method: str 
         out += _rate_rows("group_roi", method, M.select_features(group, threshold), truth,
                           len(scores))
     if truth is not None and importance is not None:
-        table = importance.set_index(importance["feature"].astype(str))
-        absent = [f for f in feature_names if f not in table.index]
-        if absent:
-            raise XaibidsError(f"The importance table of {method!r} lacks feature(s) {absent[:5]}.")
-        selected = table.loc[feature_names, "selected"].astype(str).str.lower().isin(
-            ("true", "1")).to_numpy()
-        out += _rate_rows("importance", method, selected, truth, len(scores))
-        out += _ranking_rows(method, table.loc[feature_names, "importance_norm"].to_numpy(float),
-                             truth, len(scores))
+        out += _importance_rows(method, importance, feature_names, truth, len(scores))
     frame = pd.DataFrame(out, columns=COLUMNS)
     frame["n"] = frame["n"].astype(int)
     return frame
+
+
+def _importance_rows(method: str, importance: pd.DataFrame, feature_names: list[str],
+                     truth: np.ndarray, n: int) -> list[dict]:
+    """``importance_*`` rows: the ``selected`` column and the ``importance_norm`` ranking of
+    xaibids' group importance table against the relevant features ``truth``."""
+    table = importance.set_index(importance["feature"].astype(str))
+    absent = [f for f in feature_names if f not in table.index]
+    if absent:
+        raise XaibidsError(f"The importance table of {method!r} lacks feature(s) {absent[:5]}.")
+    selected = table.loc[feature_names, "selected"].astype(str).str.lower().isin(
+        ("true", "1")).to_numpy()
+    return (_rate_rows("importance", method, selected, truth, n)
+            + _ranking_rows(method, table.loc[feature_names, "importance_norm"].to_numpy(float),
+                            truth, n))
 
 
 def _ranking_rows(method: str, importance: np.ndarray, relevant: np.ndarray, n: int) -> list[dict]:
@@ -236,6 +258,86 @@ def find_maps(output_dir: str | os.PathLike, methods=None) -> dict[str, list[Pat
     return found
 
 
+def find_volume_maps(output_dir: str | os.PathLike, methods=None) -> dict[str, list[Path]]:
+    """Per method, the per-subject voxel maps ``*_desc-<method>_attribution.nii.gz`` that have
+    no TSV beside them (the NIfTI maps of ROI and ICA features are painted from their TSV,
+    which is what is scored)."""
+    found: dict[str, list[Path]] = {}
+    for path in sorted(Path(output_dir).glob("sub-*/**/*_attribution.nii.gz")):
+        match = _VOLUME_NAME.search(path.name)
+        if not match or path.with_name(path.name[:-len(".nii.gz")] + ".tsv").exists():
+            continue
+        if not methods or match.group(1) in methods:
+            found.setdefault(match.group(1), []).append(path)
+    return found
+
+
+def _volume_domain(output_dir: Path, img) -> np.ndarray | None:
+    """The brain mask of the group level's voxel grid (the voxels a map is defined on), from
+    the run's ``--t1-resolution``; None when it cannot be recovered for ``img``'s grid."""
+    from xaibids.config import Config
+    from xaibids.features.t1 import grid_mask
+
+    config_file = output_dir / "logs" / "config.toml"
+    if not config_file.is_file():
+        return None
+    try:
+        grid = grid_mask(Config.load(config_file).workflow.t1_resolution)
+    except (ValueError, OSError):
+        return None
+    if grid.shape != img.shape[:3] or not np.allclose(grid.affine, img.affine, atol=1e-4):
+        return None
+    return np.asarray(grid.dataobj) > 0
+
+
+def score_volume_maps(paths: list[Path], truth: GroundTruth, method: str,
+                      domain: np.ndarray | None = None, importance: pd.DataFrame | None = None,
+                      threshold: float = M.ROI_THRESHOLD) -> pd.DataFrame:
+    """Score per-subject voxel maps against the dataset's NIfTI ground-truth masks.
+
+    Each map and its subject's mask (resampled to the map's grid, nearest neighbour) are
+    restricted to ``domain`` (the grid's brain mask; without it, the voxels where the map or the
+    truth is non-zero) and scored by :func:`score_maps` as one time point over voxels. The
+    group rows use the voxels that are relevant in every subject's mask; ``importance`` (the
+    region table) is scored against the regions of ``groundtruth_features.tsv``.
+    """
+    import nibabel as nb
+
+    maps, masks, subjects, voxels = [], [], [], None
+    for path in paths:
+        subject = path.name.split("_")[0]
+        img = nb.load(path)
+        mask = truth.read_volume_mask(path, img)
+        if mask is None:
+            LOGGER.warning("No ground-truth mask for %s; it is not scored.", path.name)
+            continue
+        data = np.asarray(img.dataobj, dtype=np.float64)
+        inside = domain if domain is not None else (data != 0) | mask
+        if voxels is None:
+            voxels = inside
+        elif inside.shape != voxels.shape or not np.array_equal(inside, voxels):
+            raise XaibidsError(f"{path} is on another grid or brain mask than the first "
+                               f"{method!r} map; score maps of one run at a time.")
+        maps.append(data[voxels][None, :])
+        masks.append(mask[voxels][None, :])
+        subjects.append(subject)
+    if not maps:
+        raise XaibidsError(f"None of the {method!r} voxel maps has a ground-truth mask "
+                           f"(*_desc-groundtruth_mask.nii.gz) in {truth.root}.")
+    names = [str(i) for i in range(maps[0].shape[1])]
+    shared = np.logical_and.reduce([m[0] for m in masks])
+    table = score_maps(maps, names, subjects, method, masks=masks,
+                       relevant=[m[0] for m in masks],
+                       dataset_relevant=shared if shared.any() else None, threshold=threshold)
+    regions = truth.dataset_relevant()
+    if importance is not None and regions:
+        features = importance["feature"].astype(str).tolist()
+        extra = _importance_rows(method, importance, features,
+                                 _as_vector(regions, features), len(maps))
+        table = pd.concat([table, pd.DataFrame(extra, columns=COLUMNS)], ignore_index=True)
+    return table
+
+
 def score_output(output_dir: str | os.PathLike, ground_truth: str | os.PathLike | GroundTruth,
                  methods=None, threshold: float = M.ROI_THRESHOLD) -> pd.DataFrame:
     """Score every attribution map of an xaibids ``OUTPUT_DIR`` against a simulated dataset.
@@ -250,10 +352,11 @@ def score_output(output_dir: str | os.PathLike, ground_truth: str | os.PathLike 
     truth = (ground_truth if isinstance(ground_truth, GroundTruth)
              else GroundTruth.load(ground_truth))
     found = find_maps(output_dir, methods)
-    if not found:
+    volumes = find_volume_maps(output_dir, methods)
+    if not found and not volumes:
         what = f" of method(s) {', '.join(methods)}" if methods else ""
-        raise XaibidsError(f"No attribution maps (sub-*/…_desc-<method>_attribution.tsv){what} in "
-                           f"{output_dir}; run `xaibids … group` first.")
+        raise XaibidsError(f"No attribution maps (sub-*/…_desc-<method>_attribution.tsv or "
+                           f".nii.gz){what} in {output_dir}; run `xaibids … group` first.")
     dataset_relevant = truth.dataset_relevant()
     tables = []
     for method, paths in found.items():
@@ -289,6 +392,17 @@ def score_output(output_dir: str | os.PathLike, ground_truth: str | os.PathLike 
         tables.append(score_maps(
             maps, names, subjects, method, masks=masks, relevant=relevant,
             dataset_relevant=dataset_relevant, importance=importance, threshold=threshold))
+    domain = None
+    for method, paths in volumes.items():
+        if method in found:
+            continue
+        if domain is None:
+            import nibabel as nb
+
+            domain = _volume_domain(output_dir, nb.load(paths[0]))
+        imp_path = output_dir / "group" / f"desc-{method}_importance.tsv"
+        importance = pd.read_csv(imp_path, sep="\t") if imp_path.is_file() else None
+        tables.append(score_volume_maps(paths, truth, method, domain, importance, threshold))
     table = pd.concat(tables, ignore_index=True)
     return table
 
