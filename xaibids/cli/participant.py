@@ -22,7 +22,7 @@ from xaibids.inputs.layout import (
 from xaibids.outputs.completion import (
     fingerprint, fingerprints, is_finished, record_completion, snapshot, written_since,
 )
-from xaibids.workflows import execution_plugin_args
+from xaibids.workflows import execution_plugin_args, set_poll_interval
 
 LOGGER = logging.getLogger("xaibids")
 
@@ -237,6 +237,7 @@ def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
         "stop_on_first_crash": nip.stop_on_first_crash,
         "remove_unnecessary_outputs": False,
     })
+    set_poll_interval(workflow, nip.plugin)
     n_runs = sum(len(s.to_extract) for s in to_run)
     LOGGER.info("Extracting %s from %d input(s) of %d subject(s) with the Nipype %s plugin",
                 feature_kind(config, atlas), n_runs, len(to_run), nip.plugin)

@@ -39,12 +39,9 @@ from xaibids.interfaces.learning import (
     load_pickle,
     save_dataset,
 )
-from xaibids.workflows import execution_plugin_args
+from xaibids.workflows import LOCAL_PLUGINS, execution_plugin_args, set_poll_interval
 
 LOGGER = logging.getLogger("xaibids")
-
-#: Plugins that run the nodes on the calling machine; the others submit them as cluster jobs.
-LOCAL_PLUGINS = ("Linear", "MultiProc", "LegacyMultiProc", "IPython")
 
 # Nodes look at checkpoints and files by content: a rerun with the same weights keeps the
 # attribution nodes' results (Nipype's default, timestamps, would redo them every time).
@@ -259,8 +256,7 @@ def run_group_ensemble(dataset, ens_config, checkpoint_dir, work_dir, plugin="Mu
         "crashdump_dir": str(own_dir / "crash"), "crashfile_format": "txt",
         "hash_method": "content",
     })
-    if plugin in LOCAL_PLUGINS:  # Nipype's 2 s between polls would dominate small ensembles
-        workflow.config["execution"]["poll_sleep_duration"] = 0.2
+    set_poll_interval(workflow, plugin)
     n_chunks = len(model_chunks(ens_config.n_models, chunk_size))
     LOGGER.info(
         "Training %d fold(s) x %d model(s) as %d training node(s) of up to %d model(s) and %d "
