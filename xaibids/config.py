@@ -93,6 +93,7 @@ class LearningSettings:
     model: str = "stdnn"
     epochs: int = 100
     device: str = "auto"
+    batched_training: str = "auto"
     length_policy: str = "crop"
     # training details (settable with --config-file)
     batch_size: int = 32

@@ -117,7 +117,7 @@ def ensemble_config(config, dataset=None, atlas=None):
         ig_steps=ac.ig_steps, baseline=tuple(ac.baseline), stabilize=ac.stabilize,
         positive=ac.positive, attribution_batch_size=ac.attribution_batch_size,
         ig_method=ac.ig_rule, attribution_params=params, ig_tolerance=ac.ig_tolerance,
-        model_kwargs=model_kwargs,
+        model_kwargs=model_kwargs, batched_training=lc.batched_training,
     )
 
 

@@ -263,6 +263,9 @@ def get_parser() -> argparse.ArgumentParser:
           help="runs of different lengths: crop all to the shortest (logged), or stop with an error")
     g.add("--device", choices=["auto", "cpu", "cuda"], default="auto",
           help="where to train (auto: CUDA when present)")
+    g.add("--batched-training", choices=["auto", "on", "off"], default="auto",
+          help="train a fold's stdnn or linear models together as one vmapped network (auto: "
+               "on CUDA); weights equal one-by-one training up to rounding")
 
     g = _Group(parser.add_argument_group("Attribution (group level)"))
     g.add("--attribution", nargs="+", choices=ATTRIBUTION_METHODS, default=["ig"],

@@ -57,6 +57,13 @@ LOGGER = logging.getLogger("xaibids")
 
 DEVICES = ("auto", "cpu", "cuda")
 
+#: ``EnsembleConfig.batched_training`` values.
+BATCHED_TRAINING = ("auto", "on", "off")
+#: Most models trained as one batched network: one step holds that many copies of every
+#: activation (on the CPU batching gains nothing, 0.7-1.3x in benchmarks/bench_batched_training.py;
+#: it is for GPUs, where small models one by one leave the device idle).
+BATCHED_GROUP_SIZE = 16
+
 # Settings that change what a trained model is; a checkpoint made with other values is stale.
 _TRAINING_FIELDS = (
     "model", "model_kwargs", "epochs", "batch_size", "learning_rate", "weight_decay",
@@ -118,6 +125,12 @@ class EnsembleConfig:
     keep_model_maps : bool
         Also return every model's map of every sample (:attr:`EnsembleResult.model_maps`).
         Memory then grows with ``n_models x n_samples``: for tests and small studies only.
+    batched_training : {"auto", "on", "off"}
+        Train the models of a fold (or of a training chunk) that have no checkpoint together, in
+        groups of up to :data:`BATCHED_GROUP_SIZE`, as one vmapped network
+        (:func:`xaibids.learning.training.train_models_batched`; ``stdnn`` and ``linear``):
+        ``auto`` does so on CUDA, where many small models otherwise leave the GPU idle. The
+        weights equal one-by-one training up to floating-point rounding.
     """
 
     model: str = "stdnn"
@@ -143,6 +156,7 @@ class EnsembleConfig:
     attribution_params: dict = field(default_factory=dict)
     stability: bool = True
     ig_tolerance: float = 0.01
+    batched_training: str = "auto"
 
     @property
     def baselines(self) -> tuple[str, ...]:
@@ -163,12 +177,16 @@ class EnsembleConfig:
             if name not in BASELINES:
                 raise ValueError(f"EnsembleConfig.baseline must be one of {', '.join(BASELINES)}, got {name!r}.")
         choices = (("model", MODEL_NAMES), ("device", DEVICES), ("ig_method", IG_RULES),
-                   ("stabilize", STABILIZE_METHODS), ("positive", POSITIVE_METHODS))
+                   ("stabilize", STABILIZE_METHODS), ("positive", POSITIVE_METHODS),
+                   ("batched_training", BATCHED_TRAINING))
         for name, allowed in choices:
             if getattr(self, name) not in allowed:
                 raise ValueError(
                     f"EnsembleConfig.{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}."
                 )
+        if self.batched_training == "on" and self.model not in training.BATCHABLE_MODELS:
+            raise ValueError(f"Batched training supports the models "
+                             f"{', '.join(training.BATCHABLE_MODELS)}, not {self.model!r}.")
         if not self.attribution:
             raise ValueError("EnsembleConfig.attribution needs at least one method.")
         unknown = [m for m in self.attribution if m not in METHODS]
@@ -463,6 +481,8 @@ def _dataset_hash(dataset: TimeseriesDataset) -> str:
 
 def _fingerprint(config: EnsembleConfig, data_hash: str, train_idx, fit_idx) -> str:
     payload = {name: getattr(config, name) for name in _TRAINING_FIELDS}
+    if config.batched_training != "off":  # absent when off: older checkpoints stay valid
+        payload["batched_training"] = config.batched_training
     payload.update(data=data_hash, train=np.asarray(train_idx).tolist(), fit=np.asarray(fit_idx).tolist())
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -788,6 +808,67 @@ def _obtain_model(plan: _FoldPlan, dataset: TimeseriesDataset, config: EnsembleC
     return state, info, True
 
 
+def _uses_batched_training(config: EnsembleConfig, device: torch.device) -> bool:
+    """Whether :func:`_obtain_models` trains missing models together (see ``batched_training``)."""
+    if config.model not in training.BATCHABLE_MODELS or config.batched_training == "off":
+        return False
+    return config.batched_training == "on" or device.type == "cuda"
+
+
+def _obtain_models(plan: _FoldPlan, dataset: TimeseriesDataset, config: EnsembleConfig,
+                   checkpoint_dir: Path, indices, device: torch.device, on_model=None
+                   ) -> list[tuple[dict, dict, bool, float]]:
+    """:func:`_obtain_model` for each of ``indices``, with the seconds each took.
+
+    With batched training the models without a checkpoint are first trained together (groups
+    of :data:`BATCHED_GROUP_SIZE`), each then checkpointed where one-by-one training would put
+    it; a group's time is shared equally by its models. ``on_model()`` is called once per model
+    as soon as it is there (a progress bar).
+    """
+    on_model = on_model or (lambda: None)
+    indices = [int(m) for m in indices]
+    trained_now: dict[int, tuple[dict, dict, float]] = {}
+    if _uses_batched_training(config, device):
+        missing = [m for m in indices if training.load_checkpoint(
+            *training.checkpoint_paths(checkpoint_dir, plan.fold, plan.seeds[m]),
+            plan.fingerprint) is None]
+        y_train = dataset.y[plan.train_idx]
+        for start in range(0, len(missing), BATCHED_GROUP_SIZE):
+            group = missing[start:start + BATCHED_GROUP_SIZE]
+            if len(group) < 2:
+                break  # one model: the one-by-one path below
+            start_time = time.perf_counter()
+            results = training.train_models_batched(
+                config.model, config.model_kwargs,
+                plan.X_train[plan.fit_pos], y_train[plan.fit_pos],
+                plan.X_train[plan.val_pos], y_train[plan.val_pos],
+                n_classes=len(dataset.classes), seeds=[plan.seeds[m] for m in group],
+                epochs=config.epochs, batch_size=config.batch_size,
+                learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+                patience=config.patience, device=device,
+            )
+            for m, (state, info) in zip(group, results):
+                info.update(fold=plan.fold, seed=plan.seeds[m], model=config.model,
+                            fingerprint=plan.fingerprint, batched=len(group))
+                training.save_checkpoint(
+                    state, info, *training.checkpoint_paths(checkpoint_dir, plan.fold, plan.seeds[m]))
+            share = (time.perf_counter() - start_time) / len(group)
+            for m, (state, info) in zip(group, results):
+                trained_now[m] = (state, info, share)
+                on_model()
+    out = []
+    for m in indices:
+        if m in trained_now:
+            state, info, seconds = trained_now[m]
+            out.append((state, info, True, seconds))
+            continue
+        start_time = time.perf_counter()
+        state, info, trained = _obtain_model(plan, dataset, config, checkpoint_dir, m, device)
+        out.append((state, info, trained, time.perf_counter() - start_time))
+        on_model()
+    return out
+
+
 def _load_state(plan: _FoldPlan, checkpoint_dir: Path, index: int, caller: str) -> dict:
     """The checkpointed weights of model ``index`` of the fold; an error when missing or stale."""
     seed = plan.seeds[index]
@@ -993,10 +1074,8 @@ def train_fold_chunk(
                          f"{config.n_models - 1}, got {indices!r}.")
     plan = _plan_fold(dataset, config, folds, fold, _dataset_hash(dataset))
     records = []
-    for m in map(int, indices):
-        start = time.perf_counter()
-        state, info, trained = _obtain_model(plan, dataset, config, checkpoint_dir, m, device)
-        seconds = time.perf_counter() - start
+    obtained = _obtain_models(plan, dataset, config, checkpoint_dir, indices, device)
+    for m, (state, info, trained, seconds) in zip(map(int, indices), obtained):
         records.append({
             "fold": fold, "index": m, "seed": plan.seeds[m], "trained": trained,
             "seconds": round(seconds, 3),
@@ -1201,12 +1280,13 @@ def run_ensemble(
         for k in range(1, len(folds) + 1):
             plan = _plan_fold(dataset, config, folds, k, data_hash)
             models = []
-            for m in range(config.n_models):
-                state, _, trained = _obtain_model(plan, dataset, config, checkpoint_dir, m, device)
+            obtained = _obtain_models(plan, dataset, config, checkpoint_dir,
+                                      range(config.n_models), device,
+                                      on_model=lambda: train_bar.update(1))
+            for m, (state, _, trained, _) in enumerate(obtained):
                 n_trained += int(trained)
                 n_reused += int(not trained)
                 models.append(_build_trained(config, dataset, state, plan.seeds[m]).to(device).eval())
-                train_bar.update(1)
             results.append(_attribute_plan(dataset, config, plan, models, device, progress_bar=attr_bar))
             del models
     finally:
@@ -1275,8 +1355,9 @@ def choose_ensemble_size(
         sizes.append(min(config.n_models, start * 2 ** len(sizes)))
     rows, previous, models = [], None, []
     for n in sizes:
-        for m in range(len(models), n):
-            state = _obtain_model(plan, dataset, config, checkpoint_dir, m, device)[0]
+        new = range(len(models), n)
+        for m, (state, *_) in zip(new, _obtain_models(plan, dataset, config, checkpoint_dir,
+                                                      new, device)):
             models.append(_build_trained(config, dataset, state, plan.seeds[m]).to(device).eval())
         if params.get("ig", {}).get("n_steps") == AUTO_STEPS:
             params["ig"]["n_steps"] = _converged_steps(config, plan, models[0], y_cal,

@@ -266,6 +266,151 @@ def train_model(
     return state, info
 
 
+#: Models whose ensemble can be trained as one batched network (:func:`train_models_batched`):
+#: no batch normalization (vmap cannot update its running statistics in place) and no LSTM (no
+#: batching rule for its fused kernel).
+BATCHABLE_MODELS = ("stdnn", "linear")
+
+
+def _per_model_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each model: ``logits (M, b, C)``, ``y (M, b)`` or ``(b,)`` → ``(M,)``."""
+    y = y.expand(logits.shape[:2])
+    loss = nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+    return loss.view(logits.shape[:2]).mean(dim=1)
+
+
+def train_models_batched(
+    model_name: str,
+    model_kwargs: dict,
+    X_fit: np.ndarray,
+    y_fit: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    n_classes: int,
+    seeds: list[int],
+    epochs: int = 100,
+    batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    weight_decay: float = 0.0,
+    patience: int = 10,
+    device: str | torch.device = "cpu",
+) -> list[tuple[dict, dict]]:
+    """Train the models of ``seeds`` together, as one batched network (issue 10, throughput).
+
+    What :func:`train_model` does for each seed, done for all of them at once: the parameters
+    of the models are stacked (``torch.func.stack_module_state``) and every step runs one
+    forward and backward pass vmapped over the models, so a GPU sees a few large kernels
+    instead of ``len(seeds)`` small ones. Each model keeps what makes it a member of the
+    ensemble (seed 000, §2.4): its initialization and mini-batch order come from its seed, and
+    its early stopping from its own validation loss. Adam and its L2 weight decay act element
+    by element, so one optimizer over the stacked parameters is the models' independent
+    optimizers. The results equal :func:`train_model`'s up to floating-point rounding (batched
+    kernels sum in another order), not bit for bit; with dropout the masks are drawn from
+    other random numbers. Written here because no library trains a seeded ensemble this way.
+
+    Parameters
+    ----------
+    model_name, model_kwargs, X_fit, y_fit, X_val, y_val, n_classes, epochs, batch_size,
+    learning_rate, weight_decay, patience, device
+        As for :func:`train_model`; ``model_name`` one of :data:`BATCHABLE_MODELS`.
+    seeds : list of int
+        One model per seed.
+
+    Returns
+    -------
+    list of (dict, dict)
+        Per seed, in order, what :func:`train_model` returns: the weights of the model's best
+        epoch (on the CPU) and its ``val_loss``, ``has_validation``, ``best_epoch``,
+        ``epochs_run``.
+    """
+    from torch.func import functional_call, stack_module_state, vmap
+
+    if model_name not in BATCHABLE_MODELS:
+        raise ValueError(f"Batched training supports {', '.join(BATCHABLE_MODELS)}, not "
+                         f"{model_name!r}.")
+    if not seeds:
+        raise ValueError("train_models_batched needs at least one seed.")
+    device = torch.device(device)
+    n, T, F = X_fit.shape
+    if n == 0:
+        raise ValueError("train_models_batched got no training samples.")
+    n_models = len(seeds)
+    with deterministic_algorithms(device):
+        members = []
+        for seed in seeds:  # the same initialization as train_model's
+            torch.manual_seed(seed)
+            members.append(build_model(model_name, n_features=F, n_timepoints=T,
+                                       n_classes=n_classes, **model_kwargs))
+        stacked, buffers = stack_module_state(members)
+        params = {k: v.detach().to(device).requires_grad_() for k, v in stacked.items()}
+        buffers = {k: v.to(device) for k, v in buffers.items()}
+        skeleton = copy.deepcopy(members[0]).to("meta")
+        del members
+
+        def call(p, b, x):
+            return functional_call(skeleton, (p, b), (x,))
+
+        train_forward = vmap(call, randomness="different")  # each model its own batch
+        eval_forward = vmap(call, in_dims=(0, 0, None))      # every model the same samples
+
+        def evaluate(X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            skeleton.eval()
+            with torch.no_grad():
+                logits = torch.cat([eval_forward(params, buffers, chunk)
+                                    for chunk in torch.split(X, 256)], dim=1)
+            return _per_model_loss(logits, y)
+
+        optimizer = torch.optim.Adam(params.values(), lr=learning_rate, weight_decay=weight_decay)
+        generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+        Xf = torch.as_tensor(X_fit, dtype=torch.float32, device=device)
+        yf = torch.as_tensor(y_fit, dtype=torch.int64, device=device)
+        has_val = len(y_val) > 0
+        if has_val:
+            Xv = torch.as_tensor(X_val, dtype=torch.float32, device=device)
+            yv = torch.as_tensor(y_val, dtype=torch.int64, device=device)
+        best_loss = [float("inf")] * n_models
+        best_state: list[dict | None] = [None] * n_models
+        best_epoch, waited = [0] * n_models, [0] * n_models
+        epochs_run = [epochs] * n_models
+        active = [True] * n_models
+        epoch = 0
+        for epoch in range(1, epochs + 1):
+            skeleton.train()
+            order = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(device)
+            for start in range(0, n, batch_size):
+                batch = order[:, start:start + batch_size]
+                optimizer.zero_grad(set_to_none=True)
+                # the sum of the models' losses: each model's gradient is that of its own loss
+                _per_model_loss(train_forward(params, buffers, Xf[batch]), yf[batch]).sum().backward()
+                optimizer.step()
+            if not has_val:
+                continue
+            val_loss = evaluate(Xv, yv).tolist()
+            for m in (m for m in range(n_models) if active[m]):
+                if val_loss[m] < best_loss[m]:
+                    best_loss[m], best_epoch[m], waited[m] = val_loss[m], epoch, 0
+                    best_state[m] = {k: v[m].detach().clone() for k, v in params.items()}
+                else:
+                    waited[m] += 1
+                    if waited[m] >= patience:  # the model stops here; the others go on
+                        active[m], epochs_run[m] = False, epoch
+            if not any(active):
+                break
+        if not has_val:  # keep the final weights, report the training loss
+            best_loss = evaluate(Xf, yf).tolist()
+            best_epoch = epochs_run = [epoch] * n_models
+    out = []
+    for m in range(n_models):
+        weights = best_state[m] if best_state[m] is not None else {
+            k: v[m].detach() for k, v in params.items()}
+        state = {k: weights[k].cpu().clone() for k in stacked}
+        state.update({k: v[m].cpu().clone() for k, v in buffers.items()})
+        out.append((state, {"val_loss": float(best_loss[m]), "has_validation": has_val,
+                            "best_epoch": int(best_epoch[m]),
+                            "epochs_run": int(epochs_run[m] if has_val else epoch)}))
+    return out
+
+
 def checkpoint_paths(checkpoint_dir: str | os.PathLike, fold: int, seed: int) -> tuple[Path, Path]:
     """``checkpoint_dir/fold-{fold}/model-{seed}.pt`` and its ``.json`` sidecar."""
     folder = Path(checkpoint_dir) / f"fold-{fold}"

@@ -1,0 +1,87 @@
+"""Batched training of an ensemble (``batched_training``, issue 10): the models of a fold trained
+as one vmapped network equal the models trained one by one, up to floating-point rounding."""
+
+import numpy as np
+import pytest
+import torch
+
+from xaibids.learning import EnsembleConfig, TimeseriesDataset, run_ensemble, training
+from xaibids.learning.training import train_model, train_models_batched
+
+
+def _data(seed=1, n=80):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 20, 6)).astype(np.float32)
+    y = rng.integers(0, 2, n)
+    X[y == 1, :, 0] += 0.4
+    return X, y
+
+
+@pytest.mark.parametrize("name, kwargs", [("stdnn", {"channels": (4, 4)}), ("linear", {})])
+@pytest.mark.parametrize("validation", [True, False], ids=["early-stopping", "all-epochs"])
+def test_batched_models_equal_one_by_one_training(name, kwargs, validation):
+    X, y = _data()
+    fit, val = slice(0, 60), slice(60, 80) if validation else slice(0, 0)
+    seeds = [3, 7, 11, 19]
+    settings = dict(epochs=40 if validation else 6, batch_size=16, learning_rate=3e-3,
+                    weight_decay=0.01, patience=4)
+    batched = train_models_batched(name, kwargs, X[fit], y[fit], X[val], y[val], 2, seeds,
+                                   **settings)
+    stops = set()
+    for seed, (state, info) in zip(seeds, batched):
+        ref_state, ref_info = train_model(name, kwargs, X[fit], y[fit], X[val], y[val], 2, seed,
+                                          **settings)
+        assert set(state) == set(ref_state)
+        for key in ref_state:
+            torch.testing.assert_close(state[key], ref_state[key], rtol=1e-4, atol=1e-5)
+        assert info["best_epoch"] == ref_info["best_epoch"]
+        assert info["epochs_run"] == ref_info["epochs_run"]
+        assert info["val_loss"] == pytest.approx(ref_info["val_loss"], rel=1e-5)
+        stops.add(info["epochs_run"])
+    if validation:  # the models stopped at different epochs, each on its own validation loss
+        assert len(stops) > 1
+
+
+def test_batched_training_refuses_other_models():
+    X, y = _data(n=10)
+    with pytest.raises(ValueError, match="stdnn, linear"):
+        train_models_batched("lstm-attn", {}, X, y, X[:0], y[:0], 2, [1, 2])
+    with pytest.raises(ValueError, match="Batched training supports"):
+        EnsembleConfig(model="lstm-attn", batched_training="on")
+    with pytest.raises(ValueError, match="batched_training must be one of"):
+        EnsembleConfig(batched_training="yes")
+
+
+def test_run_ensemble_batched_equals_one_by_one(tmp_path, monkeypatch):
+    """run_ensemble with batched_training='on' trains each fold's models in one call, writes
+    the usual checkpoints (a rerun reuses them) and gives the maps of one-by-one training."""
+    X, y = _data(seed=2, n=40)
+    dataset = TimeseriesDataset(X=X, y=y, classes=["a", "b"],
+                                subjects=[f"sub-{i:02d}" for i in range(40)],
+                                sources=[f"sub-{i:02d}.tsv" for i in range(40)],
+                                feature_names=[f"f{i}" for i in range(6)])
+    settings = dict(model="stdnn", model_kwargs={"channels": (4, 4)}, n_folds=2, n_models=3,
+                    epochs=8, batch_size=8, ig_steps=8, device="cpu", learning_rate=3e-3)
+    calls = []
+    real = training.train_models_batched
+
+    def counting(*args, **kwargs):
+        calls.append(len(kwargs["seeds"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_models_batched", counting)
+    batched = run_ensemble(dataset, EnsembleConfig(**settings, batched_training="on"),
+                           tmp_path / "on", progress=False)
+    assert calls == [3, 3] and batched.n_trained == 6
+    again = run_ensemble(dataset, EnsembleConfig(**settings, batched_training="on"),
+                         tmp_path / "on", progress=False)
+    assert calls == [3, 3] and again.n_reused == 6
+    single = run_ensemble(dataset, EnsembleConfig(**settings, batched_training="off"),
+                          tmp_path / "off", progress=False)
+    np.testing.assert_allclose(batched.maps["ig"], single.maps["ig"], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(batched.performance["loss"], single.performance["loss"],
+                               rtol=1e-4)
+    # auto trains one by one on the CPU: exactly the maps of 'off'
+    auto = run_ensemble(dataset, EnsembleConfig(**settings), tmp_path / "auto", progress=False)
+    assert calls == [3, 3]
+    np.testing.assert_array_equal(auto.maps["ig"], single.maps["ig"])
