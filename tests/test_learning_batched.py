@@ -1,6 +1,8 @@
 """Batched training of an ensemble (``batched_training``, issue 10): the models of a fold trained
 as one vmapped network equal the models trained one by one, up to floating-point rounding."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -85,3 +87,10 @@ def test_run_ensemble_batched_equals_one_by_one(tmp_path, monkeypatch):
     auto = run_ensemble(dataset, EnsembleConfig(**settings), tmp_path / "auto", progress=False)
     assert calls == [3, 3]
     np.testing.assert_array_equal(auto.maps["ig"], single.maps["ig"])
+
+    def fingerprints(folder):
+        return {json.loads(p.read_text())["fingerprint"] for p in folder.glob("fold-1/*.json")}
+
+    # checkpoints say how they were trained: 'auto' on the CPU is 'off', 'on' is not
+    assert fingerprints(tmp_path / "auto") == fingerprints(tmp_path / "off")
+    assert fingerprints(tmp_path / "on").isdisjoint(fingerprints(tmp_path / "off"))

@@ -481,8 +481,8 @@ def _dataset_hash(dataset: TimeseriesDataset) -> str:
 
 def _fingerprint(config: EnsembleConfig, data_hash: str, train_idx, fit_idx) -> str:
     payload = {name: getattr(config, name) for name in _TRAINING_FIELDS}
-    if config.batched_training != "off":  # absent when off: older checkpoints stay valid
-        payload["batched_training"] = config.batched_training
+    if _uses_batched_training(config, resolve_device(config.device)):
+        payload["batched_training"] = True  # absent otherwise: older checkpoints stay valid
     payload.update(data=data_hash, train=np.asarray(train_idx).tolist(), fit=np.asarray(fit_idx).tolist())
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
