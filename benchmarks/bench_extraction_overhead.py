@@ -1,7 +1,7 @@
 """Participant level: the Nipype overhead of ``xaibids … participant`` over nilearn directly.
 
     python benchmarks/bench_extraction_overhead.py [--subjects 8] [--volumes 100] [--small 2]
-        [--modes nprocs1 linear nprocs2 nprocs1-poll0.2] [--full]
+        [--modes nprocs1 linear nprocs2 linear-tfmin] [--full]
 
 Makes a small fMRIPrep-like derivatives dataset (``tests/conftest.py::make_fmriprep_dataset``:
 8 mm MNI BOLD, brain mask, confounds; one rest run per subject) in a temporary folder and, on
@@ -23,9 +23,8 @@ the same files, times
 
 Modes: ``nprocs1`` (``--nprocs 1``: Nipype MultiProc with one worker, xaibids' default plugin),
 ``linear`` (``--use-plugin`` with ``plugin: Linear``, every node in the main process),
-``nprocs2`` (``--nprocs 2``), and two what-ifs that are not what xaibids ships:
-``nprocs1-poll0.2``, ``--nprocs 1`` with Nipype's ``execution.poll_sleep_duration`` at 0.2 s
-instead of its default 2 s, and ``linear-tfmin``, ``linear`` with ``TEMPLATEFLOW_HOME`` on a
+``nprocs2`` (``--nprocs 2``), and a what-if that is not what xaibids ships:
+``linear-tfmin``, ``linear`` with ``TEMPLATEFLOW_HOME`` on a
 folder holding one template's ``template_description.json`` (importing niworkflows'
 ``DerivativesDataSink`` lists the templates of the TemplateFlow home, indexing it with pybids;
 a default home holds TemplateFlow's skeleton of ~2 500 files).
@@ -59,13 +58,10 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 MODES = {
-    "nprocs1": {"args": ["--nprocs", "1"], "poll": None, "tf_min": False},
-    "linear": {"args": ["--nprocs", "1", "--use-plugin", "{linear_yaml}"], "poll": None,
-               "tf_min": False},
-    "nprocs2": {"args": ["--nprocs", "2"], "poll": None, "tf_min": False},
-    "nprocs1-poll0.2": {"args": ["--nprocs", "1"], "poll": 0.2, "tf_min": False},
-    "linear-tfmin": {"args": ["--nprocs", "1", "--use-plugin", "{linear_yaml}"], "poll": None,
-                     "tf_min": True},
+    "nprocs1": {"args": ["--nprocs", "1"], "tf_min": False},
+    "linear": {"args": ["--nprocs", "1", "--use-plugin", "{linear_yaml}"], "tf_min": False},
+    "nprocs2": {"args": ["--nprocs", "2"], "tf_min": False},
+    "linear-tfmin": {"args": ["--nprocs", "1", "--use-plugin", "{linear_yaml}"], "tf_min": True},
 }
 ATLAS = "aal"
 STRATEGY = "simple"
@@ -167,7 +163,6 @@ def xaibids_worker(args) -> dict:
     import templateflow.api as tf_api  # niworkflows' DerivativesDataSink lists the templates
 
     tf_api.templates = timed("  of which TemplateFlow templates()", tf_api.templates)
-    from nipype import config as nipype_config
     from nipype.pipeline.engine.workflows import Workflow
 
     from xaibids.cli import participant
@@ -177,8 +172,6 @@ def xaibids_worker(args) -> dict:
     from xaibids.workflows import base as wf_base
 
     timers["imports"] = time.perf_counter() - t0
-    if args.poll is not None:
-        nipype_config.set("execution", "poll_sleep_duration", str(args.poll))
 
     cli_run.parse_args = timed("parse_args", cli_run.parse_args)
     cli_run.setup_logging = timed("setup_logging", cli_run.setup_logging)
@@ -378,7 +371,7 @@ def _benchmark(args, tmp: Path) -> int:
             best = None
             for rep in range(max(1, args.repeat)):
                 argv, out = xaibids_argv(n, mode, f"{mode}-{n}-{rep}")
-                wall, res = _worker("xaibids", {"argv": argv, "poll": MODES[mode]["poll"]},
+                wall, res = _worker("xaibids", {"argv": argv},
                                     env_tf_min if MODES[mode]["tf_min"] else env, tmp)
                 if res["code"] != 0:
                     raise SystemExit(f"xaibids exited with {res['code']} in mode {mode}")
