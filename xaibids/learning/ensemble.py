@@ -670,7 +670,6 @@ def _stabilize_batch(raw: np.ndarray, losses: np.ndarray, how: str, positive: st
     return stable, chosen, stats
 
 
-
 @dataclass
 class FoldResult:
     """One fold's share of an :class:`EnsembleResult` (:func:`attribute_trained_fold`).
