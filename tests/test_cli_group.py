@@ -51,6 +51,12 @@ def test_group_runs_participant_step_and_writes_maps(group_run):
     table = pd.read_csv(out / "group" / "desc-ig_importance.tsv", sep="\t")
     assert {"feature", "importance", "importance_norm", "selected", "cohens_d"} <= set(table.columns)
     assert table["importance_norm"].max() == pytest.approx(1.0)
+    # every region also named by the Harvard-Oxford region holding most of its voxels
+    where = table.set_index("feature")
+    assert where.loc["Precuneus_L", "reference_region"] == "Left_Precuneous_Cortex"
+    assert 0.5 < where.loc["Precuneus_L", "reference_share"] <= 1
+    assert "reference_region" in json.loads(
+        (out / "group" / "desc-ig_importance.json").read_text())
     # the group importance painted into the atlas: each region holds its importance_norm
     group_map = nb.load(out / "group" / f"space-{atlas.space}_desc-ig_importance.nii.gz")
     np.testing.assert_array_equal(group_map.affine, atlas.img.affine)

@@ -78,3 +78,31 @@ def test_region_errors():
         rank_regions(stat, labels, pd.DataFrame({"id": [1], "label": ["x"]}))
     with pytest.raises(ValueError, match="alphanumeric map key"):
         write_region_ranking(rank_regions(stat, labels, names), "/tmp", "Grad-CAM")
+
+
+def test_reference_regions_by_majority_of_voxels():
+    """Each parcel is named after the reference region holding most of its voxels; the share
+    counts voxels outside every reference region in its denominator. The reference is on a
+    grid twice as fine (resampled by nearest neighbour)."""
+    from xaibids.stats.regions import reference_regions
+
+    atlas = np.zeros((4, 4, 4), dtype=np.int16)
+    atlas[:2, :2, :2] = 1          # 8 voxels, all in reference region 10
+    atlas[2:, :, :2] = 2           # 16 voxels: 6 in region 20, 2 in 30, 8 outside
+    atlas[:2, 2:, 2:] = 3          # 8 voxels, none in a reference region
+    reference = np.zeros((4, 4, 4), dtype=np.int16)
+    reference[:2, :2, :2] = 10
+    reference[2:, :3, :1] = 20
+    reference[2:, 3:, :1] = 30
+    fine = np.kron(reference, np.ones((2, 2, 2), dtype=np.int16))
+    # coarse voxel j (2 mm) is centred at 2j mm; fine voxels 2j, 2j + 1 at 2j -/+ 0.5 mm
+    fine_affine = np.eye(4)
+    fine_affine[:3, 3] = -0.5
+    table = reference_regions(
+        nb.Nifti1Image(atlas, np.diag([2.0, 2.0, 2.0, 1.0])),
+        pd.DataFrame({"index": [1, 2, 3], "name": ["p1", "p2", "p3"]}),
+        nb.Nifti1Image(fine, fine_affine), {10: "A", 20: "B", 30: "C"})
+    assert table["name"].tolist() == ["p1", "p2", "p3"]
+    assert table["reference_region"].tolist()[:2] == ["A", "B"]
+    assert pd.isna(table["reference_region"].iloc[2])
+    np.testing.assert_allclose(table["reference_share"], [1.0, 6 / 16, 0.0])

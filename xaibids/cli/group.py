@@ -10,6 +10,7 @@ calls; it only wires them and writes the files.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -209,6 +210,9 @@ class FeatureSource:
         labels table with a network column).
     atlas : str or None
         The atlas label when the features are its regions.
+    reference : pandas.DataFrame or None
+        For atlases other than Harvard-Oxford, each region's Harvard-Oxford name and share
+        (:func:`xaibids.stats.regions.reference_regions`), added to the importance tables.
     volumes : bool
         The features are the voxels of 3D images (``--features t1``): maps are written as
         NIfTI images only, and the group statistics are those of
@@ -223,6 +227,7 @@ class FeatureSource:
     space: str | None = None
     domains: dict = field(default_factory=dict)
     atlas: str | None = None
+    reference: pd.DataFrame | None = None
     volumes: bool = False
 
 
@@ -258,7 +263,30 @@ def roi_source(config, atlas, subjects) -> FeatureSource:
                          kind_text=f"regional timecourses ({atlas_label} atlas)",
                          methods_text=_participant_text(config, atlas, subjects, atlas_label),
                          painter=painter, space=atlas.space if painter else None,
-                         atlas=atlas_label, domains=atlas.domains if painter else {})
+                         atlas=atlas_label, domains=atlas.domains if painter else {},
+                         reference=_reference_names(atlas) if painter else None)
+
+
+#: The bundled atlas whose anatomical names label the regions of other atlases.
+REFERENCE_ATLAS = "harvard-oxford"
+
+
+def _reference_names(atlas) -> pd.DataFrame | None:
+    """Harvard-Oxford names of ``atlas``'s regions (None for Harvard-Oxford itself)."""
+    from xaibids.stats.regions import reference_regions
+
+    if atlas.source == REFERENCE_ATLAS:
+        return None
+    reference = _reference_atlas()
+    return reference_regions(atlas.img, atlas.labels, reference.img, reference.labels)
+
+
+@functools.lru_cache(maxsize=1)
+def _reference_atlas():
+    """The reference atlas, made once per process (its maxprob conversion takes seconds)."""
+    from xaibids.features.atlases import load_bundled_atlas
+
+    return load_bundled_atlas(REFERENCE_ATLAS)
 
 
 def ica_source(config, subjects) -> FeatureSource:
@@ -531,12 +559,23 @@ def write_group_outputs(config, source, dataset, result, ens_config, feature_gro
             maps, dataset.X, dataset.y, dataset.classes, dataset.feature_names,
             subjects=dataset.subjects, feature_groups=feature_groups, alpha=st.fdr_alpha,
             n_boot=st.n_bootstrap, ci_level=st.ci_level, random_state=config.seeds.random_seed)
+        if source.reference is not None:  # where each region lies, by Harvard-Oxford's names
+            table = stats.importance.merge(source.reference, how="left", left_on="feature",
+                                           right_on="name").drop(columns="name")
+            order = ["feature", "reference_region", "reference_share"]
+            stats.importance = table[order + [c for c in table.columns if c not in order]]
         write_group_statistics(stats, group_dir, method)
         if source.painter is not None:
             write_group_importance_map(group_dir, method, stats.importance, source)
         top = stats.importance.sort_values("importance_norm", ascending=False).head(5)
-        LOGGER.info("%s: top features %s.", method,
-                    ", ".join(f"{r.feature} ({r.importance_norm:.2f})" for r in top.itertuples()))
+        LOGGER.info("%s: top features %s.", method, ", ".join(
+            f"{r.feature}{_where(r)} ({r.importance_norm:.2f})" for r in top.itertuples()))
+
+
+def _where(row) -> str:
+    """`` [<Harvard-Oxford region>]`` for a row of an importance table that has one."""
+    region = getattr(row, "reference_region", None)
+    return f" [{region}]" if isinstance(region, str) else ""
 
 
 def write_volume_outputs(config, source, dataset, result, group_dir: Path) -> None:

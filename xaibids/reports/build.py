@@ -566,7 +566,12 @@ def importance_section(output_dir: Path, group_dir: Path, method: str,
                                        if n_sel is not None else "") + ".")
     parts.append(f'<p class="lead">{esc(lead)} Bars are coloured by the sign of Cohen\'s d '
                  + (f"({esc(pair[0])} minus {esc(pair[1])})" if pair else "") + ".</p>")
-    parts.append(fig_html(figures.importance_figure(table, k=TOP_K, classes=pair),
+    shown = table
+    if "reference_region" in table:  # numbered parcels (CC200, ...) with where they lie
+        where = table["reference_region"].where(table["reference_region"].notna(), None)
+        shown = table.assign(feature=[f"{f} · {w}" if isinstance(w, str) else f
+                                      for f, w in zip(table["feature"], where)])
+    parts.append(fig_html(figures.importance_figure(shown, k=TOP_K, classes=pair),
                           f"Top {min(TOP_K, len(table))} features by group importance of the "
                           f"stabilized {esc(method)} maps"
                           + (" with bootstrap confidence intervals of Cohen's d."
@@ -588,8 +593,9 @@ def importance_section(output_dir: Path, group_dir: Path, method: str,
             for i in brain) + "</div>")
     else:
         parts.append(_group_map_html(group_dir, method))
-    cols = [c for c in ("feature", "group", "importance", "importance_norm", "selected",
-                        "cohens_d", "cohens_d_ci_low", "cohens_d_ci_high") if c in table]
+    cols = [c for c in ("feature", "reference_region", "reference_share", "group", "importance",
+                        "importance_norm", "selected", "cohens_d", "cohens_d_ci_low",
+                        "cohens_d_ci_high") if c in table]
     cols += [c for c in table.columns if c.startswith("mean_")]
     ranked = table.sort_values("importance_norm" if "importance_norm" in table else "importance",
                                ascending=False)[cols]

@@ -287,6 +287,13 @@ def _importance_sidecar(stats: GroupStatistics, method: str, domains: bool) -> d
                                                             f"class {label} only."}
     if not domains and "group" in stats.importance.columns:
         sidecar["group"] = {"Description": "Domain of the feature."}
+    if not domains and "reference_region" in stats.importance.columns:
+        sidecar["reference_region"] = {
+            "Description": "Harvard-Oxford region (xaibids' bundled maxprob-thr25 atlas) holding "
+                           "the most voxels of this region, after nearest-neighbour resampling "
+                           "to the atlas grid."}
+        sidecar["reference_share"] = {
+            "Description": "Fraction of this region's voxels lying in reference_region."}
     return sidecar
 
 
