@@ -573,9 +573,9 @@ def write_group_outputs(config, source, dataset, result, ens_config, feature_gro
 
 
 def _where(row) -> str:
-    """`` [<Harvard-Oxford region>]`` for a row of an importance table that has one."""
+    """`` [<Harvard-Oxford region> <share> %]`` for a row of an importance table that has one."""
     region = getattr(row, "reference_region", None)
-    return f" [{region}]" if isinstance(region, str) else ""
+    return f" [{region} {100 * row.reference_share:.0f} %]" if isinstance(region, str) else ""
 
 
 def write_volume_outputs(config, source, dataset, result, group_dir: Path) -> None:

@@ -551,7 +551,8 @@ def _bundled_atlas_images(table: pd.DataFrame, config: dict):
     except Exception:  # noqa: BLE001 - an atlas that cannot be loaded just means no brain view
         return None
     out = _paint(atlas.img, atlas.labels, table)
-    return (out, Path(f"{atlas.name} (installed atlas '{spec}')")) if out else None
+    # a text, not a Path: the caption shows ``.name`` of a Path, i.e. the last part of ``spec``
+    return (out, f"{atlas.name} (--atlas {spec})") if out else None
 
 
 def importance_section(output_dir: Path, group_dir: Path, method: str,
@@ -569,8 +570,9 @@ def importance_section(output_dir: Path, group_dir: Path, method: str,
     shown = table
     if "reference_region" in table:  # numbered parcels (CC200, ...) with where they lie
         where = table["reference_region"].where(table["reference_region"].notna(), None)
-        shown = table.assign(feature=[f"{f} · {w}" if isinstance(w, str) else f
-                                      for f, w in zip(table["feature"], where)])
+        shown = table.assign(feature=[
+            f"{f} · {w} ({100 * s:.0f} %)" if isinstance(w, str) else f
+            for f, w, s in zip(table["feature"], where, table["reference_share"])])
     parts.append(fig_html(figures.importance_figure(shown, k=TOP_K, classes=pair),
                           f"Top {min(TOP_K, len(table))} features by group importance of the "
                           f"stabilized {esc(method)} maps"
