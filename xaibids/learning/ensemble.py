@@ -21,7 +21,9 @@ label-shuffled ensembles for the permutation-based reproducibility of seed 004, 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -605,6 +607,8 @@ def attribute_fold(
             losses = np.empty((n_models, b))
             probabilities = []
             for i, model in enumerate(models):
+                if i and i % RELEASE_EVERY_MODELS == 0:
+                    release_free_heap()
                 with torch.no_grad():
                     log_p = torch.log_softmax(model(xb), dim=1)
                 losses[i] = (-log_p[torch.arange(b, device=device), yb]).cpu().numpy()
@@ -625,9 +629,37 @@ def attribute_fold(
                 if stability:
                     out["stability"][key] = stats["stability"]
             del raw
+            release_free_heap()
             if progress_bar is not None:
                 progress_bar.update(1)
             yield out
+
+
+#: Models attributed between two :func:`release_free_heap` calls (a call costs milliseconds).
+RELEASE_EVERY_MODELS = 16
+
+
+@functools.lru_cache(maxsize=1)
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):  # not glibc (musl, macOS): nothing to call
+        return None
+
+
+def release_free_heap() -> None:
+    """Give the heap's free pages back to the operating system (glibc's ``malloc_trim``).
+
+    Attributing model after model allocates and frees large blocks of varying sizes (Captum's
+    interpolated inputs and gradients); glibc keeps the freed pages, and how far the resident
+    memory creeps up then depends on the allocation order: with 300 ``stdnn`` models and 50 IG
+    steps the peak varied from 0.6 to 1.6 GiB between identical runs (Python's hash seed),
+    0.4-0.6 GiB when trimming every 16 models, at no measurable cost in time. A no-op where the
+    C library has no ``malloc_trim``.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _stabilize_batch(raw: np.ndarray, losses: np.ndarray, how: str, positive: str,
