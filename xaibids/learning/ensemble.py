@@ -860,9 +860,11 @@ def _obtain_models(plan: _FoldPlan, dataset: TimeseriesDataset, config: Ensemble
     indices = [int(m) for m in indices]
     trained_now: dict[int, tuple[dict, dict, float]] = {}
     if _uses_batched_training(config, device):
-        missing = [m for m in indices if training.load_checkpoint(
+        # the checkpoints found are kept: the loop below then does not read them again
+        found = {m: training.load_checkpoint(
             *training.checkpoint_paths(checkpoint_dir, plan.fold, plan.seeds[m]),
-            plan.fingerprint) is None]
+            plan.fingerprint) for m in indices}
+        missing = [m for m in indices if found[m] is None]
         y_train = dataset.y[plan.train_idx]
         for start in range(0, len(missing), BATCHED_GROUP_SIZE):
             group = missing[start:start + BATCHED_GROUP_SIZE]
@@ -887,11 +889,18 @@ def _obtain_models(plan: _FoldPlan, dataset: TimeseriesDataset, config: Ensemble
             for m, (state, info) in zip(group, results):
                 trained_now[m] = (state, info, share)
                 on_model()
+        reused = {m: found[m] for m in indices if found[m] is not None}
+    else:
+        reused = {}
     out = []
     for m in indices:
         if m in trained_now:
             state, info, seconds = trained_now[m]
             out.append((state, info, True, seconds))
+            continue
+        if m in reused:
+            out.append((*reused[m], False, 0.0))
+            on_model()
             continue
         start_time = time.perf_counter()
         state, info, trained = _obtain_model(plan, dataset, config, checkpoint_dir, m, device)

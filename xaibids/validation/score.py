@@ -296,8 +296,8 @@ def score_volume_maps(paths: list[Path], truth: GroundTruth, method: str,
     """Score per-subject voxel maps against the dataset's NIfTI ground-truth masks.
 
     Each map and its subject's mask (resampled to the map's grid, nearest neighbour) are
-    restricted to ``domain`` (the grid's brain mask; without it, the voxels where the map or the
-    truth is non-zero) and scored by :func:`score_maps` as one time point over voxels. The
+    restricted to ``domain`` (the grid's brain mask; without it, every voxel of the grid) and
+    scored by :func:`score_maps` as one time point over voxels. The
     group rows use the voxels that are relevant in every subject's mask; ``importance`` (the
     region table) is scored against the regions of ``groundtruth_features.tsv``.
     """
@@ -312,12 +312,11 @@ def score_volume_maps(paths: list[Path], truth: GroundTruth, method: str,
             LOGGER.warning("No ground-truth mask for %s; it is not scored.", path.name)
             continue
         data = np.asarray(img.dataobj, dtype=np.float64)
-        inside = domain if domain is not None else (data != 0) | mask
         if voxels is None:
-            voxels = inside
-        elif inside.shape != voxels.shape or not np.array_equal(inside, voxels):
-            raise XaibidsError(f"{path} is on another grid or brain mask than the first "
-                               f"{method!r} map; score maps of one run at a time.")
+            voxels = domain if domain is not None else np.ones(data.shape, dtype=bool)
+        if data.shape != voxels.shape:
+            raise XaibidsError(f"{path} is on another grid than the first {method!r} map; score "
+                               "maps of one run at a time.")
         maps.append(data[voxels][None, :])
         masks.append(mask[voxels][None, :])
         subjects.append(subject)
