@@ -260,8 +260,10 @@ def test_choose_ensemble_size_doubles_until_the_maps_stop_changing(tmp_path):
     dataset = toy_dataset(n=24, n_timepoints=10, n_features=6, signal=(1,), amplitude=2.0)
     config = tiny_config(model="stdnn", n_models=8, epochs=5, model_kwargs={"channels": (4, 4)})
     loose, table = choose_ensemble_size(dataset, config, tmp_path / "ckpt", threshold=0.01)
-    assert loose == 2 and list(table["n_models"]) == [2] and table["chosen"].all()
-    assert table["compared_with"].tolist() == [4] and table["correlation"].iloc[0] >= 0.01
+    # 2 is chosen once 2 vs 4 *and* 4 vs 8 agree: one agreement is not enough
+    assert loose == 2 and list(table["n_models"]) == [2, 4]
+    assert table["chosen"].tolist() == [True, False]
+    assert table["compared_with"].tolist() == [4, 8] and (table["correlation"] >= 0.01).all()
     strict, table = choose_ensemble_size(dataset, config, tmp_path / "ckpt", threshold=0.999999)
     assert strict == 8  # never stable at that threshold: the maximum
     assert list(table["n_models"]) == [2, 4, 8] and table["chosen"].tolist() == [False, False, True]
@@ -271,3 +273,46 @@ def test_choose_ensemble_size_doubles_until_the_maps_stop_changing(tmp_path):
     assert result.n_reused == 8 and result.n_trained == 8  # fold 1 reused, fold 2 trained
     with pytest.raises(ValueError, match="threshold must be in"):
         choose_ensemble_size(dataset, config, tmp_path / "ckpt", threshold=1.0)
+
+
+def test_choose_ensemble_size_needs_two_agreements_in_a_row(tmp_path, monkeypatch):
+    """A single agreement between small ensembles (here 2 vs 4) does not stop the doubling."""
+    from xaibids.learning import ensemble
+    from xaibids.learning.ensemble import choose_ensemble_size
+
+    scripted = iter([0.99, 0.50, 0.99, 0.99])  # 2v4, 4v8, 8v16, 16v32
+    monkeypatch.setattr(ensemble, "pearson_per_sample",
+                        lambda a, b: np.full(len(a), next(scripted)))
+    dataset = toy_dataset(n=16, n_timepoints=6, n_features=4, signal=(0,))
+    n, table = choose_ensemble_size(dataset, tiny_config(n_models=32, epochs=1), tmp_path / "c",
+                                    threshold=0.95)
+    assert n == 8
+    assert table["n_models"].tolist() == [2, 4, 8, 16]
+    assert table["chosen"].tolist() == [False, False, True, False]
+
+
+def test_choose_ensemble_size_compares_mean_maps_for_closest(tmp_path):
+    """``closest`` keeps one model's map, which need not converge: the sizes are compared on
+    the ensemble-mean maps the selection targets, i.e. exactly as with ``--stabilize mean``."""
+    from dataclasses import replace
+
+    from xaibids.attribution.reliability import pearson_per_sample
+    from xaibids.learning.ensemble import choose_ensemble_size
+
+    dataset = toy_dataset(n=24, n_timepoints=10, n_features=6, signal=(1,), amplitude=2.0)
+    closest = tiny_config(model="stdnn", n_models=4, epochs=5, stabilize="closest",
+                          model_kwargs={"channels": (4, 4)})
+    _, by_closest = choose_ensemble_size(dataset, closest, tmp_path / "ckpt", threshold=0.999999)
+    _, by_mean = choose_ensemble_size(dataset, replace(closest, stabilize="mean"),
+                                      tmp_path / "ckpt", threshold=0.999999)
+    assert by_closest["compared"].tolist() == ["mean"] * 2  # 2 vs 4, then the maximum
+    np.testing.assert_allclose(by_closest["correlation"].iloc[0], by_mean["correlation"].iloc[0])
+    # and that number is the correlation of the mean maps of 2 and 4 models, not of the
+    # selected ones
+    run2 = run_ensemble(dataset, replace(closest, n_models=2, stabilize="mean"),
+                        tmp_path / "ckpt", progress=False)
+    run4 = run_ensemble(dataset, replace(closest, stabilize="mean"), tmp_path / "ckpt",
+                        progress=False)
+    fold1 = run4.folds[0][1]
+    r = np.nanmean(pearson_per_sample(run2.maps["ig"][fold1], run4.maps["ig"][fold1]))
+    np.testing.assert_allclose(by_closest["correlation"].iloc[0], r, rtol=1e-5)

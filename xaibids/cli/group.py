@@ -510,6 +510,10 @@ def _choose_ensemble_size(config, dataset, ens_config, group_dir: Path):
     LOGGER.info("--n-models auto: doubling fold 1's ensemble from 2 models (at most %d) until "
                 "its stabilized maps stop changing (r >= %g).", lc.max_models,
                 lc.ensemble_stability)
+    if lc.max_models < 8:
+        LOGGER.warning("--n-models auto needs the maps of 2, 4 and 8 models (n, 2n, 4n) to "
+                       "agree before it stops; with --max-models %d it uses %d models. Give "
+                       "--max-models 8 or more to let it choose.", lc.max_models, lc.max_models)
     n_models, table = choose_ensemble_size(dataset, ens_config, group_dir / "checkpoints",
                                            threshold=lc.ensemble_stability)
     group_dir.mkdir(parents=True, exist_ok=True)

@@ -243,9 +243,10 @@ def get_parser() -> argparse.ArgumentParser:
                "stabilized maps stop changing (--ensemble-stability), at most --max-models")
     g.add("--max-models", type=positive_int, default=64,
           help="largest ensemble --n-models auto may choose")
-    g.add("--ensemble-stability", type=open_fraction, default=0.99,
-          help="--n-models auto stops when the stabilized maps of n and 2n models correlate "
-               "at least this much")
+    g.add("--ensemble-stability", type=open_fraction, default=0.95,
+          help="--n-models auto stops at n when the stabilized maps of n and 2n models, and "
+               "of 2n and 4n, correlate at least this much (with --stabilize closest: their "
+               "mean maps, which the selection targets)")
     g.add("--model", choices=MODELS, default="stdnn", help="network architecture")
     g.add("--epochs", type=positive_int, default=100, help="maximum training epochs")
     g.add("--learning-rate", type=positive_float, default=1e-3, metavar="RATE",

@@ -159,8 +159,6 @@ def run_benchmark(preset: Preset, random_seed: int = 0, device: str = "cpu",
     ``score``) and ``settings``.
     """
     from xaibids.learning.ensemble import EnsembleConfig, config_to_dict, run_ensemble
-    from xaibids.stats.importance import group_importance
-    from xaibids.validation.score import score_maps
 
     t0 = time.perf_counter()
     sim = simulate_in_memory(preset.kind, preset.n_subjects, preset.seed, **preset.simulation)
@@ -170,17 +168,8 @@ def run_benchmark(preset: Preset, random_seed: int = 0, device: str = "cpu",
     with tempfile.TemporaryDirectory() as tmp:
         result = run_ensemble(dataset, config, checkpoint_dir or tmp, progress=progress)
     t2 = time.perf_counter()
-    relevant = [set(r) for r in sim.relevant_features]
-    shared = {frozenset(r) for r in relevant}
-    dataset_relevant = set(next(iter(shared))) if len(shared) == 1 else None
-    tables = {}
-    for name, maps in (("stabilized", result.maps["ig"]),
-                       ("single", result.single_model_maps["ig"])):
-        importance = group_importance(maps, dataset.y, dataset.classes, dataset.feature_names,
-                                      n_boot=0)
-        tables[name] = score_maps(maps, dataset.feature_names, dataset.subjects, "ig",
-                                  masks=list(sim.truth), relevant=relevant,
-                                  dataset_relevant=dataset_relevant, importance=importance)
+    tables = {"stabilized": score_simulated_maps(sim, dataset, result.maps["ig"]),
+              "single": score_simulated_maps(sim, dataset, result.single_model_maps["ig"])}
     t3 = time.perf_counter()
     ens = result.performance[result.performance["model"].astype(str) == "ensemble"]
     return {
@@ -195,6 +184,26 @@ def run_benchmark(preset: Preset, random_seed: int = 0, device: str = "cpu",
                      "ensemble": {k: (list(v) if isinstance(v, tuple) else v)
                                   for k, v in config_to_dict(config).items()}},
     }
+
+
+def score_simulated_maps(sim, dataset, maps: np.ndarray, rows=None) -> pd.DataFrame:
+    """Score stabilized maps against a simulation's truth (:func:`~xaibids.validation.score.
+    score_maps`, with the group importance of these maps for the importance F1).
+
+    ``maps`` hold the subjects ``rows`` of ``dataset`` (all subjects when None), in that order.
+    """
+    from xaibids.stats.importance import group_importance
+    from xaibids.validation.score import score_maps
+
+    rows = np.arange(len(dataset.y)) if rows is None else np.asarray(rows)
+    relevant = [set(sim.relevant_features[i]) for i in rows]
+    shared = {frozenset(r) for r in relevant}
+    importance = group_importance(maps, dataset.y[rows], dataset.classes, dataset.feature_names,
+                                  n_boot=0)
+    return score_maps(maps, dataset.feature_names, [dataset.subjects[i] for i in rows], "ig",
+                      masks=[sim.truth[i] for i in rows], relevant=relevant,
+                      dataset_relevant=set(next(iter(shared))) if len(shared) == 1 else None,
+                      importance=importance)
 
 
 def summary(table: pd.DataFrame) -> dict[str, dict]:
