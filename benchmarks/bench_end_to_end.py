@@ -48,16 +48,10 @@ UKB_SHAPE = {"n_nodes": 53, "n_timepoints": 160}
 SCORES = ("group_roi_f1", "importance_f1", "roi_f1", "overlap", "weighted_jaccard")
 
 
-def balanced_accuracy(y_true, y_pred) -> float:
-    """Mean recall over the classes present."""
-    import numpy as np
-
-    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in np.unique(y_true)]))
-
-
 def naive_path(dataset, config, folder: Path, device) -> dict:
     """Train every fold's ``config.n_models`` models, then seed 000's attribution loop."""
     import numpy as np
+    from sklearn.metrics import balanced_accuracy_score
 
     from bench_naive_vs_xaibids import naive_fold
     from xaibids.learning.ensemble import ensemble_folds, load_fold_models, train_fold_chunk
@@ -72,7 +66,7 @@ def naive_path(dataset, config, folder: Path, device) -> dict:
         models, X_test, y_test, _ = load_fold_models(dataset, config, folder, fold=fold)
         stable, _, probabilities, _, _ = naive_fold(models, X_test, y_test, device)
         maps[test_idx] = stable
-        accuracy.append(balanced_accuracy(y_test, probabilities.mean(axis=0).argmax(axis=1)))
+        accuracy.append(balanced_accuracy_score(y_test, probabilities.mean(axis=0).argmax(axis=1)))
     done = time.perf_counter()
     return {"maps": maps, "balanced_accuracy": float(np.mean(accuracy)),
             "n_models": config.n_models,
@@ -82,8 +76,6 @@ def naive_path(dataset, config, folder: Path, device) -> dict:
 
 def xaibids_path(dataset, config, folder: Path, threshold: float) -> dict:
     """``--n-models auto --ig-steps auto``: size chosen on fold 1, then the whole run."""
-    import numpy as np
-
     from xaibids.learning.ensemble import choose_ensemble_size, run_ensemble
 
     config = replace(config, ig_steps=0)
