@@ -43,8 +43,8 @@ def presets(full: bool) -> dict:
         "boxes": replace(boxes, n_subjects=1000,
                          ensemble={**boxes.ensemble, "n_folds": 5, "n_models": 3,
                                    "ig_steps": 20}),
-        # VAR is learned slowly: a plateau at chance of tens of epochs comes first, which
-        # the CI preset's patience of 8 ends (docs/benchmarks.md, "Why these settings")
+        # VAR needs thousands of training subjects, a smaller learning rate and more
+        # patience than the CI preset (docs/benchmarks.md, "Why these settings")
         "var": replace(var, n_subjects=16000,
                        ensemble={**var.ensemble, "n_folds": 2, "n_models": 2,
                                  "learning_rate": 1e-3, "epochs": 80, "patience": 20}),
