@@ -94,3 +94,21 @@ def test_run_ensemble_batched_equals_one_by_one(tmp_path, monkeypatch):
     # checkpoints say how they were trained: 'auto' on the CPU is 'off', 'on' is not
     assert fingerprints(tmp_path / "auto") == fingerprints(tmp_path / "off")
     assert fingerprints(tmp_path / "on").isdisjoint(fingerprints(tmp_path / "off"))
+
+
+@pytest.mark.parametrize("mode, model, said", [("on", "stdnn", True), ("off", "stdnn", False),
+                                               ("auto", "stdnn", torch.cuda.is_available()),
+                                               ("auto", "lstm-attn", False)])
+def test_methods_text_says_when_a_fold_was_trained_together(mode, model, said):
+    from xaibids.cli.group import ensemble_config, group_methods
+    from xaibids.config import Config
+
+    X, y = _data(n=8)
+    subjects = [f"sub-{i}" for i in range(8)]
+    dataset = TimeseriesDataset(X=X, y=y, classes=["a", "b"], subjects=subjects,
+                                sources=subjects, feature_names=list("abcdef"))
+    config = Config()
+    config.learning.batched_training, config.learning.model = mode, model
+    config.learning.device = "cpu"
+    text = group_methods(config, ensemble_config(config, dataset, None), dataset, "timecourses")
+    assert ("trained together as one vectorized network" in text) is said

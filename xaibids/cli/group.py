@@ -153,6 +153,7 @@ def atlas_on_grid(config, atlas, dataset) -> Path:
 
 def group_methods(config, ens_config, dataset, feature_kind: str) -> str:
     """Methods text of the group level (``boilerplate/group.md``) for this configuration."""
+    from xaibids.learning.ensemble import resolve_device, uses_batched_training
     from xaibids.outputs.methods import describe_methods, render_template
 
     st = config.statistics
@@ -161,6 +162,7 @@ def group_methods(config, ens_config, dataset, feature_kind: str) -> str:
         n_subjects=len(set(dataset.subjects)), n_runs=len(dataset.subjects),
         n_timepoints=dataset.X.shape[1], n_features=dataset.X.shape[2], grid=dataset.grid,
         feature_kind=feature_kind, cv_group=config.learning.cv_group, ens=ens_config,
+        batched=uses_batched_training(ens_config, resolve_device(ens_config.device)),
         methods=describe_methods(ens_config),
         stats={"ci_level": st.ci_level, "n_bootstrap": st.n_bootstrap,
                "fdr_alpha": st.fdr_alpha,

@@ -483,7 +483,7 @@ def _dataset_hash(dataset: TimeseriesDataset) -> str:
 
 def _fingerprint(config: EnsembleConfig, data_hash: str, train_idx, fit_idx) -> str:
     payload = {name: getattr(config, name) for name in _TRAINING_FIELDS}
-    if _uses_batched_training(config, resolve_device(config.device)):
+    if uses_batched_training(config, resolve_device(config.device)):
         payload["batched_training"] = True  # absent otherwise: older checkpoints stay valid
     payload.update(data=data_hash, train=np.asarray(train_idx).tolist(), fit=np.asarray(fit_idx).tolist())
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -839,7 +839,7 @@ def _obtain_model(plan: _FoldPlan, dataset: TimeseriesDataset, config: EnsembleC
     return state, info, True
 
 
-def _uses_batched_training(config: EnsembleConfig, device: torch.device) -> bool:
+def uses_batched_training(config: EnsembleConfig, device: torch.device) -> bool:
     """Whether :func:`_obtain_models` trains missing models together (see ``batched_training``)."""
     if config.model not in training.BATCHABLE_MODELS or config.batched_training == "off":
         return False
@@ -859,7 +859,7 @@ def _obtain_models(plan: _FoldPlan, dataset: TimeseriesDataset, config: Ensemble
     on_model = on_model or (lambda: None)
     indices = [int(m) for m in indices]
     trained_now: dict[int, tuple[dict, dict, float]] = {}
-    if _uses_batched_training(config, device):
+    if uses_batched_training(config, device):
         # the checkpoints found are kept: the loop below then does not read them again
         found = {m: training.load_checkpoint(
             *training.checkpoint_paths(checkpoint_dir, plan.fold, plan.seeds[m]),
