@@ -194,10 +194,37 @@ def _voxel_truth(root, n_subjects=3):
     return subjects
 
 
-def test_voxel_maps_scored_against_nifti_truth(tmp_path):
+def test_each_subjects_own_voxel_truth_is_read(tmp_path):
+    """Masks are resampled once per distinct file content: different masks stay apart."""
+    import nibabel as nb
+
+    from xaibids.validation.groundtruth import GroundTruth
+
+    subjects = _voxel_truth(tmp_path / "truth", n_subjects=2)
+    other = tmp_path / "truth" / "sub-02" / "anat" / (
+        "sub-02_space-MNI152NLin2009cAsym_desc-groundtruth_mask.nii.gz")
+    fine = np.zeros((12, 12, 12), dtype=np.uint8)
+    fine[6:10, 6:10, 6:10] = 1
+    nb.Nifti1Image(fine, np.diag([2.0, 2.0, 2.0, 1.0])).to_filename(other)
+    truth = GroundTruth.load(tmp_path / "truth")
+    grid = nb.Nifti1Image(np.zeros((6, 6, 6), np.float32), np.diag([4.0, 4.0, 4.0, 1.0]))
+    masks = [truth.read_volume_mask(
+        f"{sub}_space-MNI152NLin2009cAsym_res-4_desc-ig_attribution.nii.gz", grid)
+        for sub in subjects]
+    assert masks[0][1:3, 1:3, 1:3].all() and masks[0].sum() == 8
+    assert masks[1][3:5, 3:5, 3:5].all() and masks[1].sum() == 8
+
+
+def test_voxel_maps_scored_against_nifti_truth(tmp_path, monkeypatch):
     """t1-style voxel maps (no TSV beside them): voxel accuracy/FDR/FOR and seed 000's metrics
     per subject against the resampled truth, and the region importance against the regions."""
     import nibabel as nb
+    import nilearn.image
+
+    resampled = []
+    real_resample = nilearn.image.resample_to_img
+    monkeypatch.setattr(nilearn.image, "resample_to_img",
+                        lambda *a, **k: resampled.append(1) or real_resample(*a, **k))
 
     subjects = _voxel_truth(tmp_path / "truth")
     out = tmp_path / "out"
@@ -229,6 +256,7 @@ def test_voxel_maps_scored_against_nifti_truth(tmp_path):
                   "selected": [True, False, True]}).to_csv(
         out / "group" / "desc-ig_importance.tsv", sep="\t", index=False)
     table = score_output(out, tmp_path / "truth")
+    assert len(resampled) == 1  # the subjects' identical masks are resampled once
     per = table[table["subject"].notna()].pivot(index="subject", columns="metric", values="value")
     for sub, values in expected.items():
         for metric, value in values.items():

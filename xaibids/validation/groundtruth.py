@@ -19,6 +19,7 @@ What a simulated dataset provides (see its README and :mod:`xaibids.simulate.wri
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ class GroundTruth:
     features: pd.DataFrame | None = None
     masks: dict = field(default_factory=dict)
     volume_masks: dict = field(default_factory=dict)
+    _volume_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> GroundTruth:
@@ -157,9 +159,15 @@ class GroundTruth:
         path = self.volume_masks.get(run_key(Path(map_path).name))
         if path is None:
             return None
-        mask = nb.load(path)
-        if mask.shape[:3] != map_img.shape[:3] or not np.allclose(mask.affine, map_img.affine,
-                                                                  atol=1e-4):
-            mask = resample_to_img(mask, map_img, interpolation="nearest",
-                                   force_resample=True, copy_header=True)
-        return np.asarray(mask.dataobj) > 0
+        # simulators write the same mask for many subjects (t1-atrophy: one for all): resample
+        # each distinct mask once per grid
+        key = (hashlib.sha1(Path(path).read_bytes()).hexdigest(), tuple(map_img.shape[:3]),
+               np.round(np.asarray(map_img.affine, dtype=float), 4).tobytes())
+        if key not in self._volume_cache:
+            mask = nb.load(path)
+            if mask.shape[:3] != map_img.shape[:3] or not np.allclose(
+                    mask.affine, map_img.affine, atol=1e-4):
+                mask = resample_to_img(mask, map_img, interpolation="nearest",
+                                       force_resample=True, copy_header=True)
+            self._volume_cache[key] = np.asarray(mask.dataobj) > 0
+        return self._volume_cache[key].copy()
