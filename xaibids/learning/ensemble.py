@@ -1434,8 +1434,8 @@ def choose_ensemble_size(
                 return (rows[-ENSEMBLE_AGREEMENTS]["n_models"],
                         pd.DataFrame(rows, columns=ENSEMBLE_SIZE_COLUMNS))
         previous = (n, maps)
-    LOGGER.warning("Ensemble size: the stabilized maps still changed between the last sizes; "
-                   "using the maximum, %d models.", config.n_models)
+    LOGGER.warning("Ensemble size: no two doublings in a row gave %s maps that agree at r >= "
+                   "%.3f; using the maximum, %d models.", compared, threshold, config.n_models)
     rows.append({"n_models": config.n_models, "compared_with": None, "compared": compared,
                  "correlation": None, "n_samples": n_cal, "chosen": True})
     return config.n_models, pd.DataFrame(rows, columns=ENSEMBLE_SIZE_COLUMNS)
