@@ -51,7 +51,7 @@ def main(argv=None) -> int:
         write_benchmark_report,
     )
 
-    parser = benchmark_parser(__doc__.split("\n\n")[0], "(no larger size)")
+    parser = benchmark_parser(__doc__.split("\n\n")[0], None)
     parser.add_argument("--n-models", type=int, default=300)
     parser.add_argument("--sizes", type=int, nargs="+", default=[8, 32, 300])
     args = parser.parse_args(argv)

@@ -89,12 +89,14 @@ CI_PRESETS = {
 }
 
 
-def benchmark_parser(description: str, full_help: str):
-    """The options every ``benchmarks/bench_*.py`` script shares (add the script's own)."""
+def benchmark_parser(description: str, full_help: str | None):
+    """The options every ``benchmarks/bench_*.py`` script shares (add the script's own);
+    ``--full`` only where the script has a larger size (``full_help`` given)."""
     import argparse
 
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--full", action="store_true", help=full_help)
+    if full_help is not None:
+        parser.add_argument("--full", action="store_true", help=full_help)
     parser.add_argument("--threads", type=int, default=1,
                         help="PyTorch threads (1 avoids oversubscription on shared machines)")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
