@@ -216,9 +216,15 @@ class FeatureSource:
         For atlases other than Harvard-Oxford, each region's Harvard-Oxford name and share
         (:func:`xaibids.stats.regions.reference_regions`), added to the importance tables.
     volumes : bool
-        The features are the voxels of 3D images (``--features t1``): maps are written as
-        NIfTI images only, and the group statistics are those of
+        The features are the voxels of 3D images (``--features t1`` and ``trials``): maps are
+        written as NIfTI images only, and the group statistics are those of
         :mod:`xaibids.stats.volumes`.
+    mask : ndarray or None
+        Volumes: the brain mask on their grid (maps are 0 outside; reliability compares its
+        voxels only).
+    trials : bool
+        The samples are single trials (``--features trials``): several per run file, and the
+        target may be a column of the events.
     """
 
     runs: list
@@ -231,6 +237,8 @@ class FeatureSource:
     atlas: str | None = None
     reference: pd.DataFrame | None = None
     volumes: bool = False
+    mask: np.ndarray | None = None
+    trials: bool = False
 
 
 def _extract_missing(config, atlas, subjects, pattern: str) -> None:
@@ -358,7 +366,53 @@ def t1_source(config, atlas, subjects) -> FeatureSource:
         kind_text=(f"T1-weighted volumes ({config.workflow.t1_resolution:g} mm, "
                    f"{' x '.join(map(str, mask.shape))} voxels)"),
         methods_text=_participant_text(config, atlas, subjects, ""),
-        painter=painter, space="".join(spaces[:1]) or None, volumes=True)
+        painter=painter, space="".join(spaces[:1]) or None, volumes=True, mask=mask)
+
+
+def trials_source(config, subjects) -> FeatureSource:
+    """Single-trial activation maps made by the participant step (now, for subjects without
+    them) in OUTPUT_DIR; the group brain mask is the intersection of the runs' masks."""
+    import nibabel as nb
+
+    from xaibids.stats.volumes import volume_image
+    from xaibids.workflows.trials import TRIALS_DESC
+
+    pattern = f"*_desc-{TRIALS_DESC}_bold.nii.gz"
+    _extract_missing(config, None, subjects, pattern)
+    out = Path(config.execution.output_dir)
+    runs = [(f"sub-{s.subject}", str(path)) for s in subjects
+            for path in sorted((out / f"sub-{s.subject}").glob(f"**/{pattern}"))]
+    if not runs:
+        raise XaibidsError(f"No trial maps ({pattern}) were found or made in {out}.")
+    spaces = sorted({m.group(1) for _, p in runs
+                     if (m := re.search(r"_space-([A-Za-z0-9]+)_", Path(p).name))})
+    if len(spaces) > 1:
+        raise XaibidsError(f"The trial maps are in several spaces ({', '.join(spaces)}); "
+                           "choose one with --bids-filter-file (\"bold\": {\"space\": ...}).")
+    mask, affine = None, None
+    for _, path in runs:
+        mask_path = Path(path.replace(f"_desc-{TRIALS_DESC}_bold.nii.gz", "_desc-brain_mask.nii.gz"))
+        if not mask_path.exists():
+            raise XaibidsError(f"{mask_path} is missing (written with {Path(path).name}); rerun "
+                               "the participant level with --overwrite.")
+        img = nb.load(mask_path)
+        run_mask = np.asarray(img.dataobj) > 0
+        if mask is not None and run_mask.shape != mask.shape:
+            raise XaibidsError(f"{Path(path).name} is on another grid than {Path(runs[0][1]).name};"
+                               " give BOLD runs of one space and resolution.")
+        mask = run_mask if mask is None else mask & run_mask
+        affine = img.affine if affine is None else affine
+
+    def painter(values: pd.Series):
+        return volume_image(values.to_numpy().reshape(mask.shape), affine, mask,
+                            template=bool(spaces))
+
+    return FeatureSource(
+        runs=runs, label="trials",
+        kind_text=(f"single-trial activation maps ({' x '.join(map(str, mask.shape))} voxels, "
+                   f"{int(mask.sum())} in the brain mask)"),
+        methods_text=_participant_text(config, None, subjects, ""),
+        painter=painter, space="".join(spaces) or None, volumes=True, mask=mask, trials=True)
 
 
 def _group_ica_subjects(subjects):
@@ -398,7 +452,9 @@ def gather_ica_timeseries(config, subjects) -> list[tuple[str, str]]:
 
 def run_group(config, atlas, subjects) -> int:
     """Run the group level; returns the exit code."""
-    from xaibids.learning.dataset import assemble_dataset, assemble_volume_dataset
+    from xaibids.learning.dataset import (
+        assemble_dataset, assemble_trial_dataset, assemble_volume_dataset,
+    )
     from xaibids.outputs.boilerplate import write_boilerplate
     from xaibids.outputs.methods import parameters_text
     from xaibids.reports import build_reports
@@ -407,7 +463,7 @@ def run_group(config, atlas, subjects) -> int:
     ex, lc = config.execution, config.learning
     out = Path(ex.output_dir)
     participants = read_participants(Path(ex.bids_dir))
-    if lc.target not in participants.columns:
+    if lc.target not in participants.columns and config.workflow.features != "trials":
         raise XaibidsError(
             f"--target {lc.target!r} is not a column of {Path(ex.bids_dir) / 'participants.tsv'}; "
             f"its columns are {', '.join(participants.columns)}."
@@ -425,6 +481,7 @@ def run_group(config, atlas, subjects) -> int:
     else:
         source = {"ica": lambda: ica_source(config, subjects),
                   "t1": lambda: t1_source(config, atlas, subjects),
+                  "trials": lambda: trials_source(config, subjects),
                   "roi": lambda: roi_source(config, atlas, subjects)}[config.workflow.features]()
         inputs = group_inputs(config, [path for _, path in source.runs])
         if _finished(config, settings, inputs):
@@ -432,7 +489,10 @@ def run_group(config, atlas, subjects) -> int:
         before = snapshot(out)
         prepare_output(config, atlas)
     try:
-        dataset = (assemble_volume_dataset(source.runs, participants, lc.target,
+        dataset = (assemble_trial_dataset(source.runs, participants, lc.target,
+                                          lc.cv_group or None, mask=source.mask)
+                   if source.trials else
+                   assemble_volume_dataset(source.runs, participants, lc.target,
                                            lc.cv_group or None) if source.volumes else
                    assemble_dataset(source.runs, participants, lc.target, lc.cv_group or None,
                                     lc.length_policy))
@@ -450,7 +510,9 @@ def run_group(config, atlas, subjects) -> int:
                 (f"volumes of {' x '.join(map(str, dataset.grid))} voxels" if source.volumes
                  else f"{dataset.X.shape[1]} time points x {dataset.X.shape[2]} features"),
                 ", ".join(dataset.classes))
-    ens_config = ensemble_config(config, dataset, atlas)
+    # an atlas only means something on a grid in its template space
+    ens_config = ensemble_config(config, dataset,
+                                 None if source.trials and source.space is None else atlas)
     nip = config.nipype
     if lc.n_models == 0 and not ex.boilerplate_only:
         ens_config = _choose_ensemble_size(config, dataset, ens_config, out / "group")
@@ -469,7 +531,7 @@ def run_group(config, atlas, subjects) -> int:
         plugin_args=nip.plugin_args, node_plugin_args=nip.training_plugin_args or None,
         num_threads=max(1, nip.omp_nthreads))
     write_group_outputs(config, source, dataset, result, ens_config, feature_groups)
-    write_reliability_outputs(config, dataset, result, ens_config, out / "group")
+    write_reliability_outputs(config, source, dataset, result, ens_config, out / "group")
     ens = result.performance[result.performance["model"].astype(str) == "ensemble"]
     LOGGER.info("Balanced accuracy per fold: %s (mean %.3f).",
                 ", ".join(f"{v:.3f}" for v in ens["balanced_accuracy"]),
@@ -590,17 +652,28 @@ def write_volume_outputs(config, source, dataset, result, group_dir: Path) -> No
     import nibabel as nb
 
     from xaibids.features.atlases import load_atlas
-    from xaibids.features.t1 import grid_mask
-    from xaibids.stats.volumes import compute_volume_statistics, write_volume_statistics
+    from xaibids.stats._common import statistical_units
+    from xaibids.stats.volumes import (
+        compute_volume_statistics, subject_mean_map, write_group_mean_map, write_volume_statistics,
+    )
 
     st = config.statistics
+    mask = source.mask
+    units = statistical_units(dataset.subjects, dataset.y)
+    if source.space is None:  # a grid in no template space: no atlas regions to rank
+        for method, maps in result.maps.items():
+            path = write_group_mean_map(
+                subject_mean_map(maps, dataset.y, units).reshape(dataset.grid),
+                group_dir, method, dataset.affine, mask=mask)
+            LOGGER.info("%s: group map %s (the grid is in no template space: no region "
+                        "statistics).", method, path.name)
+        return
     atlas = load_atlas(config.workflow.atlas)
     labels = np.asarray(nb.load(atlas_on_grid(config, atlas, dataset)).dataobj).astype(int)
-    mask = np.asarray(grid_mask(config.workflow.t1_resolution).dataobj) > 0
     for method, maps in result.maps.items():
         stats = compute_volume_statistics(
             maps, dataset.y, dataset.classes, dataset.grid, labels, atlas.labels,
-            subjects=dataset.subjects, n_boot=st.n_bootstrap, ci_level=st.ci_level,
+            subjects=units, n_boot=st.n_bootstrap, ci_level=st.ci_level,
             random_state=config.seeds.random_seed)
         write_volume_statistics(stats, group_dir, method, dataset.affine, source.space or "",
                                 mask=mask, atlas=atlas.name)
@@ -609,7 +682,8 @@ def write_volume_outputs(config, source, dataset, result, group_dir: Path) -> No
                     ", ".join(f"{r.region} ({r.share:.2f})" for r in top.itertuples()))
 
 
-def write_reliability_outputs(config, dataset, result, ens_config, group_dir: Path) -> list[Path]:
+def write_reliability_outputs(config, source, dataset, result, ens_config,
+                              group_dir: Path) -> list[Path]:
     """The reliability report card of the maps (seeds 001-004) under ``group/``.
 
     Stability across seeds comes with the ensemble; agreement between methods and between IG
@@ -629,10 +703,8 @@ def write_reliability_outputs(config, dataset, result, ens_config, group_dir: Pa
     ac = config.attribution
     tables, metrics = {}, [result.stability]
     brain = None
-    if dataset.grid is not None:  # voxel maps: compare the brain's voxels only (seed 002)
-        from xaibids.features.t1 import grid_mask
-
-        brain = np.asarray(grid_mask(config.workflow.t1_resolution).dataobj).ravel() > 0
+    if source.mask is not None:  # voxel maps: compare the brain's voxels only (seed 002)
+        brain = np.asarray(source.mask).ravel()
     if len(result.maps) > 1:
         tables["method_agreement"] = method_agreement(result.maps, mask=brain)
         tables["method_dice"] = method_dice(result.maps, mask=brain)

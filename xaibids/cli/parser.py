@@ -196,8 +196,10 @@ def get_parser() -> argparse.ArgumentParser:
           help="more log output (-v info, -vv debug) and full tracebacks on errors")
 
     g = _Group(parser.add_argument_group("Features (participant level)"))
-    g.add("--features", choices=["roi", "ica", "t1"], default="roi",
-          help="what to extract: ROI timecourses, ICA timecourses or resampled T1 volumes")
+    g.add("--features", choices=["roi", "ica", "t1", "trials"], default="roi",
+          help="what to extract: ROI timecourses, ICA timecourses, resampled T1 volumes, or "
+               "single-trial activation maps (one volume per event of each BOLD run's "
+               "events.tsv, seed 004; --target may then name an events column)")
     g.add("--atlas", default="harvard-oxford", metavar="NAME|PATH",
           help=f"bundled atlas ({', '.join(BUNDLED_ATLASES)}), a NIfTI label image with a TSV "
                "of 'index' and 'name' beside it, or a BIDS-Atlas dataset")
@@ -234,7 +236,8 @@ def get_parser() -> argparse.ArgumentParser:
 
     g = _Group(parser.add_argument_group("Models and ensembles (group level)"))
     g.add("--target", default="group", metavar="COLUMN",
-          help="participants.tsv column holding the classes")
+          help="participants.tsv column holding the classes (--features trials: or a column "
+               "of the events files, e.g. trial_type)")
     g.add("--cv-group", default="", metavar="COLUMN",
           help="participants.tsv column (e.g. site) kept whole within folds")
     g.add("--n-folds", type=positive_int, default=5, help="cross-validation folds")

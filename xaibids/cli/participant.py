@@ -17,6 +17,7 @@ from xaibids.inputs.layout import (
     collect_bold_runs,
     collect_t1w,
     collect_timeseries,
+    collect_trial_runs,
     select_subjects,
 )
 from xaibids.outputs.completion import (
@@ -53,6 +54,18 @@ def collect_inputs(config, atlas) -> list[SubjectData]:
                 "-d. Check --session-label and the 't1w' query of --bids-filter-file."
             )
         return subjects
+    if config.workflow.features == "trials":
+        for label in labels:
+            subjects.append(SubjectData(subject=label, bold_runs=collect_trial_runs(
+                layout, label, ex.bids_filters, ex.session_label, ex.task_id, need_confounds)))
+        lacking = [s.subject for s in subjects if not s.bold_runs]
+        if lacking:
+            raise XaibidsError(
+                f"No BOLD run matched the selection for "
+                f"{', '.join('sub-' + s for s in lacking)}: --features trials reads "
+                "preprocessed BOLD (-d fmriprep=PATH) or the raw dataset's BOLD runs, with their "
+                "events.tsv. Check --task-id, --session-label and --bids-filter-file.")
+        return subjects
     for label in labels:
         data = SubjectData(subject=label)
         data.timeseries = collect_timeseries(layout, label, ex.bids_filters, ex.session_label,
@@ -88,6 +101,8 @@ def feature_set(config, atlas) -> str:
     ``t1-res<mm>``."""
     if config.workflow.features == "t1":
         return f"t1-res{resolution_label(config.workflow.t1_resolution)}"
+    if config.workflow.features == "trials":
+        return "trials"
     if atlas is not None:
         return f"atlas-{atlas.name}"
     stem = Path(config.workflow.ica_template).name.split(".")[0]
@@ -107,6 +122,7 @@ EXTRACTION_SETTINGS = {
     "ica": ("features", "ica_template", "confounds", "detrend", "standardize", "high_pass",
             "low_pass", "min_coverage"),
     "t1": ("features", "t1_resolution"),
+    "trials": ("features", "confounds", "detrend", "standardize", "high_pass", "low_pass"),
 }
 
 
@@ -119,6 +135,8 @@ def extraction_settings(config, atlas) -> dict:
                      "execution.task_id": ex.task_id, "execution.bids_filters": ex.bids_filters})
     if wf.features == "t1":
         settings["execution.random_seed"] = config.seeds.random_seed  # registration sampling
+    elif wf.features == "trials":
+        pass  # no atlas: the trial maps are voxels
     elif atlas is not None:
         digest = hashlib.sha256(np.ascontiguousarray(atlas.img.dataobj).tobytes())
         digest.update(np.asarray(atlas.img.affine).tobytes())
@@ -133,6 +151,8 @@ def feature_kind(config, atlas) -> str:
     """What the participant step makes, in words (for the log)."""
     if config.workflow.features == "t1":
         return f"T1w volumes on the {config.workflow.t1_resolution:g} mm template grid"
+    if config.workflow.features == "trials":
+        return "single-trial activation maps"
     if atlas is not None:
         return f"ROI timecourses ({atlas.name} atlas)"
     return f"ICA timecourses ({Path(config.workflow.ica_template).name})"
@@ -182,7 +202,9 @@ def prepare_output(config, atlas) -> tuple[str, str] | None:
     write_dataset_description(out, ex.bids_dir, ex.derivatives)
     write_bidsignore(out)
     save_config(config, out / "logs" / "config.toml")
-    return write_atlas_files(config, atlas) if atlas is not None else None
+    if atlas is None or config.workflow.features == "trials":
+        return None
+    return write_atlas_files(config, atlas)
 
 
 def write_atlas_files(config, atlas) -> tuple[str, str]:

@@ -205,6 +205,10 @@ def check_group_options(config: Config) -> None:
         raise XaibidsError(f"{err} Choose other --attribution methods or another --model.") from None
 
 
+#: ``--features`` whose samples are 3D volumes (classified by ``linear`` or ``cnn3d``).
+VOLUME_FEATURES = ("t1", "trials")
+
+
 def configure(config: Config, extra: dict):
     """Complete and check the configuration; return the atlas (None for ICA). Writes nothing."""
     from xaibids.features.atlases import AtlasError, load_atlas
@@ -220,14 +224,17 @@ def configure(config: Config, extra: dict):
     if extra.get("bids_filter_file"):
         ex.bids_filters = load_bids_filters(extra["bids_filter_file"])
     volume_models = ("cnn3d", "linear")
-    if config.workflow.features == "t1" and ex.analysis_level == "group" \
+    features = config.workflow.features
+    if features in VOLUME_FEATURES and ex.analysis_level == "group" \
             and config.learning.model not in volume_models:
         raise XaibidsError(
-            f"--features t1 classifies 3D volumes: give --model cnn3d (seed 002's 3D CNN) or "
-            f"--model linear; --model {config.learning.model} reads timecourses."
+            f"--features {features} classifies 3D volumes: give --model linear (seed 004's "
+            f"network without hidden layers) or --model cnn3d (seed 002's 3D CNN); --model "
+            f"{config.learning.model} reads timecourses."
         )
-    if config.workflow.features != "t1" and config.learning.model == "cnn3d":
-        raise XaibidsError("--model cnn3d classifies 3D volumes; use it with --features t1.")
+    if features not in VOLUME_FEATURES and config.learning.model == "cnn3d":
+        raise XaibidsError("--model cnn3d classifies 3D volumes; use it with --features t1 or "
+                           "trials.")
     if ex.analysis_level == "group":
         check_group_options(config)
     check_paths(config)

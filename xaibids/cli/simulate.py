@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-classes", type=int,
                    help="number of categories (the group levels cat1..catN), 2-5 (default 2)")
     p.add_argument("--n-trials", type=int, help="volumes (samples) per subject (default 20)")
+    p.add_argument("--design", choices=["between", "within"],
+                   help="between: each subject has one category, its participants.tsv 'group' "
+                        "(default); within: each subject's trials cycle through the categories "
+                        "(events' trial_type), as in seed 004 -- analyse with --features trials "
+                        "--target trial_type")
     p.add_argument("--grid", choices=["box", "mni"],
                    help="box: a cube of --grid-size voxels, all in the mask (default); mni: "
                         "nilearn's MNI152 brain mask at --voxel-size")

@@ -237,6 +237,45 @@ def check_target(participants: pd.DataFrame, path: Path, target: str, cv_group: 
         )
 
 
+def check_trial_target(participants: pd.DataFrame, path: Path, target: str,
+                       cv_group: str | None, subjects, n_folds: int) -> None:
+    """``--features trials``: ``--target`` is a ``participants.tsv`` column (checked as by
+    :func:`check_target`) or a column of every run's events with categorical values; the folds
+    keep a subject's trials together, so at least ``n_folds`` subjects are needed.
+
+    ``subjects`` are :class:`~xaibids.inputs.layout.SubjectData` with their runs' events.
+    """
+    if target in participants.columns:
+        check_target(participants, path, target, cv_group, [s.subject for s in subjects],
+                     n_folds)
+        return
+    if cv_group and cv_group not in participants.columns:
+        check_target(participants, path, cv_group, None, [], n_folds)  # raises, naming it
+    values = []
+    for run in (r for s in subjects for r in s.bold_runs):
+        events = pd.read_csv(run.events, sep="\t", dtype=str, keep_default_na=False)
+        if target not in events.columns:
+            raise XaibidsError(
+                f"--target {target!r} is neither a column of {path} (its columns are "
+                f"{', '.join(map(str, participants.columns)) or '(none)'}) nor of {run.events} "
+                f"(its columns are {', '.join(map(str, events.columns))}). Choose one of them, "
+                "e.g. --target trial_type.")
+        values += [str(v).strip() for v in events[target] if not _missing(v)]
+    if looks_continuous(values):
+        raise XaibidsError(
+            f"The events' column {target!r} looks continuous ({len(set(values))} distinct "
+            f"numeric values); --target needs classes, e.g. --target trial_type.")
+    if len(set(values)) < 2:
+        raise XaibidsError(
+            f"The events' column {target!r} has {len(set(values))} class(es) among the selected "
+            "runs; classification needs at least two. Choose another --target.")
+    if len(subjects) < n_folds:
+        raise XaibidsError(
+            f"The folds keep each subject's trials together, and {len(subjects)} subject(s) "
+            f"are selected for {n_folds} folds; lower --n-folds to at most {len(subjects)} "
+            "(the number of subjects is leave-one-subject-out, as in seed 004).")
+
+
 def check_timeseries_files(paths: list[str]) -> dict[str, int]:
     """Timeseries TSVs given as input: readable, numeric, no infinite values.
 
@@ -284,8 +323,12 @@ def check_group_inputs(config, subjects) -> None:
     ex, lc = config.execution, config.learning
     bids_dir = Path(ex.bids_dir)
     participants = read_participants(bids_dir)
-    check_target(participants, bids_dir / "participants.tsv", lc.target, lc.cv_group or None,
-                 [s.subject for s in subjects], lc.n_folds)
+    if config.workflow.features == "trials":
+        check_trial_target(participants, bids_dir / "participants.tsv", lc.target,
+                           lc.cv_group or None, subjects, lc.n_folds)
+    else:
+        check_target(participants, bids_dir / "participants.tsv", lc.target,
+                     lc.cv_group or None, [s.subject for s in subjects], lc.n_folds)
     check_repetition_times(subjects)
     lengths = check_timeseries_files([p for s in subjects for p in s.timeseries])
     if lc.length_policy == "error":

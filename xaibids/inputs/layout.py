@@ -143,6 +143,7 @@ class BoldRun:
     confounds: str | None
     entities: dict
     metadata: dict = field(default_factory=dict)
+    events: str | None = None  # the run's events.tsv (``--features trials``)
 
     @property
     def space(self) -> str | None:
@@ -151,7 +152,8 @@ class BoldRun:
     def files(self) -> list[str]:
         """The input files (for fingerprints and ``Sources``)."""
         return [p for p in (self.bold, self.mask, self.confounds,
-                            self.confounds and self.confounds.replace(".tsv", ".json")) if p]
+                            self.confounds and self.confounds.replace(".tsv", ".json"),
+                            self.events) if p]
 
 
 @dataclass
@@ -302,6 +304,55 @@ def collect_bold_runs(layout: BIDSLayout, subject: str, filters: dict, sessions:
         runs.append(BoldRun(subject=subject, bold=bold.path, mask=masks[0].path,
                             confounds=confounds[0].path if confounds else None,
                             entities=bold.get_entities(), metadata=bold.get_metadata()))
+    return runs
+
+
+def _events_of(layout: BIDSLayout, bold) -> list:
+    """The raw dataset's ``events.tsv`` of a BOLD run (same subject, session, task, acq, run)."""
+    entities = bold.get_entities()
+    query = {k: entities.get(k, Query.NONE) for k in ("subject", "session", "task", "acquisition",
+                                                      "run")}
+    return layout.get(scope="raw", datatype="func", suffix="events", extension=".tsv", **query)
+
+
+def collect_trial_runs(layout: BIDSLayout, subject: str, filters: dict, sessions: list[str],
+                       tasks: list[str], need_confounds: bool) -> list[BoldRun]:
+    """BOLD runs of ``subject`` with their events, for ``--features trials``.
+
+    Preprocessed runs in a template space (fMRIPrep, with mask and confounds) when the
+    derivatives have them; otherwise the raw dataset's BOLD runs, which need a brain mask on
+    their grid in a derivatives dataset (``*_desc-brain_mask.nii.gz`` without a space, as the
+    ``voxel-patterns`` simulation writes) and no confounds. Each run needs its ``events.tsv``.
+    """
+    runs = collect_bold_runs(layout, subject, filters, sessions, tasks, None, need_confounds)
+    if not runs:
+        query = {**_query("bold", filters, sessions, tasks), "desc": Query.NONE}
+        for bold in layout.get(scope="raw", subject=subject, **query):
+            check_image(bold.path, "BOLD", ndim=4, min_volumes=2)
+            masks = _companion(layout, bold, desc="brain", suffix="mask", space=None,
+                               extension=[".nii.gz", ".nii"])
+            if not masks:
+                raise XaibidsError(
+                    f"sub-{subject}: {Path(bold.path).name} is a raw BOLD run with no brain mask "
+                    "on its grid (*_desc-brain_mask.nii.gz) in the derivatives. Pass fMRIPrep's "
+                    "derivatives with -d fmriprep=PATH, or a dataset holding the mask.")
+            if need_confounds:
+                raise XaibidsError(
+                    f"sub-{subject}: {Path(bold.path).name} is a raw BOLD run without "
+                    "confounds; use --confounds none, or pass fMRIPrep's derivatives with -d.")
+            check_image(masks[0].path, "brain mask", ndim=3)
+            runs.append(BoldRun(subject=subject, bold=bold.path, mask=masks[0].path,
+                                confounds=None, entities=bold.get_entities(),
+                                metadata=bold.get_metadata()))
+    for run in runs:
+        bold = layout.get_file(run.bold)
+        events = _events_of(layout, bold)
+        if not events:
+            raise XaibidsError(
+                f"sub-{subject}: no events.tsv for {Path(run.bold).name} in the raw dataset; "
+                "--features trials averages the volumes of each event (add "
+                f"sub-{subject}/func/..._events.tsv, or choose another --features).")
+        run.events = events[0].path
     return runs
 
 

@@ -53,6 +53,9 @@ class TimeseriesDataset:
         timecourses; None for timeseries.
     affine : ndarray of shape (4, 4) or None
         Volumes: the grid's voxel-to-world affine (to write maps in the template space).
+    sample_index : ndarray of shape (n_samples,) or None
+        Single trials (:func:`assemble_trial_dataset`): the volume of its source file each
+        sample is; None when every source file is one sample.
     """
 
     X: np.ndarray
@@ -64,6 +67,7 @@ class TimeseriesDataset:
     groups: np.ndarray | None = None
     grid: tuple | None = None
     affine: np.ndarray | None = None
+    sample_index: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.X = np.asarray(self.X, dtype=np.float32)
@@ -345,3 +349,110 @@ def assemble_volume_dataset(
     names = [f"{x}-{y}-{z}" for x, y, z in np.ndindex(*grid)]
     return _labelled_dataset(kept, classes, X, names, cv_group, grid=grid,
                              affine=np.asarray(affine, dtype=float))
+
+
+def trial_events_path(path) -> str:
+    """The events TSV written beside a ``*_desc-trials_bold.nii.gz`` (one row per volume)."""
+    name = os.fspath(path)
+    for ext in (".nii.gz", ".nii"):
+        if name.endswith("_bold" + ext):
+            return name[: -len("_bold" + ext)] + "_events.tsv"
+    raise ValueError(f"{path} is not a trial maps file (*_desc-trials_bold.nii.gz).")
+
+
+def assemble_trial_dataset(
+    runs: list[tuple[str, str]],
+    participants: pd.DataFrame,
+    target: str,
+    cv_group: str | None = None,
+    mask: np.ndarray | None = None,
+) -> TimeseriesDataset:
+    """Build a :class:`TimeseriesDataset` of single-trial maps (``--features trials``, seed 004).
+
+    Every volume of every run's ``*_desc-trials_bold.nii.gz`` is one sample. Its class is the
+    subject's value in the ``target`` column of ``participants.tsv`` when that column exists,
+    else the trial's value in the ``target`` column of the events TSV beside the image (e.g.
+    ``trial_type``: seed 004 classifies the categories of trials within subjects). Trials
+    without a class are left out (logged). The samples of a subject share its participant id,
+    so the folds keep a subject's trials together (seed 004's leave-one-subject-out is
+    ``--n-folds`` = the number of subjects).
+
+    Parameters
+    ----------
+    runs : list of (str, str)
+        ``(participant_id, path)`` of each run's trial maps, all on one grid.
+    participants, target, cv_group
+        As :func:`assemble_dataset`.
+    mask : ndarray of shape grid, optional
+        Voxels outside are set to 0 (the group brain mask).
+    """
+    import nibabel as nb
+
+    if not runs:
+        raise ValueError("No trial maps were given; run the participant level first or check "
+                     "the filters.")
+    columns = [str(c) for c in participants.columns]
+    per_trial = target not in columns
+    if cv_group and cv_group not in columns:
+        raise ValueError(f"--cv-group {cv_group!r} is not a column of participants.tsv; its "
+                         f"columns are {', '.join(columns)}.")
+    first = nb.load(runs[0][1])
+    grid, affine = tuple(first.shape[:3]), first.affine
+    blocks, labels, subjects, sources, groups, index = [], [], [], [], [], []
+    n_unlabelled, unknown = 0, []
+    for subject, path in runs:
+        events = pd.read_csv(trial_events_path(path), sep="\t", na_values=["n/a"],
+                             keep_default_na=False)
+        if per_trial and target not in events.columns:
+            raise ValueError(
+                f"--target {target!r} is neither a column of participants.tsv (its columns: "
+                f"{', '.join(columns)}) nor of {trial_events_path(path)} (its columns: "
+                f"{', '.join(map(str, events.columns))}).")
+        if (not per_trial or cv_group) and subject not in participants.index:
+            unknown.append(subject)
+            continue
+        img = nb.load(path)
+        if tuple(img.shape[:3]) != grid or not np.allclose(img.affine, affine, atol=1e-4):
+            raise ValueError(f"{path} is on another grid (shape {tuple(img.shape[:3])}) than "
+                             f"{runs[0][1]} (shape {grid}); give BOLD runs of one space and "
+                             "resolution (--bids-filter-file, or -d with one space).")
+        data = np.asarray(img.dataobj, dtype=np.float32)
+        data = data.reshape(grid + (-1,))
+        if data.shape[3] != len(events):
+            raise ValueError(f"{path} has {data.shape[3]} volumes but {trial_events_path(path)} "
+                             f"{len(events)} rows; rerun the participant level with --overwrite.")
+        if not np.isfinite(data).all():
+            raise ValueError(f"{path} holds NaN or infinite values; rerun the participant level "
+                             "with --overwrite.")
+        values = (events[target] if per_trial
+                  else pd.Series([participants.at[subject, target]] * len(events)))
+        group = participants.at[subject, cv_group] if cv_group else None
+        for k, value in enumerate(values):
+            if _is_missing(value) or (cv_group and _is_missing(group)):
+                n_unlabelled += 1
+                continue
+            blocks.append(data[..., k].ravel())
+            labels.append(str(value))
+            subjects.append(subject)
+            sources.append(os.fspath(path))
+            groups.append(group)
+            index.append(k)
+    if unknown:
+        LOGGER.warning("%d subject(s) are not in participants.tsv and were left out: %s.",
+                       len(unknown), ", ".join(sorted(set(unknown))))
+    if n_unlabelled:
+        LOGGER.warning("%d trial(s) have no --target%s value and were left out.", n_unlabelled,
+                       " or --cv-group" if cv_group else "")
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise ValueError(f"--target {target!r} has {len(classes)} class(es) among the trials; "
+                         "at least 2 are needed.")
+    X = np.stack(blocks)[:, None, :]
+    if mask is not None:
+        X[:, 0, ~np.asarray(mask, dtype=bool).ravel()] = 0.0
+    code = {c: i for i, c in enumerate(classes)}
+    return TimeseriesDataset(
+        X=X, y=np.array([code[v] for v in labels]), classes=classes, subjects=subjects,
+        sources=sources, feature_names=[f"{x}-{y}-{z}" for x, y, z in np.ndindex(*grid)],
+        groups=np.array(groups, dtype=object) if cv_group else None, grid=grid,
+        affine=np.asarray(affine, dtype=float), sample_index=np.array(index))

@@ -468,7 +468,8 @@ def _fold_groups(dataset: TimeseriesDataset):
         return dataset.groups
     subjects = np.asarray(dataset.subjects, dtype=object)
     if len(np.unique(subjects)) < len(subjects):
-        LOGGER.info("Some subjects have several runs; folds keep the runs of a subject together.")
+        LOGGER.info("Some subjects have several samples (runs or trials); folds keep a "
+                    "subject's samples together.")
         return subjects
     return None
 

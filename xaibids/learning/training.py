@@ -71,8 +71,8 @@ def inner_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Split a fold's training samples into fitting and validation (early stopping) parts.
 
-    The split is stratified by class and made over *units* (subjects), so the runs of one
-    subject stay on the same side.
+    The split is made over *units* (subjects), so the runs (or trials) of one subject stay on
+    the same side, and stratified by class when every unit has one class.
 
     Parameters
     ----------
@@ -107,6 +107,13 @@ def inner_split(
             len(unique_units),
         )
         return everything, np.array([], dtype=int)
+    _, unit_of = np.unique(units, return_inverse=True)
+    if (y != unit_labels[unit_of]).any():
+        # classes within subjects (single trials): every unit holds several classes, so there
+        # is no class to stratify the units by
+        fit_units, val_units = train_test_split(unique_units, test_size=n_val, random_state=seed)
+        in_val = np.isin(units, val_units)
+        return everything[~in_val], everything[in_val]
     try:
         fit_units, val_units = train_test_split(
             unique_units, test_size=n_val, stratify=unit_labels, random_state=seed

@@ -94,6 +94,9 @@ def write_subject_maps(output_dir: Path, scratch: Path, roots: dict, source, dat
         Map key → parameters recorded in the sidecar.
     """
     scratch.mkdir(parents=True, exist_ok=True)
+    if getattr(source, "trials", False):
+        return _write_trial_maps(output_dir, scratch, roots, source, dataset, result, ens_config,
+                                 method_params)
     written = 0
     for method, maps in result.maps.items():
         for i, info in enumerate(result.map_info):
@@ -144,6 +147,49 @@ def write_subject_maps(output_dir: Path, scratch: Path, roots: dict, source, dat
                      space=source.space)
             tmp = write_timeseries_tsv(maps[i], dataset.feature_names, fresh(scratch / "map.tsv"))
             sink(output_dir, src, tmp, meta, desc=method, suffix="attribution")
+            written += 1
+    return written
+
+
+def _write_trial_maps(output_dir: Path, scratch: Path, roots: dict, source, dataset, result,
+                      ens_config, method_params: dict) -> int:
+    """Single trials (``--features trials``): one 4D map per run and method, a volume per
+    classified trial in the order of the run's trial maps; the sidecar lists each volume's
+    trial, fold, prediction and true label."""
+    sources = np.asarray(dataset.sources, dtype=object)
+    written = 0
+    for method, maps in result.maps.items():
+        for src in dict.fromkeys(dataset.sources):
+            rows = np.flatnonzero(sources == src)
+            infos = [result.map_info[i] for i in rows]
+            images = [source.painter(pd.Series(maps[i][0], index=dataset.feature_names))
+                      for i in rows]
+            img = nb.Nifti1Image(np.stack([np.asarray(im.dataobj) for im in images], axis=-1),
+                                 images[0].affine, images[0].header)
+            tmp = fresh(scratch / "map.nii.gz")
+            img.to_filename(tmp)
+            meta = {
+                "Sources": [source_uri(src, roots)],
+                "Description": (
+                    f"Out-of-fold {method} attribution of every classified trial of the run "
+                    f"(one volume each, in the order of the column TrialVolume: the volume of "
+                    f"the source trial maps), stabilized across the {ens_config.n_models} "
+                    f"models of each trial's fold ({ens_config.stabilize}), 0 outside the "
+                    "brain mask."),
+                "MethodParameters": _fold_parameters(method_params.get(method, {}), infos[0]),
+                "Model": ens_config.model,
+                "Stabilization": ens_config.stabilize,
+                "Positive": ens_config.positive,
+                "Features": source.label,
+                "TrialVolume": [int(dataset.sample_index[i]) for i in rows],
+                "Fold": [info["fold"] for info in infos],
+                "Prediction": [info["prediction"] for info in infos],
+                "Probability": [info["probability"] for info in infos],
+                "TrueLabel": [info["true_label"] for info in infos],
+                "ModelSeeds": infos[0]["model_seeds"],
+            }
+            sink(output_dir, src, tmp, meta, desc=method, suffix="attribution",
+                 space=source.space)
             written += 1
     return written
 

@@ -256,8 +256,10 @@ def _summary_rows(subject: collect.SubjectMaps) -> pd.DataFrame:
 
 
 def subject_summary(subject: collect.SubjectMaps) -> str:
-    rows = _summary_rows(subject)
     first = next(iter(subject.runs[0].maps.values())).sidecar
+    if isinstance(first.get("TrueLabel"), list):
+        return trials_summary(subject)
+    rows = _summary_rows(subject)
     truth, pred = first.get("TrueLabel"), first.get("Prediction")
     tiles = [stat_html(len(subject.runs), "run(s) with maps"),
              stat_html(", ".join(subject.methods), "attribution method(s)")]
@@ -282,16 +284,46 @@ def subject_summary(subject: collect.SubjectMaps) -> str:
             + table_html(rows))
 
 
+def trials_summary(subject: collect.SubjectMaps) -> str:
+    """Subject summary of single-trial maps: how many of its trials were classified correctly."""
+    rows = []
+    for run in subject.runs:
+        for method, mmap in sorted(run.maps.items()):
+            trials = pd.DataFrame(_trials(mmap.sidecar))
+            rows.append({"run": run.label, "method": method, "trials": len(trials),
+                         "correct": int((trials["true"].astype(str)
+                                         == trials["pred"].astype(str)).sum()),
+                         "fold": ", ".join(map(str, sorted(set(trials["fold"])))),
+                         "model": mmap.sidecar.get("Model"),
+                         "stabilization": mmap.sidecar.get("Stabilization")})
+    table = pd.DataFrame(rows)
+    first = table.drop_duplicates("run")
+    n, ok = int(first["trials"].sum()), int(first["correct"].sum())
+    tiles = [stat_html(len(subject.runs), "run(s) with maps"),
+             stat_html(", ".join(subject.methods), "attribution method(s)"),
+             stat_html(f"{ok} / {n}", "trials classified correctly")]
+    return ("<div>" + "".join(tiles) + "</div>"
+            + '<p class="note">Each trial was classified by the ensemble of the fold that held '
+              "this subject out; its map is one volume of the run's attribution image.</p>"
+            + table_html(table))
+
+
 def subject_volume_section(run: collect.RunMaps, mmap: collect.MethodMap) -> str:
-    """A voxel map (``--features t1``): glass brain and slices over the subject's image."""
+    """A voxel map (``--features t1`` or ``trials``): glass brain and slices over the template
+    (a run's trial maps: their mean)."""
     sc = mmap.sidecar
-    space = collect.parse_entities(mmap.nifti.name)[0].get("space", "template")
+    space = collect.parse_entities(mmap.nifti.name)[0].get("space")
     imgs = figures.brain_map_figures(mmap.nifti, title=mmap.method)
+    what = (f"mean of the stabilized {esc(mmap.method)} attributions of the run's "
+            f"{len(sc['TrialVolume'])} trials" if isinstance(sc.get("TrialVolume"), list)
+            else f"stabilized {esc(mmap.method)} attribution")
+    where = (f"{esc(space)} space" if space else
+             "a grid in no template space: the template is only a background")
     parts = [f'<p class="note">{esc(sc.get("Description", ""))}</p>',
              '<div class="row brain">'
-             + "".join(fig_html(i, (f"Stabilized {esc(mmap.method)} attribution ({esc(space)} "
-                                    "space): glass brain (maximum projection) and slices "
-                                    "through the peak on nilearn's MNI152 template.")
+             + "".join(fig_html(i, (f"{what[0].upper()}{what[1:]} ({where}): glass brain "
+                                    "(maximum projection) and slices through the peak on "
+                                    "nilearn's MNI152 template.")
                                 if k == len(imgs) - 1 else "") for k, i in enumerate(imgs))
              + "</div>"]
     details = {k: sc.get(k) for k in ("MethodParameters", "Model", "Fold", "ModelSeeds",
@@ -399,21 +431,32 @@ def build_subject_report(output_dir: str | Path, subject: collect.SubjectMaps | 
 
 
 # --------------------------------------------------------------------------- group report
+def _trials(sc: dict) -> list[dict]:
+    """The per-sample predictions of a map sidecar: one entry, or one per trial when the
+    sidecar lists them (``--features trials``: ``TrialVolume``, ``Fold``, … are lists)."""
+    keys = {"fold": "Fold", "true": "TrueLabel", "pred": "Prediction", "probability": "Probability"}
+    if isinstance(sc.get("TrueLabel"), list):
+        return [{k: (sc.get(v) or [None] * (i + 1))[i] for k, v in keys.items()}
+                for i in range(len(sc["TrueLabel"]))]
+    return [{k: sc.get(v) for k, v in keys.items()}]
+
+
 def _predictions(subjects: list[collect.SubjectMaps]) -> pd.DataFrame:
     rows = []
     for subject in subjects:
         for run in subject.runs:
             sc = next(iter(run.maps.values())).sidecar
             probs = sc.get("Probabilities") or sc.get("probabilities")
-            rows.append({"subject": subject.label, "run": run.label, "fold": sc.get("Fold"),
-                         "true": sc.get("TrueLabel"), "pred": sc.get("Prediction"),
-                         "probability": sc.get("Probability"),
-                         "probabilities": probs if isinstance(probs, dict) else None})
+            rows += [{"subject": subject.label, "run": run.label, **trial,
+                      "probabilities": probs if isinstance(probs, dict) else None}
+                     for trial in _trials(sc)]
     return pd.DataFrame(rows)
 
 
 def _classes(group_dir: Path, methods: list[str], preds: pd.DataFrame) -> list[str]:
     for method in methods:
+        if not (group_dir / f"desc-{method}_importance.tsv").exists():
+            continue
         cols = read_tsv(group_dir / f"desc-{method}_importance.tsv", nrows=0).columns
         found = [c.removeprefix("mean_") for c in cols if c.startswith("mean_")]
         if len(found) >= 2:
@@ -646,7 +689,17 @@ def _group_map_html(group_dir: Path, method: str) -> str:
 
 def voxel_map_section(group_dir: Path, method: str) -> str:
     """The group map of voxel attributions and seed 002's region ranking (``--features t1``);
-    empty for timecourse features (their importance map is shown with the importance)."""
+    empty for timecourse features (their importance map is shown with the importance). A
+    voxel map on a grid in no template space (``--features trials`` of raw BOLD) has no
+    regions: the map alone is shown."""
+    plain = group_dir / f"desc-{method}_importance.nii.gz"
+    if plain.exists() and not (group_dir / f"desc-{method}_importance.tsv").exists():
+        sidecar = collect.read_json(group_dir / f"desc-{method}_importance.json")
+        imgs = figures.brain_map_figures(plain, title=f"{method}, group mean")
+        return ('<div class="row brain">'
+                + "".join(fig_html(i, esc(sidecar.get("Description", "")) + " The MNI152 "
+                                   "template is only a background." if k == len(imgs) - 1
+                                   else "") for k, i in enumerate(imgs)) + "</div>")
     maps = sorted(group_dir.glob(f"space-*_desc-{method}_importance.nii*"))
     if not maps or not (group_dir / f"desc-{method}_regions.tsv").exists():
         return ""
@@ -811,6 +864,8 @@ def validation_section(group_dir: Path) -> str:
 def subjects_section(output_dir: Path, preds: pd.DataFrame) -> str:
     if preds.empty:
         return ""
+    if preds.duplicated(["subject", "run"]).any():  # single trials: accuracy per subject
+        return trials_subjects_section(preds)
     per = preds.groupby("subject", sort=True).first().reset_index()
     rows = []
     for r in per.itertuples(index=False):
@@ -825,6 +880,22 @@ def subjects_section(output_dir: Path, preds: pd.DataFrame) -> str:
     return ('<p class="lead">One report per subject with its timecourses and maps.</p>'
             '<div class="scroll"><table><thead><tr><th>subject</th><th>fold</th><th>true label</th>'
             "<th>prediction</th><th>probability</th><th>correct</th></tr></thead><tbody>"
+            + "".join(rows) + "</tbody></table></div>")
+
+
+def trials_subjects_section(preds: pd.DataFrame) -> str:
+    rows = []
+    for subject, trials in preds.groupby("subject", sort=True):
+        link = f'<a href="sub-{esc(subject)}.html">sub-{esc(subject)}</a>'
+        usable = trials.dropna(subset=["true", "pred"])
+        correct = int((usable["true"].astype(str) == usable["pred"].astype(str)).sum())
+        rows.append(f"<tr><td>{link}</td><td>{esc(_fmt(trials['fold'].iloc[0]))}</td>"
+                    f'<td class="num">{len(usable)}</td><td class="num">{correct}</td>'
+                    f'<td class="num">{correct / max(len(usable), 1):.2f}</td></tr>')
+    return ('<p class="lead">One report per subject with its trial maps; the accuracy is over '
+            "its trials, classified by the fold that held the subject out.</p>"
+            '<div class="scroll"><table><thead><tr><th>subject</th><th>fold</th><th>trials</th>'
+            "<th>correct</th><th>accuracy</th></tr></thead><tbody>"
             + "".join(rows) + "</tbody></table></div>")
 
 
@@ -849,9 +920,10 @@ def build_group_report(output_dir: str | Path, subjects: list[collect.SubjectMap
     page.add("performance", "Classification performance", performance_section, group_dir, preds,
              classes, nav="Performance")
     for method in methods:
-        page.add(_anchor(f"importance-{method}"), f"Feature importance: {method}",
-                 importance_section, output_dir, group_dir, method, classes, config,
-                 atlas_name, nav=f"Importance ({method})")
+        if (group_dir / f"desc-{method}_importance.tsv").exists():
+            page.add(_anchor(f"importance-{method}"), f"Feature importance: {method}",
+                     importance_section, output_dir, group_dir, method, classes, config,
+                     atlas_name, nav=f"Importance ({method})")
         page.add(_anchor(f"voxels-{method}"), f"Voxel map: {method}", voxel_map_section,
                  group_dir, method, nav=f"Voxel map ({method})")
     if group_dir.exists():

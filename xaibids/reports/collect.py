@@ -217,11 +217,12 @@ def find_atlases(output_dir: str | Path, name: str | None = None) -> list[tuple[
 
 
 def group_methods(group_dir: Path) -> list[str]:
-    """Methods that have a group importance table."""
+    """Methods that have a group importance table, or a group voxel map alone (a grid in no
+    template space)."""
     found = []
-    for path in sorted(group_dir.glob("desc-*_importance.tsv")):
-        m = re.fullmatch(r"desc-([a-zA-Z0-9]+)_importance\.tsv", path.name)
-        if m:
+    for path in sorted(group_dir.glob("desc-*_importance.*")):
+        m = re.fullmatch(r"desc-([a-zA-Z0-9]+)_importance\.(tsv|nii\.gz)", path.name)
+        if m and m.group(1) not in found:
             found.append(m.group(1))
     return found
 

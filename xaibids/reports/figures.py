@@ -172,15 +172,15 @@ def _mni152_template():
 
 def brain_map_figures(img, title: str = "", kind: str = "both", symmetric: bool | None = None,
                       threshold: float | None = None) -> list[Image]:
-    """Glass brain and orthogonal slices of a 3D map on nilearn's bundled MNI152 template."""
+    """Glass brain and orthogonal slices of a 3D map on nilearn's bundled MNI152 template
+    (of a 4D map, e.g. one volume per trial: of the mean over its volumes)."""
     import nibabel as nb
     from nilearn import image, plotting
 
     img = nb.load(img) if not hasattr(img, "get_fdata") else img
+    if img.ndim == 4:
+        img = image.mean_img(img, copy_header=True)
     data = np.asarray(img.get_fdata(), dtype=float)
-    if data.ndim == 4:
-        img = image.index_img(img, 0)
-        data = data[..., 0]
     finite = data[np.isfinite(data)]
     if symmetric is None:
         symmetric = bool(finite.size and finite.min() < 0)

@@ -45,8 +45,8 @@ KIND_OPTIONS = {
              "motion_scale", "affected", "excitability"),
     "t1-atrophy": ("atlas", "regions", "severity", "voxel_size", "space", "edge_fwhm", "bias",
                    "noise", "jitter"),
-    "voxel-patterns": ("scenario", "n_classes", "n_trials", "grid", "voxel_size", "grid_size",
-                       "effect_mean", "effect_mean_right", "effect_sd"),
+    "voxel-patterns": ("scenario", "n_classes", "n_trials", "design", "grid", "voxel_size",
+                       "grid_size", "effect_mean", "effect_mean_right", "effect_sd"),
 }
 
 #: Default number of subjects per kind (the seeds use 30 000 samples for boxes/var, 400 for

@@ -31,8 +31,12 @@ Scenario 3 — "complex patterns, multiple magnitudes"
     same size, with voxels exclusive to category 3.
 
 A dataset with ``n_classes`` < 5 uses the first ``n_classes`` categories of the layout (the
-layout itself is always the seed's five-category one). Each subject belongs to one category
-(``group`` = ``cat1`` … ``cat<n>``) and has ``n_trials`` volumes of that category. Which voxels
+layout itself is always the seed's five-category one). With ``design="between"`` (the default)
+each subject belongs to one category (``group`` = ``cat1`` … ``cat<n>``) and has ``n_trials``
+volumes of that category. With ``design="within"``, as in seed 004's data (every subject saw
+every category, §2.1–2.2), each subject's ``n_trials`` volumes cycle through the categories in
+a random order, the events' ``trial_type`` names each volume's category, and
+``participants.tsv`` has no class column (classify with ``--target trial_type``). Which voxels
 separate the classes of *this* dataset (``informative``) is not the union of the patterns:
 a voxel with the same effect in every class present carries no class information (with two
 classes of scenario 1, the block shared by categories 1 and 2).
@@ -56,8 +60,9 @@ TASK = "patterns"
 N_CATEGORIES = 5
 TR = 10.0  # nominal: one volume per trial (the seed averages 7 TRs, 11.9 s, per sample)
 GRIDS = ("box", "mni")
-OPTIONS = ("scenario", "n_classes", "n_trials", "grid", "voxel_size", "grid_size",
+OPTIONS = ("scenario", "n_classes", "n_trials", "design", "grid", "voxel_size", "grid_size",
            "effect_mean", "effect_mean_right", "effect_sd")
+DESIGNS = ("between", "within")
 PATTERN_BIDSIGNORE = ["groundtruth*", "simulation.json"]
 
 
@@ -134,7 +139,8 @@ def _img(data, affine, voxel_size, tr=None) -> nb.Nifti1Image:
 
 
 def simulate_voxel_patterns(root: Path, n_subjects: int = 40, seed: int = 0, scenario: int = 1,
-                            n_classes: int = 2, n_trials: int = 20, grid: str = "box",
+                            n_classes: int = 2, n_trials: int = 20, design: str = "between",
+                            grid: str = "box",
                             voxel_size: int = 4, grid_size: int | None = None,
                             effect_mean: float = 0.05, effect_mean_right: float | None = None,
                             effect_sd: float = 1.0) -> dict:
@@ -151,6 +157,11 @@ def simulate_voxel_patterns(root: Path, n_subjects: int = 40, seed: int = 0, sce
                          "subject per class.")
     if n_trials < 1:
         raise ValueError("--n-trials must be at least 1.")
+    if design not in DESIGNS:
+        raise ValueError(f"--design must be one of {', '.join(DESIGNS)}.")
+    if design == "within" and n_trials < n_classes:
+        raise ValueError(f"--design within needs --n-trials of at least --n-classes "
+                         f"({n_classes}): every subject sees every category.")
     if grid not in GRIDS:
         raise ValueError(f"--grid must be one of {', '.join(GRIDS)}.")
     if int(voxel_size) != voxel_size or not 1 <= voxel_size <= 10:
@@ -197,10 +208,15 @@ def simulate_voxel_patterns(root: Path, n_subjects: int = 40, seed: int = 0, sce
     rows = []
     for i, lab in enumerate(subj):
         rng = stream(seed, 1, i)
-        c = groups[i]
+        if design == "within":
+            categories = rng.permutation(np.arange(n_trials) % n_classes)
+        else:
+            categories = np.full(n_trials, groups[i])
         data = rng.standard_normal((n_trials, n_vox))
-        pat = in_pattern[c]
-        data[:, pat] += means[c, pat] + effect_sd * rng.standard_normal((n_trials, int(pat.sum())))
+        for c in np.unique(categories):
+            rows_c, pat = np.flatnonzero(categories == c), in_pattern[c]
+            data[np.ix_(rows_c, pat)] += means[c, pat] + effect_sd * rng.standard_normal(
+                (len(rows_c), int(pat.sum())))
         vol = np.zeros(mask.shape + (n_trials,), dtype=np.float32)
         vol[mask] = data.T.astype(np.float32)
         func = root / f"sub-{lab}" / "func"
@@ -208,7 +224,7 @@ def simulate_voxel_patterns(root: Path, n_subjects: int = 40, seed: int = 0, sce
                           func / f"sub-{lab}_task-{TASK}_bold.nii.gz")
         events = pd.DataFrame({"onset": np.arange(n_trials) * TR,
                                "duration": np.full(n_trials, TR),
-                               "trial_type": [lev[c]] * n_trials})
+                               "trial_type": [lev[c] for c in categories]})
         bidsio.write_tsv(events, func / f"sub-{lab}_task-{TASK}_events.tsv")
         dfunc = deriv / f"sub-{lab}" / "func"
         bidsio.save_nifti(mask_img, dfunc / f"sub-{lab}_task-{TASK}_desc-brain_mask.nii.gz")
@@ -221,11 +237,12 @@ def simulate_voxel_patterns(root: Path, n_subjects: int = 40, seed: int = 0, sce
                            "classes of this dataset (the same for every participant); the "
                            "per-class patterns are groundtruth_class-<group>_mask.nii.gz at "
                            "the top of this derivative dataset."})
-        rows.append({"participant_id": f"sub-{lab}", "group": lev[c], "onset": 0,
+        rows.append({"participant_id": f"sub-{lab}",
+                     "group": lev[groups[i]] if design == "between" else "n/a", "onset": 0,
                      "duration": n_trials, "relevant_features": informative_names})
 
     params = dict(n_subjects=n_subjects, seed=seed, scenario=scenario, n_classes=n_classes,
-                  n_trials=n_trials, grid=grid, voxel_size=voxel_size,
+                  n_trials=n_trials, design=design, grid=grid, voxel_size=voxel_size,
                   grid_size=grid_size if grid == "box" else None, effect_mean=float(effect_mean),
                   effect_mean_right=float(effect_mean_right) if scenario == 3 else None,
                   effect_sd=float(effect_sd), grid_shape=list(mask.shape), n_voxels=n_vox,
@@ -236,14 +253,19 @@ def simulate_voxel_patterns(root: Path, n_subjects: int = 40, seed: int = 0, sce
     # ---- raw ---------------------------------------------------------------------------
     bidsio.write_dataset_description(root, "xaibids simulated dataset: voxel-patterns", "raw",
                                      TOOL, "Simulated overlapping voxel patterns (seed 004).")
-    frame = pd.DataFrame({"participant_id": [f"sub-{s}" for s in subj],
-                          "group": [lev[c] for c in groups]})
+    frame = pd.DataFrame({"participant_id": [f"sub-{s}" for s in subj]})
+    if design == "between":
+        frame["group"] = [lev[c] for c in groups]
     desc = {lv: f"category {k + 1} of seed 004's scenario {scenario}: "
                 f"{int(in_pattern[k].sum())} pattern voxels" for k, lv in enumerate(lev)}
     bidsio.write_participants(root, frame, {"group": {
         "Description": "Simulated category of the participant (the classification target); "
                        "every trial of the participant carries this category's pattern.",
         "Levels": desc}})
+    if design == "within":
+        bidsio.write_json(root / f"task-{TASK}_events.json", {"trial_type": {
+            "Description": "Simulated category of the trial (the classification target, "
+                           "--target trial_type).", "Levels": desc}})
     bidsio.write_json(root / f"task-{TASK}_bold.json", {
         "TaskName": TASK, "RepetitionTime": TR,
         "TaskDescription": "Simulated trials: each volume is one sample (trial-average "
@@ -288,8 +310,15 @@ def command_line(params: dict) -> str:
 
 
 def _readme(params, reproduce, lev, counts, in_pattern, informative) -> str:
-    sizes = "\n".join(f"  - `{lv}`: {counts[lv]} participants, {int(in_pattern[k].sum())} "
-                      "pattern voxels" for k, lv in enumerate(lev))
+    if params["design"] == "within":
+        where = ("Classes (events, column `trial_type`; every participant has trials of every "
+                 "class, in a random order, as in seed 004's data):")
+        sizes = "\n".join(f"  - `{lv}`: {int(in_pattern[k].sum())} pattern voxels"
+                          for k, lv in enumerate(lev))
+    else:
+        where = "Classes (`participants.tsv`, column `group`):"
+        sizes = "\n".join(f"  - `{lv}`: {counts[lv]} participants, {int(in_pattern[k].sum())} "
+                          "pattern voxels" for k, lv in enumerate(lev))
     right = (f", {params['effect_mean_right']:g} on the right half (world x ≥ 0)"
              if params["scenario"] == 3 else "")
     return f"""# xaibids simulated dataset: `voxel-patterns`
@@ -300,7 +329,7 @@ Generated by `{TOOL}` (xaibids {__version__}) with
 
 Scenario {params['scenario']} of the simulations of seed 004 (§2.4–2.5): unit-variance Gaussian
 noise in every voxel (the seed's voxel-permuted, z-scored fMRI samples) and, in the voxels of
-the participant's category pattern, added Gaussian noise of mean {params['effect_mean']:g}{right}
+the trial's category pattern, added Gaussian noise of mean {params['effect_mean']:g}{right}
 and SD {params['effect_sd']:g} (the seed: "Gaussian noise with mean 0.05 and unit variance").
 Pattern voxels are drawn at random within the mask. Layouts (fractions of the N voxels):
 scenario 1, five categories of N/10 voxels each sharing half with the next and half with the
@@ -313,7 +342,7 @@ shifted among categories (category k gets the right-half pattern of category k +
 Grid: {'×'.join(map(str, params['grid_shape']))} voxels of {params['voxel_size']} mm
 ({params['n_voxels']} in the mask, `grid` = `{params['grid']}`).
 
-Classes (`participants.tsv`, column `group`):
+{where}
 {sizes}
 
 Voxels that separate the classes of this dataset (`relevant`): {int(informative.sum())}. A
@@ -323,9 +352,11 @@ scenario 1: the block shared by categories 1 and 2).
 ## Layout
 
 - `sub-<label>/func/sub-<label>_task-patterns_bold.nii.gz`: the data, a 4D float32 image of
-  {params['n_trials']} volumes, one per trial (sample); every trial belongs to the participant's
-  category. `RepetitionTime` ({params['repetition_time']:g} s) is nominal. The grid is already
-  the analysis grid (no preprocessing needed): use each volume as a sample, or their mean.
+  {params['n_trials']} volumes, one per trial (sample){'' if params['design'] == 'within' else
+  "; every trial belongs to the participant's category"}. `RepetitionTime`
+  ({params['repetition_time']:g} s) is nominal. The grid is already the analysis grid (no
+  preprocessing needed): `xaibids BIDS_DIR OUT participant --features trials --confounds none
+  -d patterns=BIDS_DIR/derivatives/patterns` makes one map per event (here one volume each).
 - `sub-<label>/func/sub-<label>_task-patterns_events.tsv`: one row per volume, `trial_type` =
   the category.
 - `derivatives/patterns/sub-<label>/func/sub-<label>_task-patterns_desc-brain_mask.nii.gz`:

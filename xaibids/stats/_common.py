@@ -109,6 +109,23 @@ def subject_index(y: np.ndarray, subjects=None, who: str = "group statistics") -
     return SubjectIndex([str(s) for s in unique[order]], sample_subject, subject_y)
 
 
+def statistical_units(subjects, y) -> list[str] | None:
+    """The unit each sample counts toward in the group statistics.
+
+    Its subject (as :func:`subject_index` expects), except where classes vary within subjects
+    (single trials of several categories, seed 004): there a subject's samples of one class form
+    one unit, ``<subject>|<class index>``, so that each subject counts once per class. Returns
+    None when ``subjects`` is None.
+    """
+    if subjects is None:
+        return None
+    subjects = np.asarray(subjects, dtype=object).astype(str)
+    y = np.asarray(y, int)
+    first = {}
+    mixed = any(first.setdefault(s, c) != c for s, c in zip(subjects, y))
+    return [f"{s}|{c}" for s, c in zip(subjects, y)] if mixed else subjects.tolist()
+
+
 def attributed_samples(maps: np.ndarray, who: str) -> np.ndarray:
     """Boolean mask of samples whose map is not all-NaN (not attributed samples are all-NaN)."""
     attributed = ~np.all(np.isnan(maps), axis=tuple(range(1, maps.ndim)))

@@ -104,32 +104,68 @@ def compute_volume_statistics(maps, y, classes, grid, atlas_labels: np.ndarray,
     names = present["name"].astype(str).tolist()
     importance = group_importance(means, y, classes, names, subjects=subjects, n_boot=n_boot,
                                   ci_level=ci_level, random_state=random_state)
-    # each subject once: average its samples first, then over subjects
-    index = subject_index(np.asarray(y)[attributed],
-                          None if subjects is None else np.asarray(subjects)[attributed],
-                          who="compute_volume_statistics")
-    per_subject = index.aggregate(maps[attributed, 0])
-    mean_map = np.nan_to_num(per_subject.mean(axis=0)).reshape(grid)
+    mean_map, n_subjects = _subject_mean(maps, attributed, y, subjects)
+    mean_map = mean_map.reshape(grid)
     ranking = rank_regions(mean_map, atlas_labels, present[["index", "name"]],
                            threshold=threshold)
     parameters = {"Threshold": float(threshold), "Relative": True, "Measure": "region_fraction",
                   "NSamplesAttributed": int(attributed.sum()),
-                  "NSubjects": int(per_subject.shape[0])}
+                  "NSubjects": n_subjects}
     return VolumeStatistics(importance=importance, mean_map=mean_map, ranking=ranking,
                             parameters=parameters)
 
 
-def volume_image(values: np.ndarray, affine: np.ndarray,
-                 mask: np.ndarray | None = None) -> nb.Nifti1Image:
+def _subject_mean(maps, attributed, y, subjects) -> tuple[np.ndarray, int]:
+    # each subject once: average its samples first, then over subjects
+    index = subject_index(np.asarray(y)[attributed],
+                          None if subjects is None else np.asarray(subjects)[attributed],
+                          who="volume group map")
+    per_subject = index.aggregate(maps[attributed, 0])
+    return np.nan_to_num(per_subject.mean(axis=0)), int(per_subject.shape[0])
+
+
+def subject_mean_map(maps, y, subjects=None) -> np.ndarray:
+    """The group map: each subject's samples averaged first, then the subjects (flat voxels).
+
+    ``maps`` is ``(n_samples, 1, n_voxels)``; all-NaN rows (samples not attributed) are left
+    out.
+    """
+    maps = np.asarray(maps, dtype=float)
+    return _subject_mean(maps, attributed_samples(maps, "subject_mean_map"), y, subjects)[0]
+
+
+def write_group_mean_map(mean_map: np.ndarray, group_dir, method: str, affine,
+                         mask=None) -> Path:
+    """``desc-<method>_importance.nii.gz``: the group map of voxel maps on a grid in no
+    template space (no atlas regions; :func:`write_volume_statistics` otherwise)."""
+    import json
+
+    from xaibids.outputs.derivatives import atomic_path, atomic_write_text
+    from xaibids.stats.group import check_method
+
+    check_method(method)
+    path = Path(group_dir) / f"desc-{method}_importance.nii.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path, suffix=".nii.gz") as tmp:
+        volume_image(mean_map, affine, mask, template=False).to_filename(tmp)
+    atomic_write_text(path.with_name(path.name.replace(".nii.gz", ".json")), json.dumps({
+        "Description": f"Mean stabilized {method} map: each subject's maps averaged, then the "
+                       "subjects; 0 outside the brain mask. The grid is in no template space, "
+                       "so no atlas region statistics were computed."}, indent=2) + "\n")
+    return path
+
+
+def volume_image(values: np.ndarray, affine: np.ndarray, mask: np.ndarray | None = None,
+                 template: bool = True) -> nb.Nifti1Image:
     """A float32 image of ``values`` (grid-shaped) with the grid's true affine (qform/sform
-    code 4: a template space), 0 outside ``mask``."""
+    code 4, a template space; 1, scanner, when ``template`` is False), 0 outside ``mask``."""
     data = np.asarray(values, dtype=np.float32)
     if mask is not None:
         data = np.where(np.asarray(mask, dtype=bool), data, 0).astype(np.float32)
     img = nb.Nifti1Image(data, np.asarray(affine, dtype=float))
     img.header.set_xyzt_units("mm")
-    img.header.set_qform(affine, code=4)
-    img.header.set_sform(affine, code=4)
+    img.header.set_qform(affine, code=4 if template else 1)
+    img.header.set_sform(affine, code=4 if template else 1)
     return img
 
 

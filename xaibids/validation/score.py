@@ -273,8 +273,12 @@ def find_volume_maps(output_dir: str | os.PathLike, methods=None) -> dict[str, l
 
 
 def _volume_domain(output_dir: Path, img) -> np.ndarray | None:
-    """The brain mask of the group level's voxel grid (the voxels a map is defined on), from
-    the run's ``--t1-resolution``; None when it cannot be recovered for ``img``'s grid."""
+    """The brain mask of the group level's voxel grid (the voxels a map is defined on): for
+    ``--features t1`` the template grid's of the run's ``--t1-resolution``, for ``trials`` the
+    intersection of the runs' masks in ``output_dir``; None when it cannot be recovered for
+    ``img``'s grid."""
+    import nibabel as nb
+
     from xaibids.config import Config
     from xaibids.features.t1 import grid_mask
 
@@ -282,7 +286,14 @@ def _volume_domain(output_dir: Path, img) -> np.ndarray | None:
     if not config_file.is_file():
         return None
     try:
-        grid = grid_mask(Config.load(config_file).workflow.t1_resolution)
+        workflow = Config.load(config_file).workflow
+        if workflow.features == "trials":
+            masks = [nb.load(p) for p in sorted(output_dir.glob("sub-*/**/*_desc-brain_mask.nii.gz"))]
+            masks = [m for m in masks if m.shape[:3] == img.shape[:3]
+                     and np.allclose(m.affine, img.affine, atol=1e-4)]
+            return (np.logical_and.reduce([np.asarray(m.dataobj) > 0 for m in masks])
+                    if masks else None)
+        grid = grid_mask(workflow.t1_resolution)
     except (ValueError, OSError):
         return None
     if grid.shape != img.shape[:3] or not np.allclose(grid.affine, img.affine, atol=1e-4):
@@ -295,7 +306,8 @@ def score_volume_maps(paths: list[Path], truth: GroundTruth, method: str,
                       threshold: float = M.ROI_THRESHOLD) -> pd.DataFrame:
     """Score per-subject voxel maps against the dataset's NIfTI ground-truth masks.
 
-    Each map and its subject's mask (resampled to the map's grid, nearest neighbour) are
+    Each map (a run's single-trial maps, ``--features trials``: their mean absolute value over
+    the trials) and its subject's mask (resampled to the map's grid, nearest neighbour) are
     restricted to ``domain`` (the grid's brain mask; without it, every voxel of the grid) and
     scored by :func:`score_maps` as one time point over voxels. The
     group rows use the voxels that are relevant in every subject's mask; ``importance`` (the
@@ -312,6 +324,8 @@ def score_volume_maps(paths: list[Path], truth: GroundTruth, method: str,
             LOGGER.warning("No ground-truth mask for %s; it is not scored.", path.name)
             continue
         data = np.asarray(img.dataobj, dtype=np.float64)
+        if data.ndim == 4:  # a run's single-trial maps: their mean absolute value
+            data = np.abs(data).mean(axis=3)
         if voxels is None:
             voxels = domain if domain is not None else np.ones(data.shape, dtype=bool)
         if data.shape != voxels.shape:

@@ -25,7 +25,8 @@ def init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs
     ``config.workflow.features`` picks the per-run sub-workflow: ``roi`` (ROI timecourses),
     ``ica`` with ``config.workflow.ica_template`` (template-mode ICA timecourses, see
     :func:`xaibids.workflows.ica.init_ica_timeseries_wf`) or ``t1`` (one per T1w image,
-    :func:`xaibids.workflows.t1.init_t1_preproc_wf`). Group ICA (``ica`` without a
+    :func:`xaibids.workflows.t1.init_t1_preproc_wf`) or ``trials`` (single-trial activation
+    maps of every BOLD run, :func:`xaibids.workflows.trials.init_trial_maps_wf`). Group ICA (``ica`` without a
     template) needs all subjects and runs at the group level
     (:func:`xaibids.workflows.ica.run_group_ica`); asking for it here raises
     :class:`~xaibids.errors.XaibidsError`.
@@ -82,8 +83,13 @@ def init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs
                 name=f"t1_preproc_{_run_name(t1w.entities)}_wf")])
         for run in subject.bold_runs:
             sources = [source_uri(path, roots)
-                       for path in (run.bold, run.mask, run.confounds) if path]
-            if features == "ica":
+                       for path in (run.bold, run.mask, run.confounds, run.events) if path]
+            if features == "trials":
+                from xaibids.workflows.trials import init_trial_maps_wf
+
+                run_wf = init_trial_maps_wf(run, config.workflow, ex.output_dir, sources,
+                                            name=f"trial_maps_{_run_name(run.entities)}_wf")
+            elif features == "ica":
                 run_wf = init_ica_timeseries_wf(
                     run, ica_template_files, config.workflow, ex.output_dir, sources,
                     name=f"ica_timeseries_{_run_name(run.entities)}_wf",
