@@ -151,8 +151,12 @@ def atlas_on_grid(config, atlas, dataset) -> Path:
     return path
 
 
-def group_methods(config, ens_config, dataset, feature_kind: str) -> str:
-    """Methods text of the group level (``boilerplate/group.md``) for this configuration."""
+def group_methods(config, ens_config, dataset, feature_kind: str, trials: bool = False,
+                  target_in_events: bool = False, volume_atlas: str | None = None) -> str:
+    """Methods text of the group level (``boilerplate/group.md``) for this configuration;
+    ``trials``: the samples are single trials (``--features trials``), labelled from the
+    events when ``target_in_events``; ``volume_atlas``: the atlas whose regions summarize voxel
+    maps (None: no region statistics)."""
     from xaibids.learning.ensemble import resolve_device, uses_batched_training
     from xaibids.outputs.methods import describe_methods, render_template
 
@@ -162,6 +166,7 @@ def group_methods(config, ens_config, dataset, feature_kind: str) -> str:
         n_subjects=len(set(dataset.subjects)), n_runs=len(dataset.subjects),
         n_timepoints=dataset.X.shape[1], n_features=dataset.X.shape[2], grid=dataset.grid,
         feature_kind=feature_kind, cv_group=config.learning.cv_group, ens=ens_config,
+        trials=trials, target_in_events=target_in_events, volume_atlas=volume_atlas,
         batched=uses_batched_training(ens_config, resolve_device(ens_config.device)),
         methods=describe_methods(ens_config),
         stats={"ci_level": st.ci_level, "n_bootstrap": st.n_bootstrap,
@@ -363,8 +368,8 @@ def t1_source(config, atlas, subjects) -> FeatureSource:
 
     return FeatureSource(
         runs=runs, label=f"T1w-res{res}",
-        kind_text=(f"T1-weighted volumes ({config.workflow.t1_resolution:g} mm, "
-                   f"{' x '.join(map(str, mask.shape))} voxels)"),
+        kind_text=(f"T1-weighted volumes ({config.workflow.t1_resolution:g} mm voxels, "
+                   f"{int(mask.sum())} in the template's brain mask)"),
         methods_text=_participant_text(config, atlas, subjects, ""),
         painter=painter, space="".join(spaces[:1]) or None, volumes=True, mask=mask)
 
@@ -409,8 +414,7 @@ def trials_source(config, subjects) -> FeatureSource:
 
     return FeatureSource(
         runs=runs, label="trials",
-        kind_text=(f"single-trial activation maps ({' x '.join(map(str, mask.shape))} voxels, "
-                   f"{int(mask.sum())} in the brain mask)"),
+        kind_text=f"single-trial activation maps ({int(mask.sum())} voxels in the brain mask)",
         methods_text=_participant_text(config, None, subjects, ""),
         painter=painter, space="".join(spaces) or None, volumes=True, mask=mask, trials=True)
 
@@ -518,7 +522,10 @@ def run_group(config, atlas, subjects) -> int:
         ens_config = _choose_ensemble_size(config, dataset, ens_config, out / "group")
     write_boilerplate("\n\n".join([
         source.methods_text,
-        group_methods(config, ens_config, dataset, source.kind_text),
+        group_methods(config, ens_config, dataset, source.kind_text, trials=source.trials,
+                      target_in_events=lc.target not in participants.columns,
+                      volume_atlas=(atlas.name if source.volumes and source.space and atlas
+                                    else None)),
         parameters_text(config),
     ]), out / "logs")
     if ex.boilerplate_only:

@@ -152,7 +152,7 @@ def simulate_voxel_patterns(root: Path, n_subjects: int = 40, seed: int = 0, sce
     if int(n_classes) != n_classes or not 2 <= n_classes <= N_CATEGORIES:
         raise ValueError(f"--n-classes must be between 2 and {N_CATEGORIES} (the seed's "
                          "categories).")
-    if n_subjects < n_classes:
+    if design == "between" and n_subjects < n_classes:
         raise ValueError(f"--n-subjects must be at least --n-classes ({n_classes}): one "
                          "subject per class.")
     if n_trials < 1:
