@@ -106,11 +106,11 @@ def _trial_files(tmp_path, subject, labels, grid=(2, 2, 2), value=0.0):
     func = tmp_path / subject / "func"
     func.mkdir(parents=True)
     data = np.full(grid + (len(labels),), value, dtype=np.float32) + np.arange(len(labels))
-    path = func / f"{subject}_task-x_desc-trials_bold.nii.gz"
+    path = func / f"{subject}_task-x_trials.nii.gz"
     nb.Nifti1Image(data, np.eye(4)).to_filename(path)
     pd.DataFrame({"onset": np.arange(len(labels)), "duration": 1.0,
                   "trial_type": labels}).to_csv(
-        func / f"{subject}_task-x_desc-trials_events.tsv", sep="\t", index=False, na_rep="n/a")
+        func / f"{subject}_task-x_trials.tsv", sep="\t", index=False, na_rep="n/a")
     return (subject, str(path))
 
 
@@ -190,12 +190,12 @@ def trials_run(tmp_path_factory):
 def test_trials_participant_outputs(trials_run):
     _, out = trials_run
     func = out / "sub-01" / "func"
-    maps = nb.load(func / "sub-01_task-patterns_desc-trials_bold.nii.gz")
-    events = pd.read_csv(func / "sub-01_task-patterns_desc-trials_events.tsv", sep="\t")
+    maps = nb.load(func / "sub-01_task-patterns_trials.nii.gz")
+    events = pd.read_csv(func / "sub-01_task-patterns_trials.tsv", sep="\t")
     assert maps.shape == (8, 8, 8, 24) and len(events) == 24
     assert (events["n_volumes"] == 1).all()
     assert (func / "sub-01_task-patterns_desc-brain_mask.nii.gz").exists()
-    sidecar = json.loads((func / "sub-01_task-patterns_desc-trials_bold.json").read_text())
+    sidecar = json.loads((func / "sub-01_task-patterns_trials.json").read_text())
     assert sidecar["NumberOfTrials"] == 24 and sidecar["Standardize"] == "none"
 
 
@@ -216,6 +216,10 @@ def test_trials_group_outputs_and_scores(trials_run):
     # 0.8 that marking nothing would score, and nearly every informative voxel is found
     assert value["feature_accuracy"] > 0.85
     assert value["group_roi_recall"] > 0.9
+    from xaibids.simulate.bidsio import validate, validator_available
+
+    if validator_available():
+        assert validate(out)["errors"] == []
     text = (out / "group.html").read_text()
     assert "could not be rendered" not in text and "Voxel map: ig" in text
     assert "trials classified correctly" in (out / "sub-01.html").read_text()
@@ -268,7 +272,7 @@ def test_trials_after_fmriprep_with_confounds_and_regions(tmp_path, run_cli):
     assert code == 0, err
     func = out / "sub-01" / "func"
     stem = "sub-01_task-faces_space-MNI152NLin6Asym"
-    sidecar = json.loads((func / f"{stem}_desc-trials_bold.json").read_text())
+    sidecar = json.loads((func / f"{stem}_trials.json").read_text())
     assert sidecar["ConfoundStrategy"] == "simple" and sidecar["ConfoundRegressors"]
     assert sidecar["NumberOfTrials"] == 10
     assert nb.load(func / f"{stem}_desc-ig_attribution.nii.gz").shape[3] == 10

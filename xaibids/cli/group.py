@@ -380,9 +380,9 @@ def trials_source(config, subjects) -> FeatureSource:
     import nibabel as nb
 
     from xaibids.stats.volumes import volume_image
-    from xaibids.workflows.trials import TRIALS_DESC
+    from xaibids.workflows.trials import TRIALS_SUFFIX
 
-    pattern = f"*_desc-{TRIALS_DESC}_bold.nii.gz"
+    pattern = f"*_{TRIALS_SUFFIX}.nii.gz"
     _extract_missing(config, None, subjects, pattern)
     out = Path(config.execution.output_dir)
     runs = [(f"sub-{s.subject}", str(path)) for s in subjects
@@ -396,7 +396,7 @@ def trials_source(config, subjects) -> FeatureSource:
                            "choose one with --bids-filter-file (\"bold\": {\"space\": ...}).")
     mask, affine = None, None
     for _, path in runs:
-        mask_path = Path(path.replace(f"_desc-{TRIALS_DESC}_bold.nii.gz", "_desc-brain_mask.nii.gz"))
+        mask_path = Path(path.replace(f"_{TRIALS_SUFFIX}.nii.gz", "_desc-brain_mask.nii.gz"))
         if not mask_path.exists():
             raise XaibidsError(f"{mask_path} is missing (written with {Path(path).name}); rerun "
                                "the participant level with --overwrite.")

@@ -352,12 +352,11 @@ def assemble_volume_dataset(
 
 
 def trial_events_path(path) -> str:
-    """The events TSV written beside a ``*_desc-trials_bold.nii.gz`` (one row per volume)."""
+    """The events TSV written beside a ``*_trials.nii.gz`` (one row per volume)."""
     name = os.fspath(path)
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith("_bold" + ext):
-            return name[: -len("_bold" + ext)] + "_events.tsv"
-    raise ValueError(f"{path} is not a trial maps file (*_desc-trials_bold.nii.gz).")
+    if name.endswith("_trials.nii.gz"):
+        return name[: -len(".nii.gz")] + ".tsv"
+    raise ValueError(f"{path} is not a trial maps file (*_trials.nii.gz).")
 
 
 def assemble_trial_dataset(
@@ -369,7 +368,7 @@ def assemble_trial_dataset(
 ) -> TimeseriesDataset:
     """Build a :class:`TimeseriesDataset` of single-trial maps (``--features trials``, seed 004).
 
-    Every volume of every run's ``*_desc-trials_bold.nii.gz`` is one sample. Its class is the
+    Every volume of every run's ``*_trials.nii.gz`` is one sample. Its class is the
     subject's value in the ``target`` column of ``participants.tsv`` when that column exists,
     else the trial's value in the ``target`` column of the events TSV beside the image (e.g.
     ``trial_type``: seed 004 classifies the categories of trials within subjects). Trials

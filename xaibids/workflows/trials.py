@@ -8,16 +8,17 @@ from xaibids.interfaces.bids import DerivativesDataSink
 from xaibids.interfaces.timeseries import ExtractTrialMaps
 from xaibids.workflows.roi import CONFOUND_TEXT
 
-#: The ``desc`` of the trial maps and of the table of their events.
-TRIALS_DESC = "trials"
+#: The suffix of the trial maps (``.nii.gz``), the table of their events (``.tsv``) and their
+#: sidecar (``.json``): xaibids' own, listed in ``.bidsignore`` like ``attribution``.
+TRIALS_SUFFIX = "trials"
 
 
 def init_trial_maps_wf(run, settings, output_dir, sources, name="trial_maps_wf"):
     """Extract and write one mean activation map per event of one BOLD run.
 
-    Writes ``*_desc-trials_bold.nii.gz`` (4D, a volume per kept event), ``*_desc-trials_events.tsv``
-    (the kept rows of the run's events with the number of volumes averaged) and the run's brain
-    mask (``*_desc-brain_mask.nii.gz``), named after the BOLD run.
+    Writes ``*_trials.nii.gz`` (4D, a volume per kept event, with its ``.json`` sidecar),
+    ``*_trials.tsv`` (the kept rows of the run's events with the number of volumes averaged) and
+    the run's brain mask (``*_desc-brain_mask.nii.gz``), named after the BOLD run.
 
     Parameters
     ----------
@@ -53,12 +54,14 @@ def init_trial_maps_wf(run, settings, output_dir, sources, name="trial_maps_wf")
 
     def sink(name, **entities):
         return pe.Node(DerivativesDataSink(base_directory=output_dir, source_file=run.bold,
-                                           dismiss_entities=("res", "den"), **entities),
+                                           dismiss_entities=("desc", "res", "den"), **entities),
                        name=name, run_without_submitting=True)
 
-    ds_maps = sink("ds_trial_maps", desc=TRIALS_DESC, suffix="bold", compress=True)
-    ds_events = sink("ds_trial_events", desc=TRIALS_DESC, suffix="events")
-    ds_mask = sink("ds_mask", desc="brain", suffix="mask", compress=True)
+    ds_maps = sink("ds_trial_maps", suffix=TRIALS_SUFFIX, compress=True)
+    ds_events = sink("ds_trial_events", suffix=TRIALS_SUFFIX)
+    ds_mask = sink("ds_mask", desc="brain", suffix="mask", compress=True, meta_dict={
+        "Type": "Brain", "Sources": [uri for uri in sources if "mask" in uri][:1],
+        "Description": "The brain mask the trial maps were made in (the input's, copied)."})
     outputnode = pe.Node(niu.IdentityInterface(fields=["trial_maps"]), name="outputnode")
     workflow.connect([
         (extract, ds_maps, [("out_file", "in_file"), ("out_meta", "meta_dict")]),
