@@ -287,3 +287,18 @@ def test_trials_after_fmriprep_with_confounds_and_regions(tmp_path, run_cli):
     assert "keeping each subject's trials within one fold" in methods
     assert "HarvardOxford atlas" in methods and "Co-saliency" not in methods
     assert "[@seed004]" in methods and "The maps of a trial were stabilized" in methods
+
+
+def test_trials_run_without_events(trials_run, run_cli, tmp_path):
+    import shutil
+
+    bids, _ = trials_run
+    copy = tmp_path / "ds"
+    shutil.copytree(bids, copy)
+    (copy / "sub-02" / "func" / "sub-02_task-patterns_events.tsv").unlink()
+    code, err = run_cli([copy, tmp_path / "o", "participant", "--features", "trials",
+                         "--confounds", "none", "-d",
+                         f"patterns={copy / 'derivatives' / 'patterns'}",
+                         "--skip-bids-validation"])
+    assert code != 0 and "sub-02: no events.tsv for sub-02_task-patterns_bold.nii.gz" in err
+    assert not (tmp_path / "o").exists()
