@@ -133,6 +133,19 @@ def test_assemble_trial_dataset_target_from_events_or_participants(tmp_path):
         assemble_trial_dataset(runs, participants, "condition")
 
 
+def test_class_mean_maps_average_units_then_classes():
+    from xaibids.stats.volumes import class_mean_maps
+
+    maps = np.array([[[1.0, 0.0]], [[3.0, 0.0]], [[0.0, 2.0]], [[np.nan, np.nan]]])
+    y = np.array([0, 0, 1, 1])
+    units = ["s1|0", "s2|0", "s1|1", "s2|1"]
+    out = class_mean_maps(maps, y, 3, units)
+    np.testing.assert_allclose(out, [[2.0, 0.0], [0.0, 2.0], [0.0, 0.0]])  # NaN row skipped
+    # two samples of one unit count once
+    out = class_mean_maps(maps[:3], y[:3], 2, ["s1|0", "s1|0", "s1|1"])
+    np.testing.assert_allclose(out[0], [2.0, 0.0])
+
+
 def test_statistical_units_split_subjects_with_several_classes():
     assert statistical_units(["s1", "s1", "s2"], [0, 0, 1]) == ["s1", "s1", "s2"]
     assert statistical_units(["s1", "s1", "s2", "s2"], [0, 1, 0, 1]) == \
@@ -216,6 +229,15 @@ def test_trials_group_outputs_and_scores(trials_run):
     # 0.8 that marking nothing would score, and nearly every informative voxel is found
     assert value["feature_accuracy"] > 0.85
     assert value["group_roi_recall"] > 0.9
+    # seed 004's category maps: each class's group map against its pattern (scenario 1, two
+    # classes: cat1 = B1 ∪ B2, cat2 = B2 ∪ B3). The shared block B2 carries no class evidence,
+    # and the absolute map of cat1 also holds B3, whose activity is evidence *against* cat1 (seed
+    # 004 §4: importance includes voxels relevant to the other categories): about half of each
+    # pattern is found, at twice the precision and recall of a random selection of that size
+    for label in ("cat1", "cat2"):
+        assert (out / "group" / f"desc-ig_class-{label}_importance.nii.gz").exists()
+        assert value[f"class_{label}_roi_recall"] >= 0.4
+        assert value[f"class_{label}_roi_precision"] > 0.2
     from xaibids.simulate.bidsio import validate, validator_available
 
     if validator_available():

@@ -661,12 +661,17 @@ def write_volume_outputs(config, source, dataset, result, group_dir: Path) -> No
     from xaibids.features.atlases import load_atlas
     from xaibids.stats._common import statistical_units
     from xaibids.stats.volumes import (
-        compute_volume_statistics, subject_mean_map, write_group_mean_map, write_volume_statistics,
+        class_mean_maps, compute_volume_statistics, subject_mean_map, write_class_maps,
+        write_group_mean_map, write_volume_statistics,
     )
 
     st = config.statistics
     mask = source.mask
     units = statistical_units(dataset.subjects, dataset.y)
+    for method, maps in result.maps.items():
+        write_class_maps(class_mean_maps(maps, dataset.y, len(dataset.classes), units),
+                         dataset.classes, group_dir, method, dataset.affine, dataset.grid,
+                         source.space, mask=mask)
     if source.space is None:  # a grid in no template space: no atlas regions to rank
         for method, maps in result.maps.items():
             path = write_group_mean_map(

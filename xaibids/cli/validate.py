@@ -48,10 +48,11 @@ def get_parser() -> argparse.ArgumentParser:
 def format_summary(table) -> str:
     """The dataset-level rows as aligned text (mean ± SD over subjects where per-subject)."""
     rows = table[table["subject"].isna()]
+    width = max([22, *(len(m) for m in rows["metric"])])
     lines = []
     for row in rows.itertuples():
         sd = "" if row.sd != row.sd else f" ± {row.sd:.3f}"  # NaN check
-        lines.append(f"  {row.method:<8} {row.metric:<22} {row.value:8.3f}{sd}  (n = {row.n})")
+        lines.append(f"  {row.method:<8} {row.metric:<{width}} {row.value:8.3f}{sd}  (n = {row.n})")
     return "\n".join(lines)
 
 

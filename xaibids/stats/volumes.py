@@ -134,6 +134,52 @@ def subject_mean_map(maps, y, subjects=None) -> np.ndarray:
     return _subject_mean(maps, attributed_samples(maps, "subject_mean_map"), y, subjects)[0]
 
 
+def class_mean_maps(maps, y, n_classes: int, units=None) -> np.ndarray:
+    """Seed 004's category importance maps: per class, the mean stabilized map of its samples.
+
+    Each unit's samples of the class are averaged first (``units`` as for
+    :func:`subject_mean_map`), then the units; a class without attributed samples gets a map of
+    zeros. Returns ``(n_classes, n_voxels)``. Seed 004 (§2.8) derives one importance map per
+    category from the classifier; with maps explaining each sample's true class, the maps of a
+    class's samples are that category's evidence.
+    """
+    maps = np.asarray(maps, dtype=float)
+    y = np.asarray(y, int)
+    attributed = attributed_samples(maps, "class_mean_maps")
+    out = np.zeros((n_classes, maps.shape[2]))
+    for c in range(n_classes):
+        rows = attributed & (y == c)
+        if rows.any():
+            out[c] = _subject_mean(maps, rows, y, units)[0]
+    return out
+
+
+def write_class_maps(class_maps: np.ndarray, classes, group_dir, method: str, affine, grid,
+                     space: str | None, mask=None) -> list[Path]:
+    """``[space-<tpl>_]desc-<method>_class-<c>_importance.nii.gz`` (+ ``.json``) of every class
+    (:func:`class_mean_maps`), on the maps' grid, 0 outside ``mask``."""
+    import json
+
+    from xaibids.outputs.derivatives import atomic_path, atomic_write_text
+    from xaibids.stats._common import class_entities
+    from xaibids.stats.group import check_method
+
+    check_method(method)
+    written = []
+    for values, label, entity in zip(class_maps, classes, class_entities(classes)):
+        stem = f"{'space-' + space + '_' if space else ''}desc-{method}_class-{entity}_importance"
+        path = Path(group_dir) / f"{stem}.nii.gz"
+        with atomic_path(path, suffix=".nii.gz") as tmp:
+            volume_image(values.reshape(tuple(grid)), affine, mask, template=bool(space)).to_filename(tmp)
+        atomic_write_text(path.with_name(f"{stem}.json"), json.dumps({
+            "Description": f"Mean stabilized {method} map of the samples of class {label!r} "
+                           "(each subject's samples of the class averaged first), the "
+                           "category importance map of seed 004; 0 outside the brain mask.",
+            "Class": str(label)}, indent=2) + "\n")
+        written.append(path)
+    return written
+
+
 def write_group_mean_map(mean_map: np.ndarray, group_dir, method: str, affine,
                          mask=None) -> Path:
     """``desc-<method>_importance.nii.gz``: the group map of voxel maps on a grid in no

@@ -49,6 +49,11 @@ Group-level metrics (only where the relevant features are the same for every sub
 
 - ``importance_r_precision`` and ``importance_auc``: how well the importance *ranking* recovers
   the truth, without the 0.5 threshold (see :func:`_ranking_rows`).
+- ``class_<label>_roi_*`` (same six; voxel maps of datasets with per-class truth,
+  ``groundtruth_class-<label>_mask.nii.gz`` as ``voxel-patterns`` writes): seed 004's category
+  maps, the group map of each class's samples
+  (``group/[space-<tpl>_]desc-<method>_class-<label>_importance.nii.gz``) max-normalized and
+  thresholded at 0.5, against that class's pattern.
 
 With the default ``--positive abs`` the maps are non-negative and seed 001's ``|median over
 time|`` is the median of the absolute values; with ``--positive none`` the maps stay signed and
@@ -351,6 +356,38 @@ def score_volume_maps(paths: list[Path], truth: GroundTruth, method: str,
     return table
 
 
+def score_class_maps(group_dir: Path, truth: GroundTruth, method: str,
+                     domain: np.ndarray | None = None, threshold: float = M.ROI_THRESHOLD,
+                     n: int = 0) -> pd.DataFrame:
+    """``class_<label>_roi_*`` rows: each class's group voxel map against the class's pattern.
+
+    Reads ``group/…desc-<method>_class-<label>_importance.nii.gz`` and the truth's
+    ``groundtruth_class-<label>_mask.nii.gz`` (resampled nearest-neighbour onto the map's grid),
+    restricted to ``domain``; the map's absolute values, max-normalized, select the voxels at or
+    above ``threshold`` (seed 001's rule). An empty table when either file is missing.
+    """
+    import nibabel as nb
+    from nilearn.image import resample_to_img
+
+    rows = []
+    for path in sorted(Path(group_dir).glob(f"*desc-{method}_class-*_importance.nii.gz")):
+        label = re.search(r"_class-([A-Za-z0-9]+)_importance", path.name).group(1)
+        truth_path = truth.root / f"groundtruth_class-{label}_mask.nii.gz"
+        if not truth_path.is_file():
+            continue
+        img, mask = nb.load(path), nb.load(truth_path)
+        if mask.shape[:3] != img.shape[:3] or not np.allclose(mask.affine, img.affine, atol=1e-4):
+            mask = resample_to_img(mask, img, interpolation="nearest", force_resample=True,
+                                   copy_header=True)
+        voxels = domain if domain is not None else np.ones(img.shape[:3], dtype=bool)
+        values = np.abs(np.asarray(img.dataobj, dtype=float))[voxels]
+        peak = values.max()
+        selected = values >= threshold * peak if peak > 0 else np.zeros_like(values, bool)
+        rows += _rate_rows(f"class_{label}_roi", method, selected,
+                           (np.asarray(mask.dataobj) > 0)[voxels], n)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
 def score_output(output_dir: str | os.PathLike, ground_truth: str | os.PathLike | GroundTruth,
                  methods=None, threshold: float = M.ROI_THRESHOLD) -> pd.DataFrame:
     """Score every attribution map of an xaibids ``OUTPUT_DIR`` against a simulated dataset.
@@ -416,6 +453,10 @@ def score_output(output_dir: str | os.PathLike, ground_truth: str | os.PathLike 
         imp_path = output_dir / "group" / f"desc-{method}_importance.tsv"
         importance = pd.read_csv(imp_path, sep="\t") if imp_path.is_file() else None
         tables.append(score_volume_maps(paths, truth, method, domain, importance, threshold))
+        classes = score_class_maps(output_dir / "group", truth, method, domain, threshold,
+                                   n=len(paths))
+        if len(classes):
+            tables.append(classes)
     table = pd.concat(tables, ignore_index=True)
     return table
 
