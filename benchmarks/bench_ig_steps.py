@@ -14,7 +14,9 @@ subject, with the zero baseline:
 * **auto** is what ``--ig-steps auto`` does: :func:`xaibids.attribution.ig.converged_ig_steps`
   on the first 32 test subjects chooses the fewest Gauss-Legendre points of 4, 8, …, 256 whose
   completeness error is within the tolerance, and those points explain every test subject;
-* every step count of the ladder is also measured for both rules.
+* every step count of the ladder is also measured for both rules;
+* a probe (:func:`refinement_probe`) asks whether more points for only the subjects that need
+  them would reach the tolerance with fewer points per subject on average.
 
 Reported per setting: the completeness error on all test subjects (summed |convergence delta|
 over summed |change of the target logit|), the mean per-subject Pearson correlation of the maps
@@ -64,6 +66,47 @@ def measure(model, X, y, n_steps: int, rule: str, reference=None) -> dict:
     return {"row": row, "maps": maps}
 
 
+#: Gauss–Legendre counts of the per-subject refinement probe (:func:`refinement_probe`).
+PROBE_STEPS = (8, 12, 16, 20, 24, 32, 48, 64)
+
+
+def refinement_probe(model, X, y, tolerance: float) -> dict:
+    """Could giving more points only to the subjects that need them meet the tolerance cheaper?
+
+    For every start count ``n0`` and refined count ``n1 > n0`` of :data:`PROBE_STEPS`, all
+    subjects get ``n0`` Gauss–Legendre points, then the subjects with the largest convergence
+    delta are recomputed with ``n1`` (one at a time, largest first) until the summed error of
+    the batch is within ``tolerance``. Returned: the error of every count, and the cheapest
+    scheme with its mean points per subject (``n0`` + the refined share × ``n1``).
+    """
+    import numpy as np
+
+    from xaibids.attribution.ig import completeness_terms
+
+    deltas, change = {}, None
+    for n in PROBE_STEPS:
+        delta, change = completeness_terms(model, X, y, "zero", n, internal_batch_size=1024)
+        deltas[n] = delta.abs().numpy()
+    total = float(change.abs().sum())
+    errors = {n: float(d.sum()) / total for n, d in deltas.items()}
+    best = None
+    for n0 in PROBE_STEPS:
+        for n1 in (n for n in PROBE_STEPS if n > n0):
+            current = deltas[n0].copy()
+            refined = 0
+            for i in np.argsort(-deltas[n0]):
+                if current.sum() / total <= tolerance:
+                    break
+                current[i] = deltas[n1][i]
+                refined += 1
+            if current.sum() / total <= tolerance:
+                mean = n0 + refined * n1 / len(current)
+                if best is None or mean < best["mean_points"]:
+                    best = {"start": n0, "refined_to": n1, "refined_share": refined / len(current),
+                            "mean_points": mean}
+    return {"errors": errors, "best": best}
+
+
 def run_preset(name: str, tolerance: float, seed: int) -> dict:
     import torch
 
@@ -104,6 +147,7 @@ def run_preset(name: str, tolerance: float, seed: int) -> dict:
         "auto": {**auto["row"], "choose_seconds": choose_seconds,
                  "correlation_with_naive": _correlation(auto["maps"], naive["maps"])},
         "naive": naive["row"],
+        "refinement_probe": refinement_probe(model, X, y, tolerance),
         "steps_ratio_naive_over_auto": NAIVE_STEPS / steps,
         "seconds_ratio_naive_over_auto": naive_total / auto_total,
         "ladder": rows,
@@ -140,6 +184,11 @@ def main(argv=None) -> int:
               f"{n['correlation_with_reference']:.5f}. Steps {r['steps_ratio_naive_over_auto']:.1f}x "
               f"fewer, attribution {r['seconds_ratio_naive_over_auto']:.1f}x faster "
               "(choosing included).")
+        best = r["refinement_probe"]["best"]
+        if best:
+            print(f"per-subject refinement probe: {best['start']} points for all, "
+                  f"{best['refined_to']} for the {100 * best['refined_share']:.0f} % with the "
+                  f"largest delta: {best['mean_points']:.1f} points per subject on average")
     write_benchmark_report({"benchmark": "ig_steps", "tolerance": args.tolerance,
                             "naive_steps": NAIVE_STEPS, "reference_steps": REFERENCE_STEPS,
                             "presets": results},

@@ -172,6 +172,14 @@ def test_simulated_within_design(tmp_path):
         assert sorted(events["trial_type"]) == ["cat1", "cat1", "cat2", "cat2", "cat3", "cat3"]
     assert json.loads((out / "task-patterns_events.json").read_text())["trial_type"]["Levels"]
     assert "column `trial_type`" in (out / "README").read_text()
+    from xaibids.simulate.bidsio import tree_digest, validate, validator_available
+
+    again = tmp_path / "again"
+    simulate("voxel-patterns", again, n_subjects=3, seed=1, n_trials=6, n_classes=3,
+             design="within", grid_size=8)
+    assert tree_digest(again) == tree_digest(out)
+    if validator_available():
+        assert validate(out)["errors"] == []
     with pytest.raises(ValueError, match="--n-trials of at least --n-classes"):
         simulate("voxel-patterns", tmp_path / "bad", n_subjects=2, n_trials=2, n_classes=3,
                  design="within")
@@ -258,6 +266,9 @@ def test_trials_group_errors(trials_run, run_cli, tmp_path):
     code, err = run_cli(common + ["--target", "trial_type", "--model", "linear",
                                  "--n-folds", "9"])
     assert code != 0 and "lower --n-folds to at most 8" in err
+    code, err = run_cli(common + ["--target", "trial_type", "--model", "linear",
+                                 "--cv-group", "site"])
+    assert code != 0 and "--cv-group 'site' is not a column of" in err
     assert not (tmp_path / "o").exists()
 
 

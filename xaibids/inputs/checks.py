@@ -250,7 +250,10 @@ def check_trial_target(participants: pd.DataFrame, path: Path, target: str,
                      n_folds)
         return
     if cv_group and cv_group not in participants.columns:
-        check_target(participants, path, cv_group, None, [], n_folds)  # raises, naming it
+        raise XaibidsError(
+            f"--cv-group {cv_group!r} is not a column of {path}; its columns are "
+            f"{', '.join(map(str, participants.columns)) or '(none)'}. Choose one of them or "
+            "add the column.")
     values = []
     for run in (r for s in subjects for r in s.bold_runs):
         events = pd.read_csv(run.events, sep="\t", dtype=str, keep_default_na=False)
@@ -269,6 +272,16 @@ def check_trial_target(participants: pd.DataFrame, path: Path, target: str,
         raise XaibidsError(
             f"The events' column {target!r} has {len(set(values))} class(es) among the selected "
             "runs; classification needs at least two. Choose another --target.")
+    if cv_group:
+        ids = [f"sub-{s.subject}" for s in subjects]
+        groups = {str(participants.at[i, cv_group]).strip() for i in ids
+                  if i in participants.index and not _missing(participants.at[i, cv_group])}
+        if len(groups) < n_folds:
+            raise XaibidsError(
+                f"Column {cv_group!r} (--cv-group) of {path} has {len(groups)} distinct "
+                f"value(s) among the selected subjects, fewer than the {n_folds} folds; lower "
+                f"--n-folds to at most {len(groups)} or use another --cv-group.")
+        return
     if len(subjects) < n_folds:
         raise XaibidsError(
             f"The folds keep each subject's trials together, and {len(subjects)} subject(s) "
