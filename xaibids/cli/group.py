@@ -343,6 +343,20 @@ def ica_source(config, subjects) -> FeatureSource:
         space=space.group(1) if space else None, domains=component_domains(table))
 
 
+def _made_volumes(config, atlas, subjects, pattern: str, what: str):
+    """The participant step's images matching ``pattern`` in OUTPUT_DIR (made now for subjects
+    without them) as ``("sub-<label>", path)`` pairs, and the template spaces they are in."""
+    _extract_missing(config, atlas, subjects, pattern)
+    out = Path(config.execution.output_dir)
+    runs = [(f"sub-{s.subject}", str(path)) for s in subjects
+            for path in sorted((out / f"sub-{s.subject}").glob(f"**/{pattern}"))]
+    if not runs:
+        raise XaibidsError(f"No {what} ({pattern}) were found or made in {out}.")
+    spaces = sorted({m.group(1) for _, p in runs
+                     if (m := re.search(r"_space-([A-Za-z0-9]+)_", Path(p).name))})
+    return runs, spaces
+
+
 def t1_source(config, atlas, subjects) -> FeatureSource:
     """T1w volumes on the template grid: made by the participant step (now, for subjects
     without them) in OUTPUT_DIR; maps painted on the grid, masked to the template brain."""
@@ -351,15 +365,8 @@ def t1_source(config, atlas, subjects) -> FeatureSource:
     from xaibids.stats.volumes import volume_image
 
     res = resolution_label(config.workflow.t1_resolution)
-    pattern = f"*_res-{res}_desc-preproc_T1w.nii.gz"
-    _extract_missing(config, atlas, subjects, pattern)
-    out = Path(config.execution.output_dir)
-    runs = [(f"sub-{s.subject}", str(path)) for s in subjects
-            for path in sorted((out / f"sub-{s.subject}").glob(f"**/{pattern}"))]
-    if not runs:
-        raise XaibidsError(f"No preprocessed T1w volumes ({pattern}) were found or made in {out}.")
-    spaces = sorted({m.group(1) for _, p in runs
-                     if (m := re.search(r"_space-([A-Za-z0-9]+)_", Path(p).name))})
+    runs, spaces = _made_volumes(config, atlas, subjects, f"*_res-{res}_desc-preproc_T1w.nii.gz",
+                                 "preprocessed T1w volumes")
     mask = np.asarray(grid_mask(config.workflow.t1_resolution).dataobj) > 0
     affine = grid_mask(config.workflow.t1_resolution).affine
 
@@ -382,15 +389,8 @@ def trials_source(config, subjects) -> FeatureSource:
     from xaibids.stats.volumes import volume_image
     from xaibids.workflows.trials import TRIALS_SUFFIX
 
-    pattern = f"*_{TRIALS_SUFFIX}.nii.gz"
-    _extract_missing(config, None, subjects, pattern)
-    out = Path(config.execution.output_dir)
-    runs = [(f"sub-{s.subject}", str(path)) for s in subjects
-            for path in sorted((out / f"sub-{s.subject}").glob(f"**/{pattern}"))]
-    if not runs:
-        raise XaibidsError(f"No trial maps ({pattern}) were found or made in {out}.")
-    spaces = sorted({m.group(1) for _, p in runs
-                     if (m := re.search(r"_space-([A-Za-z0-9]+)_", Path(p).name))})
+    runs, spaces = _made_volumes(config, None, subjects, f"*_{TRIALS_SUFFIX}.nii.gz",
+                                 "trial maps")
     if len(spaces) > 1:
         raise XaibidsError(f"The trial maps are in several spaces ({', '.join(spaces)}); "
                            "choose one with --bids-filter-file (\"bold\": {\"space\": ...}).")

@@ -17,22 +17,27 @@ from xaibids.features.timeseries import extract_roi_timeseries
 from xaibids.threads import limited_threads
 
 
-class _ExtractRoiTimeseriesInputSpec(BaseInterfaceInputSpec):
-    bold_file = File(exists=True, mandatory=True, desc="preprocessed BOLD in template space")
-    mask_file = File(exists=True, mandatory=True, desc="brain mask of the BOLD run")
-    atlas_file = File(exists=True, mandatory=True, desc="3D label image")
-    atlas_labels = File(exists=True, mandatory=True, desc="TSV with index and name")
-    atlas_name = traits.Str(mandatory=True, desc="BIDS atlas label")
-    atlas_space = traits.Either(None, traits.Str, default=None, usedefault=True)
-    atlas_source = traits.Str("", usedefault=True)
+class _CleanedBoldInputSpec(BaseInterfaceInputSpec):
+    """A BOLD run, its mask and the cleaning options (``--confounds`` … ``--low-pass``)."""
+
+    bold_file = File(exists=True, mandatory=True, desc="BOLD run (preprocessed, template space)")
+    mask_file = File(exists=True, mandatory=True, desc="brain mask on the BOLD grid")
     confounds = traits.Str("simple", usedefault=True)
     detrend = traits.Bool(True, usedefault=True)
     standardize = traits.Str("none", usedefault=True)
     high_pass = traits.Float(0.0, usedefault=True)
     low_pass = traits.Float(0.0, usedefault=True)
-    min_coverage = traits.Float(0.5, usedefault=True)
     metadata = traits.Dict(desc="BOLD sidecar metadata")
     sources = traits.List(traits.Str, desc="BIDS URIs of the inputs")
+
+
+class _ExtractRoiTimeseriesInputSpec(_CleanedBoldInputSpec):
+    atlas_file = File(exists=True, mandatory=True, desc="3D label image")
+    atlas_labels = File(exists=True, mandatory=True, desc="TSV with index and name")
+    atlas_name = traits.Str(mandatory=True, desc="BIDS atlas label")
+    atlas_space = traits.Either(None, traits.Str, default=None, usedefault=True)
+    atlas_source = traits.Str("", usedefault=True)
+    min_coverage = traits.Float(0.5, usedefault=True)
 
 
 class _ExtractRoiTimeseriesOutputSpec(TraitedSpec):
@@ -97,17 +102,8 @@ class ExtractRoiTimeseries(SimpleInterface):
         return runtime
 
 
-class _ExtractTrialMapsInputSpec(BaseInterfaceInputSpec):
-    bold_file = File(exists=True, mandatory=True, desc="BOLD run")
-    mask_file = File(exists=True, mandatory=True, desc="brain mask on the BOLD grid")
+class _ExtractTrialMapsInputSpec(_CleanedBoldInputSpec):
     events_file = File(exists=True, mandatory=True, desc="the run's events.tsv")
-    confounds = traits.Str("simple", usedefault=True)
-    detrend = traits.Bool(True, usedefault=True)
-    standardize = traits.Str("none", usedefault=True)
-    high_pass = traits.Float(0.0, usedefault=True)
-    low_pass = traits.Float(0.0, usedefault=True)
-    metadata = traits.Dict(desc="BOLD sidecar metadata")
-    sources = traits.List(traits.Str, desc="BIDS URIs of the inputs")
 
 
 class _ExtractTrialMapsOutputSpec(TraitedSpec):
