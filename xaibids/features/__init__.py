@@ -1,4 +1,5 @@
-"""Feature extraction: atlases, ROI timecourses and their on-disk format.
+"""Feature extraction: atlases, ROI and ICA timecourses, T1 volumes, single-trial maps, and the
+timecourses' on-disk format.
 
 The science lives here as plain functions (tested without Nipype); ``xaibids.interfaces`` and
 ``xaibids.workflows`` only wrap and wire them.

@@ -1,9 +1,11 @@
 """Assemble per-run timeseries TSVs and ``participants.tsv`` into a classification dataset.
 
 One sample per run file: the TSV's rows are time points, its columns features (XCP-D's
-``*_timeseries.tsv``). The class of a sample is its subject's value in the ``--target`` column of
-``participants.tsv``; the optional ``--cv-group`` column (e.g. site) keeps groups from spanning
-training and test sets in cross-validation.
+``*_timeseries.tsv``), or one 3D volume (``--features t1``). The class of a sample is its
+subject's value in the ``--target`` column of ``participants.tsv``; the optional ``--cv-group``
+column (e.g. site) keeps groups from spanning training and test sets in cross-validation. Single
+trials (``--features trials``, :func:`assemble_trial_dataset`) are one sample per volume of a
+run's trial maps, labelled from ``participants.tsv`` or from the events.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Group statistics of voxel-wise attribution maps (``--features t1``, seed 002).
+"""Group statistics of voxel-wise attribution maps (``--features t1`` and ``trials``, seed 002).
 
 Voxel maps have no time axis, so the co-saliency and sFNC of timecourses (seed 000 §2.8) do not
 apply. What is computed instead:
@@ -11,7 +11,13 @@ apply. What is computed instead:
 - **group map**: the mean of the subjects' stabilized maps (each subject once), written as a
   NIfTI image in the template space;
 - **region ranking** of the group map: seed 002's share of the thresholded map per region
-  (Results, Table 2; :func:`xaibids.stats.regions.rank_regions`).
+  (Results, Table 2; :func:`xaibids.stats.regions.rank_regions`);
+- **class maps**: the group map of each class's samples, seed 004's category importance maps
+  (:func:`class_mean_maps`).
+
+On a grid in no template space (single trials of raw BOLD) only the group and class maps are
+written (:func:`write_group_mean_map`). Where classes vary within subjects (single trials), a
+subject's samples of one class are one unit (:func:`xaibids.stats._common.statistical_units`).
 """
 
 from __future__ import annotations
