@@ -335,3 +335,21 @@ def test_trials_run_without_events(trials_run, run_cli, tmp_path):
                          "--skip-bids-validation"])
     assert code != 0 and "sub-02: no events.tsv for sub-02_task-patterns_bold.nii.gz" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_trials_with_cnn3d_and_gradcam(tmp_path, run_cli):
+    """The 3D CNN classifies trial maps too (the grid goes to the model)."""
+    bids = tmp_path / "ds"
+    simulate("voxel-patterns", bids, n_subjects=4, seed=2, n_trials=8, design="within",
+             grid_size=8, effect_mean=1.0)
+    out = tmp_path / "out"
+    code, err = run_cli([bids, out, "group", "--features", "trials", "--confounds", "none",
+                         "-d", f"patterns={bids / 'derivatives' / 'patterns'}",
+                         "--target", "trial_type", "--model", "cnn3d", "--n-folds", "2",
+                         "--n-models", "1", "--epochs", "2", "--attribution", "ig", "gradcam",
+                         "--reliability-samples", "0", "--skip-bids-validation",
+                         "-w", tmp_path / "work"])
+    assert code == 0, err
+    for method in ("ig", "gradcam"):
+        img = nb.load(out / "sub-01" / "func" / f"sub-01_task-patterns_desc-{method}_attribution.nii.gz")
+        assert img.shape == (8, 8, 8, 8) and np.isfinite(img.get_fdata()).all()

@@ -385,28 +385,29 @@ def trials_source(config, subjects) -> FeatureSource:
     """Single-trial activation maps made by the participant step (now, for subjects without
     them) in OUTPUT_DIR; the group brain mask is the intersection of the runs' masks."""
     import nibabel as nb
+    from nilearn.masking import intersect_masks
 
+    from xaibids.features.trials import TRIALS_SUFFIX
     from xaibids.stats.volumes import volume_image
-    from xaibids.workflows.trials import TRIALS_SUFFIX
 
     runs, spaces = _made_volumes(config, None, subjects, f"*_{TRIALS_SUFFIX}.nii.gz",
                                  "trial maps")
     if len(spaces) > 1:
         raise XaibidsError(f"The trial maps are in several spaces ({', '.join(spaces)}); "
                            "choose one with --bids-filter-file (\"bold\": {\"space\": ...}).")
-    mask, affine = None, None
+    masks = []
     for _, path in runs:
         mask_path = Path(path.replace(f"_{TRIALS_SUFFIX}.nii.gz", "_desc-brain_mask.nii.gz"))
         if not mask_path.exists():
             raise XaibidsError(f"{mask_path} is missing (written with {Path(path).name}); rerun "
                                "the participant level with --overwrite.")
-        img = nb.load(mask_path)
-        run_mask = np.asarray(img.dataobj) > 0
-        if mask is not None and run_mask.shape != mask.shape:
+        masks.append(nb.load(mask_path))
+        if masks[-1].shape != masks[0].shape or not np.allclose(
+                masks[-1].affine, masks[0].affine, atol=1e-4):
             raise XaibidsError(f"{Path(path).name} is on another grid than {Path(runs[0][1]).name};"
                                " give BOLD runs of one space and resolution.")
-        mask = run_mask if mask is None else mask & run_mask
-        affine = img.affine if affine is None else affine
+    group_mask = intersect_masks(masks, threshold=1, connected=False)  # nilearn's intersection
+    mask, affine = np.asarray(group_mask.dataobj) > 0, group_mask.affine
 
     def painter(values: pd.Series):
         return volume_image(values.to_numpy().reshape(mask.shape), affine, mask,
@@ -466,12 +467,7 @@ def run_group(config, atlas, subjects) -> int:
 
     ex, lc = config.execution, config.learning
     out = Path(ex.output_dir)
-    participants = read_participants(Path(ex.bids_dir))
-    if lc.target not in participants.columns and config.workflow.features != "trials":
-        raise XaibidsError(
-            f"--target {lc.target!r} is not a column of {Path(ex.bids_dir) / 'participants.tsv'}; "
-            f"its columns are {', '.join(participants.columns)}."
-        )
+    participants = read_participants(Path(ex.bids_dir))  # --target checked before the run
     settings = config.result_settings()
     if config.workflow.features == "ica" and not config.workflow.ica_template:
         # group ICA is part of this level: check before it runs, on the BOLD runs it reads

@@ -35,6 +35,10 @@ from xaibids.features.timeseries import (
 
 LOGGER = logging.getLogger("xaibids")
 
+#: The suffix of a run's trial maps (``.nii.gz``), the table of their events (``.tsv``) and
+#: their sidecar (``.json``): xaibids' own, listed in ``.bidsignore`` like ``attribution``.
+TRIALS_SUFFIX = "trials"
+
 
 @dataclass
 class TrialMaps:
@@ -101,7 +105,7 @@ def extract_trial_maps(
     events_file: str | Path,
     confounds: str = "simple",
     detrend: bool = True,
-    standardize: str = "zscore_sample",
+    standardize: str = "none",
     high_pass: float | None = None,
     low_pass: float | None = None,
     metadata: dict | None = None,
@@ -118,8 +122,8 @@ def extract_trial_maps(
     confounds
         One of nilearn's fMRIPrep strategies or ``none`` (as for ROI timecourses).
     detrend, standardize, high_pass, low_pass
-        Passed to :class:`nilearn.maskers.NiftiMasker`; seed 004 z-scores every voxel's time
-        course (``standardize='zscore_sample'``).
+        Passed to :class:`nilearn.maskers.NiftiMasker` (as for ROI timecourses); seed 004
+        z-scores every voxel's time course (``standardize='zscore_sample'``).
     metadata
         The BOLD sidecar (``RepetitionTime``; else the header's TR).
     """

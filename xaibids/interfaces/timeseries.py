@@ -31,6 +31,24 @@ class _CleanedBoldInputSpec(BaseInterfaceInputSpec):
     sources = traits.List(traits.Str, desc="BIDS URIs of the inputs")
 
 
+def cleaning_options(inputs) -> dict:
+    """The cleaning options of a :class:`_CleanedBoldInputSpec`, as keyword arguments."""
+    return {name: getattr(inputs, name) for name in
+            ("confounds", "detrend", "standardize", "high_pass", "low_pass", "metadata")}
+
+
+def cleaning_metadata(inputs, confound_columns, repetition_time: float) -> dict:
+    """Sidecar entries saying how a run was cleaned (shared by ROI timecourses and trials)."""
+    return {"Sources": list(inputs.sources),
+            "ConfoundStrategy": inputs.confounds,
+            "ConfoundRegressors": confound_columns,
+            "Detrend": inputs.detrend,
+            "Standardize": inputs.standardize,
+            "HighPass": inputs.high_pass or None,
+            "LowPass": inputs.low_pass or None,
+            "RepetitionTime": repetition_time}
+
+
 class _ExtractRoiTimeseriesInputSpec(_CleanedBoldInputSpec):
     atlas_file = File(exists=True, mandatory=True, desc="3D label image")
     atlas_labels = File(exists=True, mandatory=True, desc="TSV with index and name")
@@ -57,35 +75,18 @@ class ExtractRoiTimeseries(SimpleInterface):
         # the node declares one thread (Nipype's default n_procs); BLAS keeps to it
         with limited_threads(1):
             result = extract_roi_timeseries(
-                inputs.bold_file,
-                inputs.mask_file,
-                inputs.atlas_file,
-                labels,
-                confounds=inputs.confounds,
-                detrend=inputs.detrend,
-                standardize=inputs.standardize,
-                high_pass=inputs.high_pass,
-                low_pass=inputs.low_pass,
-                min_coverage=inputs.min_coverage,
-                metadata=inputs.metadata,
-            )
+                inputs.bold_file, inputs.mask_file, inputs.atlas_file, labels,
+                min_coverage=inputs.min_coverage, **cleaning_options(inputs))
         out = Path(runtime.cwd) / "timeseries.tsv"
         write_timeseries_tsv(result.data, result.region_names, out)
         kept = result.sample_mask
         meta = {
-            "Sources": list(inputs.sources),
+            **cleaning_metadata(inputs, result.confound_columns, result.repetition_time),
             "Atlas": inputs.atlas_name,
             "AtlasSource": inputs.atlas_source,
             "AtlasSpace": inputs.atlas_space,
             "AtlasResampling": "nearest" if result.atlas_resampled else "none (same grid)",
             "Statistic": "mean",
-            "ConfoundStrategy": inputs.confounds,
-            "ConfoundRegressors": result.confound_columns,
-            "Detrend": inputs.detrend,
-            "Standardize": inputs.standardize,
-            "HighPass": inputs.high_pass or None,
-            "LowPass": inputs.low_pass or None,
-            "RepetitionTime": result.repetition_time,
             "SamplingFrequency": 1.0 / result.repetition_time,
             "NumberOfVolumes": result.n_volumes,
             "NumberOfVolumesKept": int(result.data.shape[0]),
@@ -109,7 +110,6 @@ class _ExtractTrialMapsInputSpec(_CleanedBoldInputSpec):
 class _ExtractTrialMapsOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="4D trial maps")
     out_events = File(exists=True, desc="TSV of the kept events, one row per volume")
-    out_mask = File(exists=True, desc="the brain mask the maps were made in")
     out_meta = traits.Dict(desc="sidecar metadata")
 
 
@@ -124,36 +124,22 @@ class ExtractTrialMaps(SimpleInterface):
 
         inputs = self.inputs
         with limited_threads(1):
-            result = extract_trial_maps(
-                inputs.bold_file, inputs.mask_file, inputs.events_file,
-                confounds=inputs.confounds, detrend=inputs.detrend,
-                standardize=inputs.standardize, high_pass=inputs.high_pass,
-                low_pass=inputs.low_pass, metadata=inputs.metadata)
+            result = extract_trial_maps(inputs.bold_file, inputs.mask_file, inputs.events_file,
+                                        **cleaning_options(inputs))
         out = Path(runtime.cwd) / "trials.nii.gz"
         result.img.to_filename(out)
         events = Path(runtime.cwd) / "trials.tsv"
         result.events.to_csv(events, sep="\t", index=False, na_rep="n/a")
-        mask = Path(runtime.cwd) / "mask.nii.gz"
-        import nibabel as nb
-
-        nb.load(inputs.mask_file).to_filename(mask)
         meta = {
-            "Sources": list(inputs.sources),
+            **cleaning_metadata(inputs, result.confound_columns, result.repetition_time),
             "Description": "One mean activation map per event of the run's events.tsv: the "
                            "volumes acquired inside [onset, onset + duration) averaged after "
                            "cleaning (seed 004 §2.3); the rows of the events TSV of the same "
                            "name describe the volumes in order. 0 outside the brain mask.",
-            "ConfoundStrategy": inputs.confounds,
-            "ConfoundRegressors": result.confound_columns,
-            "Detrend": inputs.detrend,
-            "Standardize": inputs.standardize,
-            "HighPass": inputs.high_pass or None,
-            "LowPass": inputs.low_pass or None,
-            "RepetitionTime": result.repetition_time,
             "NumberOfVolumes": result.n_volumes,
             "NumberOfTrials": len(result.events),
             "DroppedEvents": result.n_dropped,
         }
-        self._results.update(out_file=str(out), out_events=str(events), out_mask=str(mask),
+        self._results.update(out_file=str(out), out_events=str(events),
                              out_meta={k: v for k, v in meta.items() if v is not None})
         return runtime

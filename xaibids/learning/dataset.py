@@ -354,11 +354,13 @@ def assemble_volume_dataset(
 
 
 def trial_events_path(path) -> str:
-    """The events TSV written beside a ``*_trials.nii.gz`` (one row per volume)."""
-    name = os.fspath(path)
-    if name.endswith("_trials.nii.gz"):
+    """The events TSV written beside a run's trial maps (one row per volume)."""
+    from xaibids.features.trials import TRIALS_SUFFIX
+
+    name, ending = os.fspath(path), f"_{TRIALS_SUFFIX}.nii.gz"
+    if name.endswith(ending):
         return name[: -len(".nii.gz")] + ".tsv"
-    raise ValueError(f"{path} is not a trial maps file (*_trials.nii.gz).")
+    raise ValueError(f"{path} is not a trial maps file (*{ending}).")
 
 
 def assemble_trial_dataset(
@@ -376,7 +378,8 @@ def assemble_trial_dataset(
     ``trial_type``: seed 004 classifies the categories of trials within subjects). Trials
     without a class are left out (logged). The samples of a subject share its participant id,
     so the folds keep a subject's trials together (seed 004's leave-one-subject-out is
-    ``--n-folds`` = the number of subjects).
+    ``--n-folds`` = the number of subjects). The labels are read first, so that ``X`` is
+    allocated once and each image is copied into it directly.
 
     Parameters
     ----------
@@ -391,16 +394,13 @@ def assemble_trial_dataset(
 
     if not runs:
         raise ValueError("No trial maps were given; run the participant level first or check "
-                     "the filters.")
+                         "the filters.")
     columns = [str(c) for c in participants.columns]
     per_trial = target not in columns
     if cv_group and cv_group not in columns:
         raise ValueError(f"--cv-group {cv_group!r} is not a column of participants.tsv; its "
                          f"columns are {', '.join(columns)}.")
-    first = nb.load(runs[0][1])
-    grid, affine = tuple(first.shape[:3]), first.affine
-    blocks, labels, subjects, sources, groups, index = [], [], [], [], [], []
-    n_unlabelled, unknown = 0, []
+    kept_runs, unknown, n_unlabelled = [], [], 0  # (subject, path, volumes kept, labels, group)
     for subject, path in runs:
         events = pd.read_csv(trial_events_path(path), sep="\t", na_values=["n/a"],
                              keep_default_na=False)
@@ -412,43 +412,50 @@ def assemble_trial_dataset(
         if (not per_trial or cv_group) and subject not in participants.index:
             unknown.append(subject)
             continue
-        img = nb.load(path)
-        if tuple(img.shape[:3]) != grid or not np.allclose(img.affine, affine, atol=1e-4):
-            raise ValueError(f"{path} is on another grid (shape {tuple(img.shape[:3])}) than "
-                             f"{runs[0][1]} (shape {grid}); give BOLD runs of one space and "
-                             "resolution (--bids-filter-file, or -d with one space).")
-        data = np.asarray(img.dataobj, dtype=np.float32)
-        data = data.reshape(grid + (-1,))
-        if data.shape[3] != len(events):
-            raise ValueError(f"{path} has {data.shape[3]} volumes but {trial_events_path(path)} "
-                             f"{len(events)} rows; rerun the participant level with --overwrite.")
-        if not np.isfinite(data).all():
-            raise ValueError(f"{path} holds NaN or infinite values; rerun the participant level "
-                             "with --overwrite.")
-        values = (events[target] if per_trial
-                  else pd.Series([participants.at[subject, target]] * len(events)))
+        values = (list(events[target]) if per_trial
+                  else [participants.at[subject, target]] * len(events))
         group = participants.at[subject, cv_group] if cv_group else None
-        for k, value in enumerate(values):
-            if _is_missing(value) or (cv_group and _is_missing(group)):
-                n_unlabelled += 1
-                continue
-            blocks.append(data[..., k].ravel())
-            labels.append(str(value))
-            subjects.append(subject)
-            sources.append(os.fspath(path))
-            groups.append(group)
-            index.append(k)
+        volumes = [k for k, v in enumerate(values)
+                   if not (_is_missing(v) or (cv_group and _is_missing(group)))]
+        n_unlabelled += len(values) - len(volumes)
+        kept_runs.append((subject, path, len(events), volumes,
+                          [str(values[k]) for k in volumes], group))
     if unknown:
         LOGGER.warning("%d subject(s) are not in participants.tsv and were left out: %s.",
                        len(unknown), ", ".join(sorted(set(unknown))))
     if n_unlabelled:
         LOGGER.warning("%d trial(s) have no --target%s value and were left out.", n_unlabelled,
                        " or --cv-group" if cv_group else "")
+    labels = [label for run in kept_runs for label in run[4]]
     classes = sorted(set(labels))
     if len(classes) < 2:
         raise ValueError(f"--target {target!r} has {len(classes)} class(es) among the trials; "
                          "at least 2 are needed.")
-    X = np.stack(blocks)[:, None, :]
+    first = nb.load(runs[0][1])
+    grid, affine = tuple(first.shape[:3]), first.affine
+    X = np.empty((len(labels), 1, int(np.prod(grid))), dtype=np.float32)
+    subjects, sources, groups, index = [], [], [], []
+    for subject, path, n_rows, volumes, _, group in kept_runs:
+        img = nb.load(path)
+        if tuple(img.shape[:3]) != grid or not np.allclose(img.affine, affine, atol=1e-4):
+            raise ValueError(f"{path} is on another grid (shape {tuple(img.shape[:3])}) than "
+                             f"{runs[0][1]} (shape {grid}); give BOLD runs of one space and "
+                             "resolution (--bids-filter-file, or -d with one space).")
+        n_volumes = img.shape[3] if img.ndim == 4 else 1
+        if n_volumes != n_rows:
+            raise ValueError(f"{path} has {n_volumes} volumes but {trial_events_path(path)} "
+                             f"{n_rows} rows; rerun the participant level with --overwrite.")
+        data = np.asarray(img.dataobj, dtype=np.float32).reshape(grid + (-1,))
+        if not np.isfinite(data).all():
+            raise ValueError(f"{path} holds NaN or infinite values; rerun the participant level "
+                             "with --overwrite.")
+        start = len(index)
+        # voxels in C order, as the features of volumes (rows of the transposed 2D view)
+        X[start:start + len(volumes), 0] = data.reshape(-1, data.shape[3])[:, volumes].T
+        subjects += [subject] * len(volumes)
+        sources += [os.fspath(path)] * len(volumes)
+        groups += [group] * len(volumes)
+        index += volumes
     if mask is not None:
         X[:, 0, ~np.asarray(mask, dtype=bool).ravel()] = 0.0
     code = {c: i for i, c in enumerate(classes)}

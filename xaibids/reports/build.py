@@ -434,11 +434,13 @@ def build_subject_report(output_dir: str | Path, subject: collect.SubjectMaps | 
 def _trials(sc: dict) -> list[dict]:
     """The per-sample predictions of a map sidecar: one entry, or one per trial when the
     sidecar lists them (``--features trials``: ``TrialVolume``, ``Fold``, … are lists)."""
-    keys = {"fold": "Fold", "true": "TrueLabel", "pred": "Prediction", "probability": "Probability"}
-    if isinstance(sc.get("TrueLabel"), list):
-        return [{k: (sc.get(v) or [None] * (i + 1))[i] for k, v in keys.items()}
-                for i in range(len(sc["TrueLabel"]))]
-    return [{k: sc.get(v) for k, v in keys.items()}]
+    columns = {k: sc.get(v) for k, v in (("fold", "Fold"), ("true", "TrueLabel"),
+                                         ("pred", "Prediction"), ("probability", "Probability"))}
+    if not isinstance(columns["true"], list):
+        return [columns]
+    n = len(columns["true"])
+    return pd.DataFrame({k: v if isinstance(v, list) else [v] * n
+                         for k, v in columns.items()}).to_dict("records")
 
 
 def _predictions(subjects: list[collect.SubjectMaps]) -> pd.DataFrame:

@@ -153,9 +153,6 @@ class GroundTruth:
     def read_volume_mask(self, map_path: str | os.PathLike, map_img) -> np.ndarray | None:
         """The voxel truth of a map's subject on the map's grid (nearest-neighbour resampling
         of ``*_desc-groundtruth_mask.nii.gz``), as booleans; None when the dataset has none."""
-        import nibabel as nb
-        from nilearn.image import resample_to_img
-
         path = self.volume_masks.get(run_key(Path(map_path).name))
         if path is None:
             return None
@@ -164,10 +161,19 @@ class GroundTruth:
         key = (hashlib.sha1(Path(path).read_bytes()).hexdigest(), tuple(map_img.shape[:3]),
                np.round(np.asarray(map_img.affine, dtype=float), 4).tobytes())
         if key not in self._volume_cache:
-            mask = nb.load(path)
-            if mask.shape[:3] != map_img.shape[:3] or not np.allclose(
-                    mask.affine, map_img.affine, atol=1e-4):
-                mask = resample_to_img(mask, map_img, interpolation="nearest",
-                                       force_resample=True, copy_header=True)
-            self._volume_cache[key] = np.asarray(mask.dataobj) > 0
+            self._volume_cache[key] = mask_on_grid(path, map_img)
         return self._volume_cache[key].copy()
+
+
+def mask_on_grid(path: str | os.PathLike, map_img) -> np.ndarray:
+    """A truth mask image on ``map_img``'s 3D grid (nilearn's nearest-neighbour resampling where
+    the grids differ), as booleans."""
+    import nibabel as nb
+    from nilearn.image import resample_to_img
+
+    mask = nb.load(path)
+    if mask.shape[:3] != map_img.shape[:3] or not np.allclose(mask.affine, map_img.affine,
+                                                              atol=1e-4):
+        mask = resample_to_img(mask, map_img, interpolation="nearest", force_resample=True,
+                               copy_header=True)
+    return np.asarray(mask.dataobj) > 0

@@ -72,7 +72,7 @@ import pandas as pd
 
 from xaibids.errors import XaibidsError
 from xaibids.validation import metrics as M
-from xaibids.validation.groundtruth import GroundTruth
+from xaibids.validation.groundtruth import GroundTruth, mask_on_grid
 
 LOGGER = logging.getLogger("xaibids")
 
@@ -283,6 +283,7 @@ def _volume_domain(output_dir: Path, img) -> np.ndarray | None:
     intersection of the runs' masks in ``output_dir``; None when it cannot be recovered for
     ``img``'s grid."""
     import nibabel as nb
+    from nilearn.masking import intersect_masks
 
     from xaibids.config import Config
     from xaibids.features.t1 import grid_mask
@@ -296,7 +297,7 @@ def _volume_domain(output_dir: Path, img) -> np.ndarray | None:
             masks = [nb.load(p) for p in sorted(output_dir.glob("sub-*/**/*_desc-brain_mask.nii.gz"))]
             masks = [m for m in masks if m.shape[:3] == img.shape[:3]
                      and np.allclose(m.affine, img.affine, atol=1e-4)]
-            return (np.logical_and.reduce([np.asarray(m.dataobj) > 0 for m in masks])
+            return (np.asarray(intersect_masks(masks, threshold=1, connected=False).dataobj) > 0
                     if masks else None)
         grid = grid_mask(workflow.t1_resolution)
     except (ValueError, OSError):
@@ -367,7 +368,6 @@ def score_class_maps(group_dir: Path, truth: GroundTruth, method: str,
     above ``threshold`` (seed 001's rule). An empty table when either file is missing.
     """
     import nibabel as nb
-    from nilearn.image import resample_to_img
 
     rows = []
     for path in sorted(Path(group_dir).glob(f"*desc-{method}_class-*_importance.nii.gz")):
@@ -375,16 +375,14 @@ def score_class_maps(group_dir: Path, truth: GroundTruth, method: str,
         truth_path = truth.root / f"groundtruth_class-{label}_mask.nii.gz"
         if not truth_path.is_file():
             continue
-        img, mask = nb.load(path), nb.load(truth_path)
-        if mask.shape[:3] != img.shape[:3] or not np.allclose(mask.affine, img.affine, atol=1e-4):
-            mask = resample_to_img(mask, img, interpolation="nearest", force_resample=True,
-                                   copy_header=True)
+        img = nb.load(path)
+        truth_mask = mask_on_grid(truth_path, img)
         voxels = domain if domain is not None else np.ones(img.shape[:3], dtype=bool)
         values = np.abs(np.asarray(img.dataobj, dtype=float))[voxels]
         peak = values.max()
         selected = values >= threshold * peak if peak > 0 else np.zeros_like(values, bool)
         rows += _rate_rows(f"class_{label}_roi", method, selected,
-                           (np.asarray(mask.dataobj) > 0)[voxels], n)
+                           truth_mask[voxels], n)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

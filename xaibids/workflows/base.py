@@ -88,6 +88,7 @@ def init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs
                 from xaibids.workflows.trials import init_trial_maps_wf
 
                 run_wf = init_trial_maps_wf(run, config.workflow, ex.output_dir, sources,
+                                            source_uri(run.mask, roots),
                                             name=f"trial_maps_{_run_name(run.entities)}_wf")
             elif features == "ica":
                 run_wf = init_ica_timeseries_wf(

@@ -4,16 +4,14 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
+from xaibids.features.trials import TRIALS_SUFFIX
 from xaibids.interfaces.bids import DerivativesDataSink
 from xaibids.interfaces.timeseries import ExtractTrialMaps
 from xaibids.workflows.roi import CONFOUND_TEXT
 
-#: The suffix of the trial maps (``.nii.gz``), the table of their events (``.tsv``) and their
-#: sidecar (``.json``): xaibids' own, listed in ``.bidsignore`` like ``attribution``.
-TRIALS_SUFFIX = "trials"
 
-
-def init_trial_maps_wf(run, settings, output_dir, sources, name="trial_maps_wf"):
+def init_trial_maps_wf(run, settings, output_dir, sources, mask_source,
+                       name="trial_maps_wf"):
     """Extract and write one mean activation map per event of one BOLD run.
 
     Writes ``*_trials.nii.gz`` (4D, a volume per kept event, with its ``.json`` sidecar),
@@ -28,6 +26,8 @@ def init_trial_maps_wf(run, settings, output_dir, sources, name="trial_maps_wf")
     output_dir : str
     sources : list of str
         BIDS URIs of the input files, for the sidecar's ``Sources``.
+    mask_source : str
+        BIDS URI of the run's brain mask (the ``Sources`` of its copy).
     """
     workflow = Workflow(name=name)
     band = [f"{kind} {value} Hz" for kind, value in (("high-pass", settings.high_pass),
@@ -59,14 +59,16 @@ def init_trial_maps_wf(run, settings, output_dir, sources, name="trial_maps_wf")
 
     ds_maps = sink("ds_trial_maps", suffix=TRIALS_SUFFIX, compress=True)
     ds_events = sink("ds_trial_events", suffix=TRIALS_SUFFIX)
-    ds_mask = sink("ds_mask", desc="brain", suffix="mask", compress=True, meta_dict={
-        "Type": "Brain", "Sources": [uri for uri in sources if "mask" in uri][:1],
-        "Description": "The brain mask the trial maps were made in (the input's, copied)."})
+    # the input's mask, copied as it is: the grid the maps are on
+    ds_mask = sink("ds_mask", desc="brain", suffix="mask", compress=True, in_file=run.mask,
+                   meta_dict={"Type": "Brain", "Sources": [mask_source],
+                              "Description": "The brain mask the trial maps were made in "
+                                             "(the input's, copied)."})
     outputnode = pe.Node(niu.IdentityInterface(fields=["trial_maps"]), name="outputnode")
     workflow.connect([
         (extract, ds_maps, [("out_file", "in_file"), ("out_meta", "meta_dict")]),
         (extract, ds_events, [("out_events", "in_file")]),
-        (extract, ds_mask, [("out_mask", "in_file")]),
         (ds_maps, outputnode, [("out_file", "trial_maps")]),
     ])
+    workflow.add_nodes([ds_mask])  # its input is a file, not another node's output
     return workflow
