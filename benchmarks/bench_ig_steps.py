@@ -14,13 +14,15 @@ subject, with the zero baseline:
 * **auto** is what ``--ig-steps auto`` does: :func:`xaibids.attribution.ig.converged_ig_steps`
   on the first 32 test subjects chooses the fewest Gauss-Legendre points of 4, 8, …, 256 whose
   completeness error is within the tolerance, and those points explain every test subject;
-* every step count of the ladder is also measured for both rules;
-* a probe (:func:`refinement_probe`) asks whether more points for only the subjects that need
-  them would reach the tolerance with fewer points per subject on average.
+* **adaptive** is what ``--ig-steps adaptive`` does:
+  :func:`xaibids.attribution.ig.adaptive_integrated_gradients` on every batch of 16 test
+  subjects (``--attribution-batch-size``'s default), each batch within the tolerance;
+* every step count of the ladder is also measured for both rules.
 
 Reported per setting: the completeness error on all test subjects (summed |convergence delta|
 over summed |change of the target logit|), the mean per-subject Pearson correlation of the maps
-with the reference, and the seconds per subject of the attribution alone. The figures are
+with the reference, and the seconds per subject of the attribution alone; for adaptive also the
+gradient evaluations (points) and forward passes spent per subject. The figures are
 printed as a table and written to ``benchmarks/results/ig_steps.json``; this is not a test.
 """
 
@@ -66,45 +68,32 @@ def measure(model, X, y, n_steps: int, rule: str, reference=None) -> dict:
     return {"row": row, "maps": maps}
 
 
-#: Gauss–Legendre counts of the per-subject refinement probe (:func:`refinement_probe`).
-PROBE_STEPS = (8, 12, 16, 20, 24, 32, 48, 64)
+#: Test subjects per call of adaptive IG, as ``--attribution-batch-size`` streams them.
+ADAPTIVE_BATCH = 16
 
 
-def refinement_probe(model, X, y, tolerance: float) -> dict:
-    """Could giving more points only to the subjects that need them meet the tolerance cheaper?
-
-    For every start count ``n0`` and refined count ``n1 > n0`` of :data:`PROBE_STEPS`, all
-    subjects get ``n0`` Gauss–Legendre points, then the subjects with the largest convergence
-    delta are recomputed with ``n1`` (one at a time, largest first) until the summed error of
-    the batch is within ``tolerance``. Returned: the error of every count, and the cheapest
-    scheme with its mean points per subject (``n0`` + the refined share × ``n1``).
-    """
+def measure_adaptive(model, X, y, tolerance: float, reference) -> dict:
+    """``--ig-steps adaptive`` on batches of :data:`ADAPTIVE_BATCH` subjects: the maps, the
+    completeness error over all subjects, points and forward passes per subject, seconds."""
     import numpy as np
 
-    from xaibids.attribution.ig import completeness_terms
+    from xaibids.attribution.ig import adaptive_integrated_gradients
 
-    deltas, change = {}, None
-    for n in PROBE_STEPS:
-        delta, change = completeness_terms(model, X, y, "zero", n, internal_batch_size=1024)
-        deltas[n] = delta.abs().numpy()
-    total = float(change.abs().sum())
-    errors = {n: float(d.sum()) / total for n, d in deltas.items()}
-    best = None
-    for n0 in PROBE_STEPS:
-        for n1 in (n for n in PROBE_STEPS if n > n0):
-            current = deltas[n0].copy()
-            refined = 0
-            for i in np.argsort(-deltas[n0]):
-                if current.sum() / total <= tolerance:
-                    break
-                current[i] = deltas[n1][i]
-                refined += 1
-            if current.sum() / total <= tolerance:
-                mean = n0 + refined * n1 / len(current)
-                if best is None or mean < best["mean_points"]:
-                    best = {"start": n0, "refined_to": n1, "refined_share": refined / len(current),
-                            "mean_points": mean}
-    return {"errors": errors, "best": best}
+    start = time.perf_counter()
+    parts = [adaptive_integrated_gradients(model, X[i:i + ADAPTIVE_BATCH], y[i:i + ADAPTIVE_BATCH],
+                                           tolerance=tolerance, internal_batch_size=1024)
+             for i in range(0, len(X), ADAPTIVE_BATCH)]
+    seconds = (time.perf_counter() - start) / len(X)
+    maps = np.concatenate([p.attributions.numpy() for p in parts])
+    delta = np.concatenate([p.delta.numpy() for p in parts])
+    change = np.concatenate([p.change.numpy() for p in parts])
+    points = np.concatenate([p.points.numpy() for p in parts])
+    row = {"rule": "adaptive", "completeness_error": float(np.abs(delta).sum() / np.abs(change).sum()),
+           "mean_points": float(points.mean()), "max_points": int(points.max()),
+           "mean_forward_passes": float(np.mean(np.concatenate([p.forward_passes.numpy() for p in parts]))),
+           "all_batches_converged": all(p.converged for p in parts),
+           "seconds_per_subject": seconds, "correlation_with_reference": _correlation(maps, reference)}
+    return {"row": row, "maps": maps}
 
 
 def run_preset(name: str, tolerance: float, seed: int) -> dict:
@@ -139,6 +128,7 @@ def run_preset(name: str, tolerance: float, seed: int) -> dict:
     choose_seconds = time.perf_counter() - start
     auto = measure(model, X, y, steps, "gausslegendre", reference)
     naive = measure(model, X, y, NAIVE_STEPS, "riemann_trapezoid", reference)
+    adaptive = measure_adaptive(model, X, y, tolerance, reference)
     auto_total = auto["row"]["seconds_per_subject"] * len(X) + choose_seconds
     naive_total = naive["row"]["seconds_per_subject"] * len(X)
     return {
@@ -147,9 +137,13 @@ def run_preset(name: str, tolerance: float, seed: int) -> dict:
         "auto": {**auto["row"], "choose_seconds": choose_seconds,
                  "correlation_with_naive": _correlation(auto["maps"], naive["maps"])},
         "naive": naive["row"],
-        "refinement_probe": refinement_probe(model, X, y, tolerance),
+        "adaptive": {**adaptive["row"],
+                     "correlation_with_naive": _correlation(adaptive["maps"], naive["maps"])},
         "steps_ratio_naive_over_auto": NAIVE_STEPS / steps,
         "seconds_ratio_naive_over_auto": naive_total / auto_total,
+        "steps_ratio_naive_over_adaptive": NAIVE_STEPS / adaptive["row"]["mean_points"],
+        "seconds_ratio_naive_over_adaptive": naive["row"]["seconds_per_subject"]
+        / adaptive["row"]["seconds_per_subject"],
         "ladder": rows,
     }
 
@@ -184,11 +178,13 @@ def main(argv=None) -> int:
               f"{n['correlation_with_reference']:.5f}. Steps {r['steps_ratio_naive_over_auto']:.1f}x "
               f"fewer, attribution {r['seconds_ratio_naive_over_auto']:.1f}x faster "
               "(choosing included).")
-        best = r["refinement_probe"]["best"]
-        if best:
-            print(f"per-subject refinement probe: {best['start']} points for all, "
-                  f"{best['refined_to']} for the {100 * best['refined_share']:.0f} % with the "
-                  f"largest delta: {best['mean_points']:.1f} points per subject on average")
+        d = r["adaptive"]
+        print(f"adaptive (tolerance {100 * args.tolerance:g} % per batch of {ADAPTIVE_BATCH}): "
+              f"{d['mean_points']:.1f} gradient evaluations per subject on average (at most "
+              f"{d['max_points']}) and {d['mean_forward_passes']:.1f} forward passes; error "
+              f"{100 * d['completeness_error']:.3f} %, r = {d['correlation_with_reference']:.5f} with "
+              f"the reference. Steps {r['steps_ratio_naive_over_adaptive']:.1f}x fewer than naive, "
+              f"attribution {r['seconds_ratio_naive_over_adaptive']:.1f}x faster.")
     write_benchmark_report({"benchmark": "ig_steps", "tolerance": args.tolerance,
                             "naive_steps": NAIVE_STEPS, "reference_steps": REFERENCE_STEPS,
                             "presets": results},

@@ -110,3 +110,83 @@ def test_converged_steps_are_the_fewest_within_tolerance():
     assert converged_ig_steps(linear, x, target)[0] == STEP_LADDER[0]
     with pytest.raises(ValueError, match="tolerance must be in"):
         converged_ig_steps(linear, x, target, tolerance=0)
+
+
+def _sharp_lstm_batch(n=16):
+    """An LSTM whose weights are scaled up 8x, so its gates saturate along the IG path: one
+    Gauss-Legendre rule needs more than 64 points for 1 % completeness error on this batch."""
+    torch.manual_seed(3)
+    model = build_model("lstm-attn", 3, 12, 2).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.mul_(8)
+    return model, torch.randn(n, 12, 3) * 2, torch.arange(n) % 2
+
+
+def test_adaptive_ig_reaches_the_tolerance_and_its_record_is_the_maps_own():
+    """The completeness error of the adaptive maps is within the tolerance, and the delta it
+    reports is that of the maps it returns (Σ multiplied map - logit change, computed here)."""
+    from xaibids.attribution.ig import adaptive_integrated_gradients, converged_ig_steps
+
+    model, x, target = _sharp_lstm_batch()
+    baseline = torch.full((1, 12, 3), 0.5)
+    with torch.no_grad():
+        rows = torch.arange(len(x))
+        change = model(x)[rows, target] - model(torch.zeros_like(x) + baseline)[rows, target]
+    reference = integrated_gradients(model, x, target, baseline, n_steps=256)
+    for tolerance in (0.05, 0.01):
+        result = adaptive_integrated_gradients(model, x, target, baseline, tolerance=tolerance)
+        assert result.converged and result.completeness_error <= tolerance
+        torch.testing.assert_close(result.change, change, rtol=1e-5, atol=1e-6)
+        delta = (result.attributions * (x - baseline)).sum(dim=(1, 2)) - change
+        torch.testing.assert_close(result.delta, delta, rtol=1e-3, atol=1e-5)
+        error = float((result.attributions - reference).norm() / reference.norm())
+        assert error < 10 * tolerance
+        assert result.points.min() >= 8 and (result.points % 2 == 0).all()
+        assert (result.forward_passes >= 5).all()
+    # a tighter tolerance spends more points, and the maps move towards the converged integral
+    loose = adaptive_integrated_gradients(model, x, target, baseline, tolerance=0.05)
+    assert result.points.sum() > loose.points.sum()
+    assert (result.attributions - reference).norm() < (loose.attributions - reference).norm()
+    # and it spends fewer points than the one Gauss-Legendre rule that converges the batch
+    uniform, _ = converged_ig_steps(model, x, target, (baseline,), tolerance=0.01)
+    assert float(result.points.float().mean()) < uniform
+
+
+def test_adaptive_ig_is_exact_at_once_on_a_linear_model():
+    """A linear logit's path integral is exact on the first panels: no refinement, and the maps
+    are the weights (seed 000 §2.3), multiplied by (x - baseline) on request."""
+    from xaibids.attribution.ig import INITIAL_PANELS, PANEL_POINTS, adaptive_integrated_gradients
+
+    torch.manual_seed(0)
+    model = build_model("linear", n_features=4, n_timepoints=6, n_classes=3).eval()
+    x, target = torch.randn(5, 6, 4), torch.tensor([0, 1, 2, 1, 0])
+    result = adaptive_integrated_gradients(model, x, target, tolerance=1e-4)
+    weights = model.linear.weight.detach().reshape(3, 6, 4)[target]
+    torch.testing.assert_close(result.attributions, weights, rtol=1e-5, atol=1e-6)
+    assert (result.points == INITIAL_PANELS * PANEL_POINTS).all()
+    multiplied = adaptive_integrated_gradients(model, x, target, multiply_by_inputs=True)
+    torch.testing.assert_close(multiplied.attributions, weights * x, rtol=1e-5, atol=1e-6)
+    # through the registry, as the ensemble's other callers use it
+    torch.testing.assert_close(
+        attribute("ig", model, x, target, n_steps="adaptive", completeness_tolerance=1e-4),
+        result.attributions)
+
+
+def test_adaptive_ig_stops_at_max_points_and_refuses_bad_settings():
+    from xaibids.attribution.ig import adaptive_integrated_gradients, completeness_terms
+
+    model, x, target = _sharp_lstm_batch(n=6)
+    capped = adaptive_integrated_gradients(model, x, target, tolerance=1e-7, max_points=16)
+    assert not capped.converged and capped.points.max() <= 16
+    delta, change = completeness_terms(model, x, target, n_steps="adaptive",
+                                       completeness_tolerance=0.01)
+    assert float(delta.abs().sum() / change.abs().sum()) <= 0.01
+    with pytest.raises(ValueError, match="tolerance must be in"):
+        adaptive_integrated_gradients(model, x, target, tolerance=0)
+    with pytest.raises(ValueError, match="max_points"):
+        adaptive_integrated_gradients(model, x, target, max_points=4)
+    with pytest.raises(ValueError, match="cannot use the 'riemann_trapezoid' rule"):
+        integrated_gradients(model, x, target, n_steps="adaptive", method="riemann_trapezoid")
+    with pytest.raises(ValueError, match="positive integer or 'adaptive'"):
+        integrated_gradients(model, x, target, n_steps="auto")

@@ -47,7 +47,8 @@ def test_keys_are_bids_safe_and_documented():
         ["igZero", "igMean", "deeplift", "saliency"]
     assert map_keys(["ig", "occlusion"], ("random",)) == [("ig", "ig", "random"), ("occlusion", "occlusion", "random")]
     assert resolve_params("ig", n_steps=8) == {"n_steps": 8, "internal_batch_size": None,
-                                               "method": "gausslegendre", "multiply_by_inputs": False}
+                                               "method": "gausslegendre", "multiply_by_inputs": False,
+                                               "completeness_tolerance": 0.01}
     assert resolve_params("occlusion")["window"] == (10, 1)
     with pytest.raises(ValueError, match="has no parameter.*accepted: n_samples"):
         resolve_params("smoothgrad", stdevs=1.0)

@@ -248,6 +248,12 @@ def test_completeness_error_of_faithfulness_matches_a_direct_path_integral():
     # ig.completeness_error, the same computation, sums over the batch instead
     assert completeness_error(model, x, t, baseline, n_steps) == pytest.approx(
         np.sum(gaps) / np.sum(changes), rel=1e-6)
+    # adaptive IG's maps are checked at their own tolerance
+    adaptive = faithfulness(model, x, t, methods=("ig",), baseline=baseline, n_perturb_samples=1,
+                            method_params={"ig": {"n_steps": "adaptive",
+                                                  "completeness_tolerance": 0.001}})
+    value = adaptive.set_index(["method", "metric"]).value
+    assert value["ig", "relative_completeness_error"] <= 0.001
 
 
 def _split_half_by_hand(models, X, y):

@@ -112,6 +112,7 @@ def test_group_unknown_target_is_a_clear_error(group_run, capsys):
     (["--reports-only"], "holds no xaibids outputs"),
     (["--feature-groups", "/nonexistent/groups.tsv"], "--feature-groups file"),
     (["--batched-training", "on", "--model", "lstm-attn"], "Batched training supports"),
+    (["--ig-steps", "adaptive", "--ig-rule", "riemann_trapezoid"], "drop --ig-rule riemann_trapezoid"),
 ])
 def test_impossible_group_choices_stop_before_work(group_run, capsys, option, phrase):
     code, bids_dir, deriv, out, root = group_run

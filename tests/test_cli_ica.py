@@ -89,13 +89,14 @@ def test_template_mode_through_both_levels(group_ica_run, tmp_path):
 
 
 def test_group_ica_options_dictlearning_union_mask_and_subject_maps(group_ica_run, tmp_path):
-    """--ica-algorithm, --ica-mask and --ica-subject-maps reach the group ICA and its outputs."""
+    """--ica-algorithm, --ica-mask and --ica-subject-maps reach the group ICA and its outputs;
+    --ig-steps adaptive reaches the maps' sidecars, the convergence table and the methods."""
     code, bids_dir, deriv, out, root = group_ica_run
     out2 = tmp_path / "out"
     assert main([str(bids_dir), str(out2), "group", "-d", f"fmriprep={deriv}",
                  "-w", str(tmp_path / "work"), "--features", "ica", "--ica-components", "4",
                  "--ica-algorithm", "dictlearning", "--ica-alpha", "1", "--ica-mask", "union",
-                 "--confounds", "none",
+                 "--confounds", "none", "--ig-steps", "adaptive", "--ig-tolerance", "0.005",
                  "--ica-subject-maps", *FAST]) == 0
     components = sorted(out2.glob("atlases/atlas-*/*_desc-ica_components.nii.gz"))
     assert [c.parent.name for c in components] == ["atlas-DictLearning4"]
@@ -107,8 +108,16 @@ def test_group_ica_options_dictlearning_union_mask_and_subject_maps(group_ica_ru
     assert nb.load(subject_maps[0]).shape[3] == 4
     text = (out2 / "logs" / "CITATION.md").read_text()
     for option in ("`--ica-algorithm dictlearning`", "`--ica-alpha 1.0`", "`--ica-mask union`",
-                   "`--ica-subject-maps`"):
+                   "`--ica-subject-maps`", "`--ig-steps adaptive`", "`--ig-tolerance 0.005`"):
         assert option in text
+    assert "4 equal panels of 2 Gauss-Legendre points" in text and "at most 0.5%" in text
+    convergence = pd.read_csv(out2 / "group" / "desc-igConvergence_metrics.tsv", sep="\t")
+    assert list(convergence["fold"]) == [1, 2] and (convergence["n_steps"] == "adaptive").all()
+    assert (convergence["completeness_error"] <= 0.005).all()
+    ig = json.loads(next(out2.glob("sub-01/func/*_desc-ig_attribution.json")).read_text())
+    assert ig["MethodParameters"]["n_steps"] == "adaptive"
+    assert ig["MethodParameters"]["completeness_tolerance"] == 0.005
+    assert ig["MethodParameters"]["mean_points"] >= 8
     assert summarize_errors(run_validator(out2)) == []
 
 

@@ -115,3 +115,12 @@ def test_plugin_file_gives_training_nodes_their_own_resources(tmp_path):
     plugin.write_text("plugin: SLURMGraph\nplugin_args:\n  dont_resubmit_completed_jobs: true\n")
     with pytest.raises(XaibidsError, match=r"SLURMGraph plugin.*'plugin: SLURM'"):
         plugin_settings(config, extra["use_plugin"])
+
+
+@pytest.mark.parametrize("text, stored", [("32", 32), ("auto", 0), ("adaptive", "adaptive")])
+def test_ig_steps_take_a_count_auto_or_adaptive_and_survive_the_config_file(tmp_path, text, stored):
+    config, _ = parse_args(["bids", "out", "group", "--ig-steps", text])
+    assert config.attribution.ig_steps == stored
+    assert Config.load(config.save(tmp_path / "config.toml")).attribution.ig_steps == stored
+    with pytest.raises(SystemExit):
+        parse_args(["bids", "out", "group", "--ig-steps", "adaptively"])

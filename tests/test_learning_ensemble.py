@@ -233,7 +233,9 @@ def test_auto_ig_steps_choose_per_fold_and_equal_the_fixed_count(tmp_path):
     auto = run_ensemble(dataset, tiny_config(ig_steps=0, ig_tolerance=0.01, **kwargs),
                         tmp_path / "ckpt", progress=False)
     table = auto.ig_convergence
-    assert list(table.columns) == ["fold", "baseline", "n_steps", "completeness_error", "chosen"]
+    assert list(table.columns) == ["fold", "baseline", "n_steps", "completeness_error", "chosen",
+                                   "mean_points"]
+    assert (table["mean_points"] == table["n_steps"]).all()
     chosen = table[table["chosen"]].set_index("fold")
     assert sorted(chosen.index) == [1, 2]
     for fold, row in chosen.iterrows():
@@ -252,6 +254,40 @@ def test_auto_ig_steps_choose_per_fold_and_equal_the_fixed_count(tmp_path):
         np.testing.assert_array_equal(auto.maps["ig"][rows], fixed.maps["ig"][rows])
     with pytest.raises(ValueError, match="ig_tolerance must be in"):
         tiny_config(ig_steps=0, ig_tolerance=1.5)
+
+
+def test_adaptive_ig_steps_record_the_points_and_error_of_every_fold(tmp_path):
+    """ig_steps="adaptive": each fold's error over all its models and samples is within the
+    tolerance; its mean points and each sample's points are recorded; the maps equal the
+    adaptive IG of the fold's models (one model, no stabilization to blur the check)."""
+    from xaibids.attribution.ig import adaptive_integrated_gradients
+    from xaibids.learning.ensemble import load_fold_models
+
+    dataset = toy_dataset(n=16, n_timepoints=10, n_features=6, signal=(1,))
+    config = tiny_config(ig_steps="adaptive", ig_tolerance=0.002, n_models=1, stabilize="none",
+                         positive="none", baseline=("zero", "mean"), model="lstm-attn")
+    result = run_ensemble(dataset, config, tmp_path / "ckpt", progress=False)
+    table = result.ig_convergence
+    assert sorted(zip(table["fold"], table["baseline"])) == [(1, "mean"), (1, "zero"),
+                                                             (2, "mean"), (2, "zero")]
+    assert (table["n_steps"] == "adaptive").all() and table["chosen"].all()
+    assert (table["completeness_error"] <= 0.002).all() and (table["mean_points"] >= 8).all()
+    params = result.attribution_params["igZero"]["params"]
+    assert params["n_steps"] == "adaptive" and params["completeness_tolerance"] == 0.002
+    assert set(result.map_info[0]["ig_points"]) == {"igZero", "igMean"}
+    models, X_test, y_test, _ = load_fold_models(dataset, config, tmp_path / "ckpt", fold=1)
+    test = result.folds[0][1]
+    expected = adaptive_integrated_gradients(
+        models[0].eval(), torch.as_tensor(X_test[:config.attribution_batch_size], dtype=torch.float32),
+        torch.as_tensor(y_test[:config.attribution_batch_size]), tolerance=0.002)
+    first = test[:config.attribution_batch_size]
+    for got, want in zip(result.maps["igZero"][first], expected.attributions.numpy()):
+        assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 1 - 1e-6  # equal up to the scaling
+    assert [result.map_info[i]["ig_points"]["igZero"] for i in first] == expected.points.tolist()
+    with pytest.raises(ValueError, match="cannot use ig_method 'riemann_left'"):
+        tiny_config(ig_steps="adaptive", ig_method="riemann_left")
+    with pytest.raises(ValueError, match="ig_steps must be an integer >= 0 or 'adaptive'"):
+        tiny_config(ig_steps="adaptively")
 
 
 def test_choose_ensemble_size_doubles_until_the_maps_stop_changing(tmp_path):

@@ -111,7 +111,7 @@ class AttributionSettings:
     baseline: list[str] = field(default_factory=lambda: ["zero"])
     stabilize: str = "closest"
     permutations: int = 0
-    ig_steps: int = 50  # 0 → chosen per fold by the completeness check ("auto")
+    ig_steps: int | str = 50  # 0 → chosen per fold by the completeness check ("auto"); "adaptive"
     ig_tolerance: float = 0.01
     ig_rule: str = "gausslegendre"
     ig_multiply_by_inputs: bool = False

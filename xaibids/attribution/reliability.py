@@ -490,6 +490,7 @@ def faithfulness(
             delta, change = completeness_terms(
                 model, inputs, target, baseline, n_steps=full["n_steps"], method=full["method"],
                 internal_batch_size=full["internal_batch_size"],
+                completeness_tolerance=full["completeness_tolerance"],
             )
             gap = change.abs()
             err = float(delta.abs().mean())

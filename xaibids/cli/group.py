@@ -157,6 +157,7 @@ def group_methods(config, ens_config, dataset, feature_kind: str, trials: bool =
     ``trials``: the samples are single trials (``--features trials``), labelled from the
     events when ``target_in_events``; ``volume_atlas``: the atlas whose regions summarize voxel
     maps (None: no region statistics)."""
+    from xaibids.attribution.ig import INITIAL_PANELS, PANEL_POINTS
     from xaibids.learning.ensemble import resolve_device, uses_batched_training
     from xaibids.outputs.methods import describe_methods, render_template
 
@@ -169,6 +170,7 @@ def group_methods(config, ens_config, dataset, feature_kind: str, trials: bool =
         trials=trials, target_in_events=target_in_events, volume_atlas=volume_atlas,
         batched=uses_batched_training(ens_config, resolve_device(ens_config.device)),
         methods=describe_methods(ens_config),
+        adaptive_ig={"panels": INITIAL_PANELS, "points": PANEL_POINTS},
         stats={"ci_level": st.ci_level, "n_bootstrap": st.n_bootstrap,
                "fdr_alpha": st.fdr_alpha,
                "feature_groups": Path(st.feature_groups).name if st.feature_groups else ""},

@@ -100,6 +100,11 @@ def steps_or_auto(text: str) -> int:
     return 0 if text == "auto" else positive_int(text)
 
 
+def ig_steps_value(text: str) -> int | str:
+    """IG's ``--ig-steps``: a positive count, ``auto`` (stored as 0) or ``adaptive``."""
+    return text if text == "adaptive" else steps_or_auto(text)
+
+
 def open_fraction(text: str) -> float:
     value = float(text)
     if not 0 < value < 1:
@@ -284,12 +289,15 @@ def get_parser() -> argparse.ArgumentParser:
     g.add("--ig-multiply-by-inputs", action="store_true",
           help="multiply IG by (input - baseline), as in its original paper; off by default, "
                "as in seed 000")
-    g.add("--ig-steps", type=steps_or_auto, default=50, metavar="N|auto",
-          help="integration steps of Integrated Gradients, or 'auto': per fold, the fewest of "
-               "4, 8, ..., 256 whose completeness error is within --ig-tolerance")
+    g.add("--ig-steps", type=ig_steps_value, default=50, metavar="N|auto|adaptive",
+          help="integration steps of Integrated Gradients; 'auto': per fold, the fewest of "
+               "4, 8, ..., 256 whose completeness error is within --ig-tolerance; 'adaptive': "
+               "each subject's path is split into Gauss-Legendre panels, halved where the error "
+               "is, until every batch is within --ig-tolerance (fewest points; needs --ig-rule "
+               "gausslegendre)")
     g.add("--ig-tolerance", type=open_fraction, default=0.01,
-          help="completeness tolerance of --ig-steps auto: summed |convergence delta| over "
-               "summed |change of the target logit| (0.01 = 1%%)")
+          help="completeness tolerance of --ig-steps auto and adaptive: summed |convergence "
+               "delta| over summed |change of the target logit| (0.01 = 1%%)")
     g.add("--stabilize", choices=["closest", "mean", "median", "none"], default="closest",
           help="how maps of a fold's models are combined per subject")
     g.add("--positive", choices=["abs", "relu", "none"], default="abs",

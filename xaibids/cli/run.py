@@ -196,6 +196,9 @@ def check_group_options(config: Config) -> None:
             f"--model {config.learning.model} is not available in xaibids {__version__} yet; "
             f"use one of {', '.join(MODEL_NAMES)}."
         )
+    if config.attribution.ig_steps == "adaptive" and config.attribution.ig_rule != "gausslegendre":
+        raise XaibidsError(f"--ig-steps adaptive splits the path into Gauss-Legendre panels; drop "
+                           f"--ig-rule {config.attribution.ig_rule}, or give --ig-steps a number.")
     if config.learning.n_models == 0 and config.learning.max_models < 2:
         raise XaibidsError("--n-models auto compares ensembles of n and 2n models; give "
                            "--max-models 2 or more.")

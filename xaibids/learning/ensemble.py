@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from xaibids.attribution.ig import BASELINES, IG_RULES, make_baseline
+from xaibids.attribution.ig import ADAPTIVE, BASELINES, IG_RULES, adaptive_integrated_gradients, make_baseline
 from xaibids.attribution.registry import METHODS, attribute, check_supported, map_keys, resolve_params
 from xaibids.attribution.reliability import (
     pairwise_model_correlation,
@@ -94,13 +94,16 @@ class EnsembleConfig:
         Seed everything derives from (folds, validation splits, model seeds).
     attribution : tuple of str
         Methods of :data:`xaibids.attribution.METHODS`; each must support ``model``.
-    ig_steps : int
+    ig_steps : int or "adaptive"
         Integration points of IG; 0 chooses them per fold: the smallest count of
         :data:`xaibids.attribution.ig.STEP_LADDER` whose completeness error on the fold's first
         model is within ``ig_tolerance`` (:func:`xaibids.attribution.ig.converged_ig_steps`).
+        ``"adaptive"`` subdivides each sample's path until every batch of every model is within
+        ``ig_tolerance`` (:func:`xaibids.attribution.ig.adaptive_integrated_gradients`; the
+        Gauss-Legendre rule only).
     ig_tolerance : float
-        Completeness tolerance of ``ig_steps=0``: the summed absolute convergence delta relative
-        to the summed absolute change of the target logit (0.01 = 1 %).
+        Completeness tolerance of ``ig_steps=0`` and ``"adaptive"``: the summed absolute
+        convergence delta relative to the summed absolute change of the target logit (0.01 = 1 %).
     ig_method : str
         IG integration rule (:data:`xaibids.attribution.ig.IG_RULES`): ``gausslegendre``
         (Captum's default) or ``riemann_trapezoid``, ``riemann_left``, ``riemann_right``,
@@ -147,7 +150,7 @@ class EnsembleConfig:
     device: str = "auto"
     random_seed: int = 0
     attribution: tuple[str, ...] = ("ig",)
-    ig_steps: int = 50
+    ig_steps: int | str = 50
     baseline: str | tuple[str, ...] = "zero"
     stabilize: str = "closest"
     positive: str = "abs"
@@ -210,12 +213,19 @@ class EnsembleConfig:
             if not isinstance(params, dict):
                 raise ValueError(f"EnsembleConfig.attribution_params[{method!r}] must be a dict.")
             resolve_params(method, **params)
-        for name, minimum in (("n_folds", 2), ("n_models", 1), ("epochs", 1), ("batch_size", 1),
-                              ("patience", 1), ("ig_steps", 0), ("attribution_batch_size", 1),
-                              ("random_seed", 0)):
+        if self.ig_steps == ADAPTIVE and self.ig_method != "gausslegendre":
+            raise ValueError(f"EnsembleConfig.ig_steps {ADAPTIVE!r} integrates with Gauss-Legendre "
+                             f"panels; it cannot use ig_method {self.ig_method!r}.")
+        counts = (("n_folds", 2), ("n_models", 1), ("epochs", 1), ("batch_size", 1), ("patience", 1),
+                  ("ig_steps", 0), ("attribution_batch_size", 1), ("random_seed", 0))
+        for name, minimum in counts:
+            if name == "ig_steps" and self.ig_steps == ADAPTIVE:
+                continue
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-                raise ValueError(f"EnsembleConfig.{name} must be an integer >= {minimum}, got {value!r}.")
+                also = f" or {ADAPTIVE!r}" if name == "ig_steps" else ""
+                raise ValueError(f"EnsembleConfig.{name} must be an integer >= {minimum}{also}, "
+                                 f"got {value!r}.")
             setattr(self, name, int(value))
         if isinstance(self.ig_tolerance, bool) or not isinstance(self.ig_tolerance, (int, float)) \
                 or not 0 < self.ig_tolerance < 1:
@@ -282,7 +292,10 @@ class EnsembleResult:
         with defaults filled in), the record of how each map was made.
     ig_convergence : pandas.DataFrame
         With ``EnsembleConfig.ig_steps=0``: per fold, IG baseline and step count tried, the
-        completeness error and whether that count was ``chosen`` (empty otherwise).
+        completeness error and whether that count was ``chosen``; ``mean_points`` equals
+        ``n_steps``. With ``"adaptive"``: per fold and baseline one row, ``n_steps`` "adaptive",
+        the completeness error over all the fold's models and test samples and the mean gradient
+        evaluations per map (``mean_points``). Empty with a fixed count.
     """
 
     maps: dict[str, np.ndarray]
@@ -302,7 +315,7 @@ class EnsembleResult:
 
 
 STABILITY_COLUMNS = ["method", "metric", "value", "n_samples"]
-IG_CONVERGENCE_COLUMNS = ["fold", "baseline", "n_steps", "completeness_error", "chosen"]
+IG_CONVERGENCE_COLUMNS = ["fold", "baseline", "n_steps", "completeness_error", "chosen", "mean_points"]
 #: Test samples of a fold on which ``ig_steps=0`` measures the completeness error.
 IG_CALIBRATION_SAMPLES = 32
 
@@ -316,7 +329,8 @@ def method_params(config: EnsembleConfig) -> dict[str, dict]:
 
     IG gets ``n_steps=config.ig_steps`` and ``method=config.ig_method`` unless
     ``config.attribution_params["ig"]`` sets them; with ``ig_steps=0`` its ``n_steps`` is
-    :data:`AUTO_STEPS`, which :func:`attribute_trained_fold` resolves per fold.
+    :data:`AUTO_STEPS`, which :func:`attribute_trained_fold` resolves per fold; with
+    ``"adaptive"`` it also gets ``completeness_tolerance=config.ig_tolerance``.
     """
     out = {}
     for method in config.attribution:
@@ -324,6 +338,8 @@ def method_params(config: EnsembleConfig) -> dict[str, dict]:
         if method == "ig":
             params.setdefault("n_steps", config.ig_steps or AUTO_STEPS)
             params.setdefault("method", config.ig_method)
+            if params["n_steps"] == ADAPTIVE:
+                params.setdefault("completeness_tolerance", config.ig_tolerance)
         out[method] = params
     return out
 
@@ -356,6 +372,8 @@ def attribution_settings(config: EnsembleConfig) -> dict[str, dict]:
     for setting in settings.values():
         if setting["method"] == "ig" and setting["params"]["n_steps"] == AUTO_STEPS:
             setting["params"]["completeness_tolerance"] = config.ig_tolerance
+        elif setting["method"] == "ig" and setting["params"]["n_steps"] != ADAPTIVE:
+            del setting["params"]["completeness_tolerance"]  # only a chosen count has one
     return settings
 
 
@@ -559,7 +577,10 @@ def attribute_fold(
         (``(n_models, b, n_classes)``), ``feature_importance`` (map key → ``(n_models, b, F)``,
         each model's positive, sum-normalized map summed over time) and, with ``stability``,
         ``stability`` (map key → ``{"seed_correlation": (b,), "split_half_correlation": (b,)}``);
-        with ``keep_model_maps`` also ``model_maps`` (map key → float32 ``(n_models, b, T, F)``).
+        with ``keep_model_maps`` also ``model_maps`` (map key → float32 ``(n_models, b, T, F)``);
+        with IG's ``n_steps="adaptive"``, ``ig_adaptive`` (IG map key → ``{"points", "delta",
+        "change"}``, each ``(n_models, b)``: the gradient evaluations spent and the completeness
+        terms of :func:`~xaibids.attribution.ig.adaptive_integrated_gradients`).
     """
     device = torch.device(device)
     if not models:
@@ -581,6 +602,10 @@ def attribute_fold(
     for m in methods:
         resolve_params(m, **params[m])
         check_supported(m, models[0])
+    adaptive = resolve_params("ig", **params["ig"]) if params.get("ig", {}).get("n_steps") == ADAPTIVE else None
+    if adaptive is not None and adaptive["method"] != "gausslegendre":
+        raise ValueError(f"Adaptive IG integrates with Gauss-Legendre panels; it cannot use the "
+                         f"{adaptive['method']!r} rule.")
     if isinstance(baseline, dict):
         if not baseline:
             raise ValueError("attribute_fold got an empty dict of baselines.")
@@ -605,6 +630,8 @@ def attribute_fold(
             yb = torch.as_tensor(y_test[start:stop], dtype=torch.int64, device=device)
             b = stop - start
             raw = {key: np.empty((n_models, b) + tuple(xb.shape[1:]), dtype=np.float32) for key, _, _ in keys}
+            record = {key: {term: np.empty((n_models, b)) for term in ("points", "delta", "change")}
+                      for key, method, _ in keys if adaptive is not None and method == "ig"}
             losses = np.empty((n_models, b))
             probabilities = []
             for i, model in enumerate(models):
@@ -615,6 +642,15 @@ def attribute_fold(
                 losses[i] = (-log_p[torch.arange(b, device=device), yb]).cpu().numpy()
                 probabilities.append(log_p.exp().cpu().numpy())
                 for key, method, base in keys:
+                    if key in record:  # adaptive IG, called directly for its completeness record
+                        result = adaptive_integrated_gradients(
+                            model, xb, yb, base, tolerance=adaptive["completeness_tolerance"],
+                            multiply_by_inputs=adaptive["multiply_by_inputs"],
+                            internal_batch_size=adaptive["internal_batch_size"])
+                        raw[key][i] = result.attributions.cpu().numpy()
+                        for term in record[key]:
+                            record[key][term][i] = getattr(result, term).cpu().numpy()
+                        continue
                     raw[key][i] = attribute(method, model, xb, target=yb, baseline=base,
                                             **params[method]).cpu().numpy()
             out = {"start": start, "stop": stop, "losses": losses,
@@ -629,6 +665,8 @@ def attribute_fold(
                     out["model_maps"][key] = stats["model_maps"]
                 if stability:
                     out["stability"][key] = stats["stability"]
+            if record:
+                out["ig_adaptive"] = record
             del raw
             release_free_heap()
             if progress_bar is not None:
@@ -733,8 +771,7 @@ class FoldResult:
     device : str
         Device the models ran on.
     ig_convergence : list of dict
-        With ``EnsembleConfig.ig_steps=0``: the step counts tried on this fold
-        (``fold``, ``baseline``, ``n_steps``, ``completeness_error``, ``chosen``).
+        Rows of :attr:`EnsembleResult.ig_convergence` for this fold.
     """
 
     fold: int
@@ -950,7 +987,8 @@ def _attribute_plan(dataset: TimeseriesDataset, config: EnsembleConfig, plan: _F
     n_classes = len(dataset.classes)
     test_idx, seeds, k = plan.test_idx, plan.seeds, plan.fold
     n_test = len(test_idx)
-    keys = list(attribution_settings(config))
+    settings = attribution_settings(config)
+    keys = list(settings)
     shape = (n_test,) + tuple(dataset.X.shape[1:])
     maps = {m: np.full(shape, np.nan, dtype=np.float32) for m in keys}
     single = {m: np.full(shape, np.nan, dtype=np.float32) for m in keys}
@@ -968,6 +1006,9 @@ def _attribute_plan(dataset: TimeseriesDataset, config: EnsembleConfig, plan: _F
             config, plan, models[0], y[test_idx], baseline, params["ig"], device)
     losses = np.empty((len(models), n_test))
     probabilities = np.empty((len(models), n_test, n_classes))
+    adaptive = {key: {term: np.empty((len(models), n_test)) for term in ("points", "delta", "change")}
+                for key, setting in settings.items()
+                if setting["method"] == "ig" and setting["params"]["n_steps"] == ADAPTIVE}
     for batch in attribute_fold(
         models, plan.X_test, y[test_idx], methods=config.attribution, baseline=baseline,
         how=config.stabilize, positive=config.positive,
@@ -979,6 +1020,9 @@ def _attribute_plan(dataset: TimeseriesDataset, config: EnsembleConfig, plan: _F
         positions = test_idx[start:stop]
         losses[:, start:stop] = batch["losses"]
         probabilities[:, start:stop] = batch["probabilities"]
+        for key, record in batch.get("ig_adaptive", {}).items():
+            for term, values in record.items():
+                adaptive[key][term][:, start:stop] = values
         for method in keys:
             maps[method][start:stop] = batch["maps"][method]
             single[method][start:stop] = batch["single_model_maps"][method]
@@ -1011,8 +1055,19 @@ def _attribute_plan(dataset: TimeseriesDataset, config: EnsembleConfig, plan: _F
                 "true_index": int(y[sample]),
                 "correct": bool(pred == int(y[sample])),
             }
-            if "ig" in params:
+            if adaptive:
+                map_info[start + j]["ig_points"] = {
+                    key: float(record["points"][:, start + j].mean()) for key, record in adaptive.items()}
+            elif "ig" in params:
                 map_info[start + j]["ig_steps"] = params["ig"]["n_steps"]
+    for key, record in adaptive.items():
+        error = float(np.abs(record["delta"]).sum() / max(np.abs(record["change"]).sum(), 1e-300))
+        convergence.append({"fold": k, "baseline": settings[key]["baseline"], "n_steps": ADAPTIVE,
+                            "completeness_error": error, "chosen": True,
+                            "mean_points": float(record["points"].mean())})
+        LOGGER.info("Fold %d: adaptive IG (%s baseline) spent %.1f gradient evaluations per map on "
+                    "average; completeness error %.2f %%.", k, settings[key]["baseline"],
+                    float(record["points"].mean()), 100 * error)
     y_test = y[test_idx]
     rows = []
     for i, seed in enumerate(seeds):
@@ -1065,7 +1120,7 @@ def _converged_steps(config, plan, model, y_test, baselines: dict, ig_params: di
                     plan.fold, steps, 100 * worst, 100 * config.ig_tolerance)
     return steps, [{"fold": plan.fold, "baseline": names[t["baseline"]], "n_steps": t["n_steps"],
                     "completeness_error": t["completeness_error"],
-                    "chosen": t["n_steps"] == steps} for t in trials]
+                    "chosen": t["n_steps"] == steps, "mean_points": t["n_steps"]} for t in trials]
 
 
 def train_fold_chunk(

@@ -107,7 +107,7 @@ def write_subject_maps(output_dir: Path, scratch: Path, roots: dict, source, dat
                                f"{ens_config.n_models} models of fold {info['fold']} "
                                f"({ens_config.stabilize}); rows are time points, columns "
                                "features.",
-                "MethodParameters": _fold_parameters(method_params.get(method, {}), info),
+                "MethodParameters": _fold_parameters(method_params.get(method, {}), info, method),
                 "Model": ens_config.model,
                 "Fold": info["fold"],
                 "ModelSeeds": info["model_seeds"],
@@ -176,7 +176,7 @@ def _write_trial_maps(output_dir: Path, scratch: Path, roots: dict, source, data
                     f"the source trial maps), stabilized across the {ens_config.n_models} "
                     f"models of each trial's fold ({ens_config.stabilize}), 0 outside the "
                     "brain mask."),
-                "MethodParameters": _fold_parameters(method_params.get(method, {}), infos[0]),
+                "MethodParameters": _fold_parameters(method_params.get(method, {}), infos, method),
                 "Model": ens_config.model,
                 "Stabilization": ens_config.stabilize,
                 "Positive": ens_config.positive,
@@ -242,9 +242,14 @@ def write_group_importance_map(group_dir: Path, method: str, importance: pd.Data
     return path
 
 
-def _fold_parameters(params: dict, info: dict) -> dict:
+def _fold_parameters(params: dict, info: dict | list[dict], key: str) -> dict:
     """A map's method parameters with IG's step count as used in the subject's fold (the
-    configuration says ``auto`` when it was chosen per fold by the completeness check)."""
-    if params.get("n_steps") == "auto" and info.get("ig_steps") is not None:
-        return {**params, "n_steps": info["ig_steps"]}
+    configuration says ``auto`` when it was chosen per fold by the completeness check) or, with
+    adaptive IG, the mean gradient evaluations its models spent (``mean_points``; over the run's
+    trials when ``info`` lists several)."""
+    infos = info if isinstance(info, list) else [info]
+    if params.get("n_steps") == "auto" and infos[0].get("ig_steps") is not None:
+        return {**params, "n_steps": infos[0]["ig_steps"]}
+    if params.get("n_steps") == "adaptive" and "ig_points" in infos[0]:
+        return {**params, "mean_points": float(np.mean([i["ig_points"][key] for i in infos]))}
     return params
