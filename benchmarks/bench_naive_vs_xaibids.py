@@ -31,9 +31,11 @@ the other path:
    batches of ``attribution_batch_size`` (16) test subjects streamed through all models and
    stabilized before the next batch, Gauss-Legendre IG, and the per-sample stability statistics
    (``stability=True``, the default; under 10 % of the time here). One row per ``--xaibids-ig-steps``
-   value: ``50`` (xaibids' default ``ig_steps``) and ``auto`` (``ig_steps=0``: the smallest
+   value: ``50`` (xaibids' default ``ig_steps``), ``auto`` (``ig_steps=0``: the smallest
    step count whose IG completeness error on the fold's first model and first 32 test subjects
-   is within 1 %, chosen per fold inside the timed step as ``run_ensemble`` does).
+   is within 1 %, chosen per fold inside the timed step as ``run_ensemble`` does) and
+   ``adaptive`` (each batch of each model within 1 %; its steps are the mean gradient
+   evaluations per map).
 
 Per path: wall time of attribution + stabilization over all folds, the same per
 (subject x model), the ratio to the naive path; the peak increase of the resident memory
@@ -59,7 +61,7 @@ per (test subject x model); the naive peak memory grows by the exact size of its
 is also *measured* at 300 models (``--memory-models``): 300 untrained ``stdnn`` models (memory
 does not depend on the weights) stream the first fold's first 32 test subjects (two batches;
 the streamed peak does not grow with the subjects, ``bench_stabilization_memory.py``) with the
-row's IG steps (for ``auto`` the larger per-fold choice). ``--full`` doubles the subjects and
+row's IG steps (for ``auto`` the larger per-fold choice; ``adaptive`` refines again). ``--full`` doubles the subjects and
 models. Results: ``benchmarks/results/naive_vs_xaibids.json`` (``..._ukb.json`` with
 ``--ukb``, ``_full`` appended with ``--full``). See ``docs/benchmarks.md``.
 """
@@ -193,16 +195,17 @@ def naive_fold(models, X_test, y_test, device, n_steps: int = NAIVE_STEPS,
             stabilized - attributed)
 
 
-def xaibids_fold(models, X_test, y_test, config, device, ig_steps: int):
+def xaibids_fold(models, X_test, y_test, config, device, ig_steps: int | str):
     """xaibids' step 4 of ``run_ensemble`` for one fold: :func:`attribute_fold` with the
     parameters ``run_ensemble`` gives it (``ig_steps=0``: the per-fold completeness check first).
 
-    Returns ``(stabilized, selected, probabilities, n_steps)``.
+    Returns ``(stabilized, selected, probabilities, n_steps)``; with ``ig_steps="adaptive"``,
+    ``n_steps`` is the mean of the gradient evaluations each map took.
     """
     import numpy as np
     import torch
 
-    from xaibids.attribution.ig import converged_ig_steps
+    from xaibids.attribution.ig import ADAPTIVE, converged_ig_steps
     from xaibids.learning.ensemble import (
         IG_CALIBRATION_SAMPLES,
         attribute_fold,
@@ -218,9 +221,10 @@ def xaibids_fold(models, X_test, y_test, config, device, ig_steps: int):
         yb = torch.as_tensor(y_test[:n], dtype=torch.int64, device=device)
         n_steps, _ = converged_ig_steps(models[0].to(device).eval(), xb, yb, (0.0,),
                                         tolerance=config.ig_tolerance, method=config.ig_method)
-    params["ig"]["n_steps"] = n_steps
+    if ig_steps != ADAPTIVE:
+        params["ig"]["n_steps"] = n_steps
     stable = np.empty(X_test.shape, dtype=np.float32)
-    selected, probabilities = [], []
+    selected, probabilities, points = [], [], []
     for batch in attribute_fold(models, X_test, y_test, methods=config.attribution,
                                 baseline=baseline, how=config.stabilize, positive=config.positive,
                                 batch_size=config.attribution_batch_size, device=device,
@@ -228,6 +232,10 @@ def xaibids_fold(models, X_test, y_test, config, device, ig_steps: int):
         stable[batch["start"]:batch["stop"]] = batch["maps"]["ig"]
         selected += batch["selected"]["ig"]
         probabilities.append(batch["probabilities"])
+        if ig_steps == ADAPTIVE:
+            points.append(batch["ig_adaptive"]["ig"]["points"])
+    if ig_steps == ADAPTIVE:
+        n_steps = round(float(np.concatenate(points, axis=1).mean()), 1)
     return stable, selected, np.concatenate(probabilities, axis=1), n_steps
 
 
@@ -251,7 +259,8 @@ def worker(args) -> dict:
     if path == "naive":
         ig_steps = None
     else:
-        ig_steps = 0 if path.endswith("-auto") else int(path.split("-")[-1])
+        value = path.split("-")[-1]
+        ig_steps = int(value) if value.isdigit() else {"auto": 0, "adaptive": "adaptive"}[value]
         path = "xaibids"
     _, dataset = simulate(args)
     config = make_config(args, ig_steps)
@@ -300,7 +309,7 @@ def worker(args) -> dict:
         else:
             stable, sel, probs, n_steps = xaibids_fold(models, X_test, y_test, config, device,
                                                        ig_steps)
-            steps.append(int(n_steps))
+            steps.append(n_steps if ig_steps == "adaptive" else int(n_steps))
         maps[test_idx], selected[test_idx], probabilities[:, test_idx] = stable, sel, probs
     total = time.perf_counter() - start
     traced_peak = tracemalloc.get_traced_memory()[1] if args.trace else None
@@ -317,7 +326,8 @@ def worker(args) -> dict:
     return {
         "path": args.worker, "n_models": n_models, "n_subjects": n_total, "seconds": total,
         "seconds_split": seconds if path == "naive" else None,
-        "ig_rule": NAIVE_RULE if path == "naive" else config.ig_method,
+        "ig_rule": NAIVE_RULE if path == "naive" else (
+            "adaptive" if ig_steps == "adaptive" else config.ig_method),
         "ig_steps": [NAIVE_STEPS] * len(loaded) if path == "naive" else steps,
         "rss_peak_increase_mib": max(rss_peak_kib, 0) / 1024, "rss_method": rss_method,
         "tracemalloc_peak_mib": None if traced_peak is None else traced_peak / 2**20,
@@ -415,7 +425,8 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=30, help="at most (early stopping)")
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--xaibids-ig-steps", nargs="+", default=["50", "auto"],
-                        help="xaibids rows: IG steps (50 = default ig_steps; auto = ig_steps 0)")
+                        help="xaibids rows: IG steps (50 = default ig_steps; auto = ig_steps 0; "
+                             "adaptive)")
     parser.add_argument("--memory-models", type=int,
                         help="also measure xaibids' streamed peak memory with this many untrained "
                              "models on --memory-subjects subjects (default 300 with --ukb, else 0: off)")
@@ -442,8 +453,9 @@ def main(argv=None) -> int:
         print(json.dumps(worker(args)))
         return 0
     for value in args.xaibids_ig_steps:
-        if value != "auto" and not (value.isdigit() and int(value) > 0):
-            parser.error(f"--xaibids-ig-steps takes positive integers or 'auto', got {value!r}")
+        if value not in ("auto", "adaptive") and not (value.isdigit() and int(value) > 0):
+            parser.error(f"--xaibids-ig-steps takes positive integers, 'auto' or 'adaptive', "
+                         f"got {value!r}")
 
     import numpy as np
     import torch
@@ -488,7 +500,8 @@ def main(argv=None) -> int:
             rows.append(row)
         if args.memory_models > 0:
             for row, path in zip(rows[1:], paths[1:]):
-                steps = max(row["ig_steps"])  # with auto: the larger per-fold choice
+                # with auto: the larger per-fold choice; adaptive chooses again
+                steps = "adaptive" if path.endswith("adaptive") else max(row["ig_steps"])
                 got = run_worker(args, f"mem-xaibids-{steps}", tmp / "checkpoints",
                                  tmp / "memory.npz", trace=False)
                 row["memory_run"] = {k: got[k] for k in ("n_models", "n_subjects", "ig_steps",

@@ -550,7 +550,7 @@ def attribute_fold(
         Baseline of the baseline-taking methods (see :func:`xaibids.attribution.ig.make_baseline`),
         or an ordered dict ``{name: value}`` of several; with more than one, IG yields one map
         per baseline keyed ``igZero``, ``igMean``, ... and the other methods use the first.
-    n_steps : int
+    n_steps : int or "adaptive"
         IG integration points (unless ``method_params["ig"]["n_steps"]`` is given).
     how, positive : str
         As in :func:`xaibids.attribution.stabilize.stabilize`.
@@ -602,10 +602,11 @@ def attribute_fold(
     for m in methods:
         resolve_params(m, **params[m])
         check_supported(m, models[0])
-    adaptive = resolve_params("ig", **params["ig"]) if params.get("ig", {}).get("n_steps") == ADAPTIVE else None
-    if adaptive is not None and adaptive["method"] != "gausslegendre":
+    adaptive_ig = (resolve_params("ig", **params["ig"])
+                   if params.get("ig", {}).get("n_steps") == ADAPTIVE else None)
+    if adaptive_ig is not None and adaptive_ig["method"] != "gausslegendre":
         raise ValueError(f"Adaptive IG integrates with Gauss-Legendre panels; it cannot use the "
-                         f"{adaptive['method']!r} rule.")
+                         f"{adaptive_ig['method']!r} rule.")
     if isinstance(baseline, dict):
         if not baseline:
             raise ValueError("attribute_fold got an empty dict of baselines.")
@@ -631,7 +632,7 @@ def attribute_fold(
             b = stop - start
             raw = {key: np.empty((n_models, b) + tuple(xb.shape[1:]), dtype=np.float32) for key, _, _ in keys}
             record = {key: {term: np.empty((n_models, b)) for term in ("points", "delta", "change")}
-                      for key, method, _ in keys if adaptive is not None and method == "ig"}
+                      for key, method, _ in keys if adaptive_ig is not None and method == "ig"}
             losses = np.empty((n_models, b))
             probabilities = []
             for i, model in enumerate(models):
@@ -644,9 +645,13 @@ def attribute_fold(
                 for key, method, base in keys:
                     if key in record:  # adaptive IG, called directly for its completeness record
                         result = adaptive_integrated_gradients(
-                            model, xb, yb, base, tolerance=adaptive["completeness_tolerance"],
-                            multiply_by_inputs=adaptive["multiply_by_inputs"],
-                            internal_batch_size=adaptive["internal_batch_size"])
+                            model, xb, yb, base, tolerance=adaptive_ig["completeness_tolerance"],
+                            multiply_by_inputs=adaptive_ig["multiply_by_inputs"],
+                            internal_batch_size=adaptive_ig["internal_batch_size"])
+                        if not result.converged:
+                            LOGGER.warning("Adaptive IG (%s) of model %d stopped at its points limit on "
+                                           "samples %d-%d: completeness error %.2f %%.", key, i + 1,
+                                           start + 1, stop, 100 * result.completeness_error)
                         raw[key][i] = result.attributions.cpu().numpy()
                         for term in record[key]:
                             record[key][term][i] = getattr(result, term).cpu().numpy()
