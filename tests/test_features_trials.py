@@ -335,6 +335,15 @@ def test_trials_run_without_events(trials_run, run_cli, tmp_path):
                          "--skip-bids-validation"])
     assert code != 0 and "sub-02: no events.tsv for sub-02_task-patterns_bold.nii.gz" in err
     assert not (tmp_path / "o").exists()
+    # BIDS inheritance: the dataset's top-level task-patterns_events.tsv applies to sub-02's run
+    inherited = pd.DataFrame({"onset": [0.0, 20.0], "duration": 10.0, "trial_type": ["a", "b"]})
+    inherited.to_csv(copy / "task-patterns_events.tsv", sep="\t", index=False)
+    code, err = run_cli([copy, tmp_path / "o", "participant", "--features", "trials",
+                         "--confounds", "none", "-d", f"patterns={copy / 'derivatives' / 'patterns'}",
+                         "--participant-label", "02", "--skip-bids-validation"])
+    assert code == 0, err
+    kept = pd.read_csv(next((tmp_path / "o" / "sub-02").rglob("*_trials.tsv")), sep="\t")
+    assert list(kept["trial_type"]) == ["a", "b"]
 
 
 def test_trials_with_cnn3d_and_gradcam(tmp_path, run_cli):

@@ -308,11 +308,22 @@ def collect_bold_runs(layout: BIDSLayout, subject: str, filters: dict, sessions:
 
 
 def _events_of(layout: BIDSLayout, bold) -> list:
-    """The raw dataset's ``events.tsv`` of a BOLD run (same subject, session, task, acq, run)."""
+    """The raw dataset's ``events.tsv`` of a BOLD run: beside it (same subject, session, task,
+    acq, run), or else inherited from the dataset's top level (BIDS inheritance principle:
+    ``task-<label>[_acq-<label>][_run-<index>]_events.tsv`` applies to every run it matches;
+    the most specific first)."""
     entities = bold.get_entities()
     query = {k: entities.get(k, Query.NONE) for k in ("subject", "session", "task", "acquisition",
                                                       "run")}
-    return layout.get(scope="raw", datatype="func", suffix="events", extension=".tsv", **query)
+    own = layout.get(scope="raw", datatype="func", suffix="events", extension=".tsv", **query)
+    if own:
+        return own
+    optional = ("acquisition", "run")
+    inherited = [f for f in layout.get(scope="raw", subject=Query.NONE, session=Query.NONE,
+                                       suffix="events", extension=".tsv",
+                                       task=entities.get("task", Query.NONE))
+                 if all(f.entities.get(k) in (None, entities.get(k)) for k in optional)]
+    return sorted(inherited, key=lambda f: -sum(k in f.entities for k in optional))
 
 
 def collect_trial_runs(layout: BIDSLayout, subject: str, filters: dict, sessions: list[str],
@@ -351,7 +362,8 @@ def collect_trial_runs(layout: BIDSLayout, subject: str, filters: dict, sessions
             raise XaibidsError(
                 f"sub-{subject}: no events.tsv for {Path(run.bold).name} in the raw dataset; "
                 "--features trials averages the volumes of each event (add "
-                f"sub-{subject}/func/..._events.tsv, or choose another --features).")
+                f"sub-{subject}/func/..._events.tsv, or task-<label>_events.tsv at the dataset's "
+                "top level, or choose another --features).")
         run.events = events[0].path
     return runs
 
