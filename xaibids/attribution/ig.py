@@ -150,7 +150,7 @@ def integrated_gradients(
         ).attributions
     if not isinstance(n_steps, int) or isinstance(n_steps, bool) or n_steps < 1:
         raise ValueError(f"IG n_steps must be a positive integer or {ADAPTIVE!r}, got {n_steps!r}.")
-    baseline = _baseline_value(baseline, inputs)
+    baseline = baseline_value(baseline, inputs)
     ig = IntegratedGradients(model, multiply_by_inputs=multiply_by_inputs)
     attributions = ig.attribute(
         inputs,
@@ -201,7 +201,7 @@ def completeness_terms(
                                                tolerance=completeness_tolerance,
                                                internal_batch_size=internal_batch_size)
         return result.delta, result.change
-    baseline = _baseline_value(baseline, inputs)
+    baseline = baseline_value(baseline, inputs)
     ig = IntegratedGradients(model, multiply_by_inputs=True)
     _, delta = ig.attribute(inputs, baselines=baseline, target=target, n_steps=n_steps,
                             method=method, internal_batch_size=internal_batch_size,
@@ -390,7 +390,7 @@ def adaptive_integrated_gradients(
     if inputs.ndim < 2:
         raise ValueError(f"IG inputs need a batch dimension, got shape {tuple(inputs.shape)}.")
     n, device = len(inputs), inputs.device
-    start = torch.zeros_like(inputs) + _baseline_value(baseline, inputs)
+    start = torch.zeros_like(inputs) + baseline_value(baseline, inputs)
     span = inputs - start
     target = _target_vector(target, n, device)
 
@@ -468,18 +468,19 @@ def _within_budget(order: torch.Tensor, owner: torch.Tensor, budget: torch.Tenso
     return order[rank < budget[owners]]
 
 
-def _baseline_value(baseline, inputs: torch.Tensor) -> float | torch.Tensor:
-    """A baseline as Captum takes it: ``"zero"`` → 0.0; a tensor on the inputs' device and dtype."""
+def baseline_value(baseline, inputs: torch.Tensor) -> float | torch.Tensor:
+    """A baseline as Captum takes it: ``"zero"`` → 0.0, a number stays a float, a tensor moves to
+    the inputs' device and dtype; another name needs :func:`make_baseline` first."""
     if isinstance(baseline, str):
         if baseline != "zero":
             raise ValueError(
-                f"IG baseline {baseline!r} needs reference data; build it with "
-                "make_baseline(name, reference) and pass the result."
+                f"Baseline {baseline!r} needs reference data; build it with "
+                "xaibids.attribution.make_baseline(name, reference) and pass the result."
             )
         return 0.0
     if isinstance(baseline, torch.Tensor):
         return baseline.to(device=inputs.device, dtype=inputs.dtype)
-    return baseline
+    return float(baseline)
 
 
 def _target_vector(target, n: int, device) -> torch.Tensor:

@@ -73,7 +73,7 @@ from captum.attr import (
 from captum.attr._utils.lrp_rules import EpsilonRule
 from torch import nn
 
-from xaibids.attribution.ig import integrated_gradients
+from xaibids.attribution.ig import baseline_value, integrated_gradients
 
 __all__ = [
     "ablation", "deconvolution", "deeplift", "gradcam", "gradientshap", "guidedbackprop",
@@ -94,20 +94,6 @@ def _check_inputs(inputs: torch.Tensor, name: str) -> None:
     if not isinstance(inputs, torch.Tensor) or inputs.ndim != 3:
         shape = tuple(inputs.shape) if isinstance(inputs, torch.Tensor) else type(inputs).__name__
         raise ValueError(f"{name} needs inputs of shape (batch, n_timepoints, n_features), got {shape}.")
-
-
-def _baseline_tensor(baseline, inputs: torch.Tensor) -> float | torch.Tensor:
-    """A scalar stays a scalar; a tensor baseline moves to the inputs' device and dtype."""
-    if isinstance(baseline, str):
-        if baseline != "zero":
-            raise ValueError(
-                f"Baseline {baseline!r} needs reference data; build it with "
-                "xaibids.attribution.make_baseline(name, reference) and pass the result."
-            )
-        return 0.0
-    if isinstance(baseline, torch.Tensor):
-        return baseline.to(device=inputs.device, dtype=inputs.dtype)
-    return float(baseline)
 
 
 @contextlib.contextmanager
@@ -302,7 +288,7 @@ def deeplift(model, inputs, target, baseline=0.0, multiply_by_inputs: bool = Tru
     """
     _check_inputs(inputs, "deeplift")
     dl = DeepLift(model, multiply_by_inputs=bool(multiply_by_inputs), eps=float(eps))
-    return dl.attribute(inputs, baselines=_baseline_tensor(baseline, inputs), target=target).detach()
+    return dl.attribute(inputs, baselines=baseline_value(baseline, inputs), target=target).detach()
 
 
 def guidedbackprop(model, inputs, target, baseline=0.0):
@@ -471,7 +457,7 @@ def occlusion(model, inputs, target, baseline=0.0, window: tuple[int, int] = (10
             raise ValueError(f"occlusion patch_stride {s[1:]} is larger than the patch {w[1:]}: voxels "
                              "between patches would never be occluded.")
         batch = len(inputs)
-        base = _baseline_tensor(baseline, inputs)
+        base = baseline_value(baseline, inputs)
         if isinstance(base, torch.Tensor):
             base = base.reshape(-1, 1, *grid)
 
@@ -490,7 +476,7 @@ def occlusion(model, inputs, target, baseline=0.0, window: tuple[int, int] = (10
     w = tuple(min(_check_positive_int(v, "occlusion window"), n) for v, n in zip(window, (T, F)))
     s = tuple(min(_check_positive_int(v, "occlusion stride"), n) for v, n in zip(stride, (T, F)))
     return Occlusion(model).attribute(
-        inputs, sliding_window_shapes=w, strides=s, baselines=_baseline_tensor(baseline, inputs),
+        inputs, sliding_window_shapes=w, strides=s, baselines=baseline_value(baseline, inputs),
         target=target, perturbations_per_eval=ppe,
     ).detach()
 
@@ -514,7 +500,7 @@ def ablation(model, inputs, target, baseline=0.0, feature_mask=None, perturbatio
     """
     _check_inputs(inputs, "ablation")
     return FeatureAblation(model).attribute(
-        inputs, baselines=_baseline_tensor(baseline, inputs), target=target,
+        inputs, baselines=baseline_value(baseline, inputs), target=target,
         feature_mask=_group_mask(feature_mask, inputs, model, block_size, "ablation"),
         perturbations_per_eval=_check_positive_int(perturbations_per_eval, "perturbations_per_eval"),
     ).detach()
@@ -535,7 +521,7 @@ def shapleysampling(model, inputs, target, baseline=0.0, n_samples: int = 25, fe
     mask = _group_mask(feature_mask, inputs, model, block_size, "shapleysampling")
     with _seeded(seed, inputs.device):
         return ShapleyValueSampling(model).attribute(
-            inputs, baselines=_baseline_tensor(baseline, inputs), target=target,
+            inputs, baselines=baseline_value(baseline, inputs), target=target,
             feature_mask=mask,
             n_samples=_check_positive_int(n_samples, "shapleysampling n_samples"),
             perturbations_per_eval=_check_positive_int(perturbations_per_eval, "perturbations_per_eval"),
@@ -553,7 +539,7 @@ def gradientshap(model, inputs, target, baseline=0.0, n_samples: int = 20, stdev
     _check_inputs(inputs, "gradientshap")
     if not (isinstance(stdevs, (int, float)) and stdevs >= 0):
         raise ValueError(f"gradientshap stdevs must be >= 0, got {stdevs!r}.")
-    base = _baseline_tensor(baseline, inputs)
+    base = baseline_value(baseline, inputs)
     if not isinstance(base, torch.Tensor):
         base = torch.full((1,) + tuple(inputs.shape[1:]), base, device=inputs.device, dtype=inputs.dtype)
     with _seeded(seed, inputs.device):
