@@ -94,6 +94,9 @@ def test_group_reads_timeseries_derivatives_without_extraction(group_run):
     assert n_models in (2, 4) and len(meta["ModelSeeds"]) == n_models
     assert f"an ensemble of {n_models} models" in citation
     assert "chosen on the first fold by doubling" in citation and "`--n-models auto`" in citation
+    report = (out2 / "group.html").read_text()
+    assert "IG convergence" in report and "Every step count tried" in report
+    assert "Ensemble size" in report
 
 
 def test_group_unknown_target_is_a_clear_error(group_run, capsys):

@@ -118,6 +118,8 @@ def test_group_ica_options_dictlearning_union_mask_and_subject_maps(group_ica_ru
     assert ig["MethodParameters"]["n_steps"] == "adaptive"
     assert ig["MethodParameters"]["completeness_tolerance"] == 0.005
     assert ig["MethodParameters"]["mean_points"] >= 8
+    report = (out2 / "group.html").read_text()
+    assert "IG convergence" in report and "mean_points" in report
     assert summarize_errors(run_validator(out2)) == []
 
 

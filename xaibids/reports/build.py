@@ -837,6 +837,7 @@ def reliability_section(group_dir: Path) -> str:
                                  esc(label) + "."))
     if mats:
         parts.append('<div class="row">' + "".join(mats) + "</div>")
+    parts.append(convergence_html(group_dir))
     rand = group_dir / "desc-randomization_metrics.tsv"
     if rand.exists():
         table = read_tsv(rand)
@@ -847,6 +848,30 @@ def reliability_section(group_dir: Path) -> str:
                                 "the maps after randomizing its layers one by one from the "
                                 "output (cascading); a method that explains the model should "
                                 "fall towards 0."))
+    return "".join(parts)
+
+
+def convergence_html(group_dir: Path) -> str:
+    """How converged the maps are numerically: the IG step counts or adaptive points and their
+    completeness error per fold (``--ig-steps auto|adaptive``), and the ensemble sizes compared
+    (``--n-models auto``)."""
+    parts = []
+    path = group_dir / "desc-igConvergence_metrics.tsv"
+    if path.exists():
+        table = read_tsv(path)
+        used = table[table["chosen"].astype(str) == "True"].drop(columns=["chosen"])
+        parts.append("<h3>IG convergence</h3><p>Per fold and baseline: the integration points "
+                     "used (with adaptive IG, the mean gradient evaluations per map) and the "
+                     "completeness error of the path integral, summed |convergence delta| over "
+                     "summed |change of the target logit|.</p>" + table_html(used))
+        if len(used) < len(table):
+            parts.append("<details><summary>Every step count tried</summary>"
+                         + table_html(table, scroll=True) + "</details>")
+    path = group_dir / "desc-ensembleSize_metrics.tsv"
+    if path.exists():
+        parts.append("<h3>Ensemble size</h3><p>Correlation of the stabilized maps of fold 1's "
+                     "ensembles as they doubled; the size chosen is marked.</p>"
+                     + table_html(read_tsv(path)))
     return "".join(parts)
 
 
