@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # multi-GB CUDA build.
 TORCH_PIN ?= torch==2.13.0
 
-.PHONY: setup test test-all demo clean
+.PHONY: setup test test-all demo clean gpu-wheels
 
 $(BIN)/xaibids: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,13 @@ test-all: setup
 
 demo: setup
 	$(BIN)/xaibids demo demo_output
+
+# Wheels for the GPU machine (Python 3.12, PyTorch already there): what xaibids' CUDA checks
+# import that its image lacks. Carried in .whl/ by benchmarks/gpu_check.sh (DEVELOPERS.md).
+gpu-wheels:
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux2014_x86_64 --platform any -d .whl \
+		captum==0.9.0 nibabel==5.4.2 pydot==4.0.1
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
