@@ -293,7 +293,8 @@ def get_parser() -> argparse.ArgumentParser:
           help="integration steps of Integrated Gradients; 'auto': per fold, the fewest of "
                "4, 8, ..., 256 whose completeness error is within --ig-tolerance; 'adaptive': "
                "each subject's path is split into Gauss-Legendre panels, halved where the error "
-               "is, until every batch is within --ig-tolerance (fewest points; needs --ig-rule "
+               "is, until every batch is within --ig-tolerance (fewer points than auto in "
+               "docs/benchmarks.md; needs --ig-rule "
                "gausslegendre)")
     g.add("--ig-tolerance", type=open_fraction, default=0.01,
           help="completeness tolerance of --ig-steps auto and adaptive: summed |convergence "
