@@ -12,9 +12,10 @@
 # 2. bench_batched_training.py --device cuda: vmapped ensembles against one-by-one training;
 # 3. bench_naive_vs_xaibids.py --device cuda: the naive pipeline against xaibids (50, auto and
 #    adaptive IG) at CI size.
-# About 5 minutes on an H100 is expected; each step has its own time limit so one hang cannot
-# eat the lease. The JSON results name the device; copy them into benchmarks/results/ with a
-# _cuda suffix (the names they are written with) and their figures into docs/benchmarks.md.
+# It has not run on a GPU yet (on the CPU, DEVICE=cpu, it took 97 s). Each step has its own
+# time limit (150 + 120 + 200 s), so one hang cannot eat the lease. The JSON results
+# (*_cuda.json) name the device: copy them into benchmarks/results/ and their figures into
+# docs/benchmarks.md.
 set -uo pipefail
 OUT=${OUT:-benchmarks/results}
 PYTHON=${PYTHON:-python3}
