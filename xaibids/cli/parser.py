@@ -204,7 +204,7 @@ def get_parser() -> argparse.ArgumentParser:
     g.add("--features", choices=["roi", "ica", "t1", "trials"], default="roi",
           help="what to extract: ROI timecourses, ICA timecourses, resampled T1 volumes, or "
                "single-trial activation maps (one volume per event of each BOLD run's "
-               "events.tsv, seed 004; --target may then name an events column)")
+               "events.tsv, Gotsopoulos et al. 2018; --target may then name an events column)")
     g.add("--atlas", default="harvard-oxford", metavar="NAME|PATH",
           help=f"bundled atlas ({', '.join(BUNDLED_ATLASES)}), a NIfTI label image with a TSV "
                "of 'index' and 'name' beside it, or a BIDS-Atlas dataset")
@@ -237,7 +237,7 @@ def get_parser() -> argparse.ArgumentParser:
     g.add("--t1-resolution", type=t1_resolution, default=3.0, metavar="MM",
           help="--features t1: voxel size in mm of the template grid the T1w images are "
                "resampled onto, cropped to the brain's bounding box (default 3: 57 x 69 x 60 "
-               "voxels, as seed 002's ~58 x 70 x 58)")
+               "voxels, as Kan et al. 2020's ~58 x 70 x 58)")
 
     g = _Group(parser.add_argument_group("Models and ensembles (group level)"))
     g.add("--target", default="group", metavar="COLUMN",
@@ -288,7 +288,7 @@ def get_parser() -> argparse.ArgumentParser:
           help="integration rule of Integrated Gradients (Captum's 'method')")
     g.add("--ig-multiply-by-inputs", action="store_true",
           help="multiply IG by (input - baseline), as in its original paper; off by default, "
-               "as in seed 000")
+               "as in Lewis et al. 2023")
     g.add("--ig-steps", type=ig_steps_value, default=50, metavar="N|auto|adaptive",
           help="integration steps of Integrated Gradients; 'auto': per fold, the fewest of "
                "4, 8, ..., 256 whose completeness error is within --ig-tolerance; 'adaptive': "
@@ -303,10 +303,10 @@ def get_parser() -> argparse.ArgumentParser:
           help="how maps of a fold's models are combined per subject")
     g.add("--positive", choices=["abs", "relu", "none"], default="abs",
           help="applied to each stabilized map before it is normalized: absolute value (seed "
-               "000), ReLU, or none (signed maps, which seed 001's ROI score needs)")
+               "000), ReLU, or none (signed maps, which Strock et al. 2025's ROI score needs)")
     g.add("--permutations", type=non_negative_int, default=0,
           help="label-shuffled runs giving per-feature null thresholds and the reproducibility "
-               "of each feature (seed 004 §2.9); each trains one model per fold")
+               "of each feature (Gotsopoulos et al. 2018 §2.9); each trains one model per fold")
     g.add("--reliability-samples", type=non_negative_int, default=16, metavar="N",
           help="test subjects of fold 1 used for the model-randomization sanity check and the "
                "infidelity/max-sensitivity metrics (0: skip those checks)")
@@ -316,7 +316,8 @@ def get_parser() -> argparse.ArgumentParser:
           help="TSV with columns 'feature' and 'group' assigning features to domains "
                "(e.g. networks); importance is also reported per domain")
     g.add("--fdr-alpha", type=fraction, default=0.01,
-          help="false discovery rate of the co-saliency and sFNC edge tests (seed 000: 0.01)")
+          help="false discovery rate of the co-saliency and sFNC edge tests (Lewis et al. "
+               "2023: 0.01)")
     g.add("--n-bootstrap", type=positive_int, default=1000,
           help="bootstrap resamples of the Cohen's d confidence intervals")
     return parser

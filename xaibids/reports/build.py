@@ -280,7 +280,7 @@ def subject_summary(subject: collect.SubjectMaps) -> str:
             + (f'<p class="note">{esc(desc)}</p>' if desc else "")
             + "<h3>Maps and the models behind them</h3>"
             + '<p class="note">The <i>selected seed</i> is the model whose map is closest to the '
-              "mean map over the fold's models (stabilization, seed 000 §2.4).</p>"
+              "mean map over the fold's models (stabilization, Lewis et al. 2023 §2.4).</p>"
             + table_html(rows))
 
 
@@ -364,7 +364,7 @@ def subject_method_section(run: collect.RunMaps, mmap: collect.MethodMap) -> str
              "datasets its maps name as sources); only the map is shown.")
     img = figures.timeseries_attribution_figure(attribution, timeseries)
     parts.append(fig_html(img, f"Stabilized {esc(mmap.method)} attribution (time × feature) "
-                               f"beside the input timecourses, as seed 000 Fig. 2. {where}"))
+                               f"beside the input timecourses, as Lewis et al. 2023 Fig. 2. {where}"))
     share = attribution.abs().sum(axis=0)
     total = float(share.sum())
     if total > 0:
@@ -667,7 +667,7 @@ def importance_section(output_dir: Path, group_dir: Path, method: str,
             if "reproducible" in ptab else 0
         parts.append("<h3>Permutation reproducibility</h3>"
                      f'<p class="lead">{n_rep} of {len(ptab)} features are reproducible beyond '
-                     "the label-permutation null (seed 004).</p>"
+                     "the label-permutation null (Gotsopoulos et al. 2018).</p>"
                      + fig_html(figures.permutation_figure(ptab, k=TOP_K),
                                 "Number of runs in which each feature exceeds its "
                                 "permutation-derived significance threshold."))
@@ -690,7 +690,7 @@ def _group_map_html(group_dir: Path, method: str) -> str:
 
 
 def voxel_map_section(group_dir: Path, method: str) -> str:
-    """The group map of voxel attributions and seed 002's region ranking (``--features t1``);
+    """The group map of voxel attributions and Kan et al. 2020's region ranking (``--features t1``);
     empty for timecourse features (their importance map is shown with the importance). A
     voxel map on a grid in no template space (``--features trials`` of raw BOLD) has no
     regions: the map alone is shown."""
@@ -714,7 +714,7 @@ def voxel_map_section(group_dir: Path, method: str) -> str:
     ranking = group_dir / f"desc-{method}_regions.tsv"
     table = read_tsv(ranking)
     sidecar = collect.read_json(ranking.with_suffix(".json"))
-    parts.append(f"<h4>Regions holding the map (seed 002, Table 2)</h4>"
+    parts.append(f"<h4>Regions holding the map (Kan et al. 2020, Table 2)</h4>"
                  f'<p class="note">Share of each {esc(sidecar.get("Atlas", "atlas"))} region '
                  f"in the group map thresholded at {sidecar.get('Threshold', 0.65)} of its "
                  "peak, normalized to sum to 1.</p>"
@@ -778,7 +778,7 @@ def connectivity_section(group_dir: Path, methods: list[str]) -> str:
                 panels.append(("sFNC", read_square(sfnc[cls]), _comm_of(sfnc_comm, cls)))
             parts.append(fig_html(figures.matrix_panels_figure(panels, title=f"class {cls}"),
                                   f"Class <b>{esc(cls)}</b>: matrices ordered by their greedy "
-                                  "modularity communities (black boxes), as seed 000 Fig. 8; "
+                                  "modularity communities (black boxes), as Lewis et al. 2023 Fig. 8; "
                                   "diagonal left blank."))
         shown_sfnc = shown_sfnc or bool(sfnc)
         parts.append(_edges_summary(group_dir, f"{method}Cosaliency", f"Co-saliency ({method})"))
@@ -814,7 +814,7 @@ def reliability_section(group_dir: Path) -> str:
     path = group_dir / "desc-reliability_metrics.tsv"
     if path.exists():
         table = read_tsv(path)
-        parts.append('<p class="lead">How far the maps can be trusted (seed 003): agreement '
+        parts.append('<p class="lead">How far the maps can be trusted (Thibeau-Sutre et al. 2023): agreement '
                      "across seeds, methods and baselines, and sensitivity to the model's "
                      "parameters.</p>")
         if {"method", "metric", "value"} <= set(table.columns) and \

@@ -107,7 +107,7 @@ def _symmetric_limit(values) -> float:
 # --------------------------------------------------------------------------- subject figures
 def timeseries_attribution_figure(attribution: pd.DataFrame, timeseries: pd.DataFrame | None = None,
                                   title: str = "") -> Image:
-    """Input timecourses beside the attribution heatmap, time × feature (seed 000, Fig. 2).
+    """Input timecourses beside the attribution heatmap, time × feature (Lewis et al. 2023, Fig. 2).
 
     Both panels share the feature axis; the timecourses are z-scored per feature. With no
     timecourses only the map is drawn.
@@ -368,7 +368,7 @@ def _community_order(names: list[str], communities: pd.Series | None):
 def matrix_panels_figure(panels: list[tuple[str, pd.DataFrame, pd.Series | None]],
                          title: str = "") -> Image:
     """Square matrices side by side, each ordered by its communities with black boxes around
-    them (seed 000, Fig. 8). ``panels`` holds ``(title, matrix, communities)``; the matrix is
+    them (Lewis et al. 2023, Fig. 8). ``panels`` holds ``(title, matrix, communities)``; the matrix is
     indexed by feature name on both axes, communities map feature → community."""
     n = len(panels)
     fig, axes = plt.subplots(1, n, figsize=(4.1 * n, 4.0), squeeze=False, layout="constrained")
@@ -438,7 +438,7 @@ def agreement_matrix_figure(matrix: pd.DataFrame, title: str = "", vmin: float |
 
 def randomization_figure(table: pd.DataFrame) -> Image:
     """Cascading model-parameter randomization: Spearman correlation with the trained model's
-    map, per randomized layer, one line per method (seed 003)."""
+    map, per randomized layer, one line per method (Thibeau-Sutre et al. 2023)."""
     fig, ax = plt.subplots(figsize=(5.6, 3.2), layout="constrained")
     for method, rows in table.groupby("method", sort=False):
         rows = rows.sort_values("step") if "step" in rows else rows
