@@ -2,6 +2,8 @@
 in the learning tests)."""
 
 import json
+import shutil
+import tomllib
 
 import nibabel as nb
 import numpy as np
@@ -73,7 +75,7 @@ def test_group_reads_timeseries_derivatives_without_extraction(group_run):
     out2 = root / "out2"
     code = main([str(bids_dir), str(out2), "group", "-d", f"timeseries={out}",
                  "-w", str(root / "work2"), *FAST, "--random-seed", "3", "--ig-steps", "auto",
-                 "--n-models", "auto", "--max-models", "4"])
+                 "--n-models", "auto", "--max-models", "4", "--confounds", "none"])
     assert code == 0
     assert not list(out2.glob("sub-*/func/*_timeseries.tsv"))  # nothing extracted again
     maps = sorted(out2.glob("sub-*/func/*_desc-ig_attribution.tsv"))
@@ -94,9 +96,32 @@ def test_group_reads_timeseries_derivatives_without_extraction(group_run):
     assert n_models in (2, 4) and len(meta["ModelSeeds"]) == n_models
     assert f"an ensemble of {n_models} models" in citation
     assert "chosen on the first fold by doubling" in citation and "`--n-models auto`" in citation
+    # provenance from the data: the timecourses were cleaned with the 'simple' strategy (their
+    # sidecars); --confounds none on this command line changed nothing and is not reported
+    assert "confound strategy 'simple'" in citation and "--confounds" not in citation
+    config = tomllib.loads((out2 / "logs" / "config.toml").read_text())
+    assert config["workflow"]["confounds"] == "simple"
     report = (out2 / "group.html").read_text()
+    assert "<th>confounds</th><td>simple</td>" in report  # its configuration section
     assert "IG convergence" in report and "Every step count tried" in report
     assert "Ensemble size" in report
+
+
+def test_timecourses_cleaned_differently_are_refused(group_run, tmp_path, capsys):
+    code, bids_dir, deriv, out, root = group_run
+    mixed = tmp_path / "mixed"
+    shutil.copytree(out, mixed, ignore=shutil.ignore_patterns("group", "logs", "*.html",
+                                                              "*_attribution.*"))
+    sidecar = sorted(mixed.glob("sub-*/func/*_timeseries.json"))[0]
+    meta = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps({**meta, "ConfoundStrategy": "none"}))
+    code = main([str(bids_dir), str(tmp_path / "out"), "group", "-d", f"timeseries={mixed}",
+                 "-w", str(tmp_path / "work"), *FAST, "--boilerplate-only"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "cleaned with different settings" in err and "'none' in sub-01_" in err
+    assert "Run the participant level again" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_group_unknown_target_is_a_clear_error(group_run, capsys):

@@ -182,7 +182,55 @@ def group_methods(config, ens_config, dataset, feature_kind: str, trials: bool =
     )
 
 
-def _participant_text(config, atlas, subjects, atlas_label) -> str:
+def adopt_recorded_cleaning(config, paths) -> dict | None:
+    """Make ``config.workflow``'s cleaning options those recorded in the sidecars of the
+    timecourses (or trial maps) the group level reads, so that ``logs/config.toml``, the methods
+    text and the report describe what was done to the files used, not what this command line
+    says. Files cleaned in different ways stop the run; the command line's values that do not
+    apply are named in a warning. Returns the recorded options (None: not recorded)."""
+    from xaibids.features.io import recorded_cleaning
+
+    try:
+        recorded = recorded_cleaning(paths)
+    except ValueError as err:
+        raise XaibidsError(str(err)) from None
+    if recorded is None:
+        return None
+    from xaibids.config import WorkflowSettings
+
+    wf, default = config.workflow, WorkflowSettings()
+    differ = {k: v for k, v in recorded.items() if getattr(wf, k) != v}
+    if differ:
+        # a warning when the user asked for other values, a note when they are the defaults
+        asked = any(getattr(wf, k) != getattr(default, k) for k in differ)
+        (LOGGER.warning if asked else LOGGER.info)(
+            "The features were made with %s (their sidecars); %s does not apply to them. The "
+            "methods text and logs/config.toml record what was done; to clean them otherwise, "
+            "run the participant level again with --overwrite.",
+            ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in differ.items()),
+            ", ".join(f"--{k.replace('_', '-')} {getattr(wf, k)}" for k in differ))
+    config.update(recorded)
+    return recorded
+
+
+def _cleaning_sentence(recorded: dict) -> str:
+    """The cleaning recorded in the sidecars of reused timecourses, in words."""
+    filters = [f"{name} {recorded[key]:g} Hz" for key, name in
+               (("high_pass", "high-pass"), ("low_pass", "low-pass")) if recorded[key]]
+    return (f"Their sidecars record the cleaning done when they were made: confound strategy "
+            f"'{recorded['confounds']}' (nilearn's fMRIPrep strategies), "
+            f"{'linear detrending' if recorded['detrend'] else 'no detrending'}, "
+            f"standardization '{recorded['standardize']}', "
+            f"{', '.join(filters) if filters else 'no temporal filter'}, and regions with less "
+            f"than {100 * recorded['min_coverage']:.0f}% of their voxels in the brain mask set "
+            "to missing.")
+
+
+def _participant_text(config, atlas, subjects, atlas_label, recorded: dict | None = None) -> str:
+    """Methods text of how the features were made: the participant workflow's description when
+    some subjects are extracted by this run (with the cleaning options ``config`` now holds,
+    those recorded in the features' sidecars), else where they were read from and the
+    ``recorded`` cleaning."""
     from xaibids.cli.participant import write_atlas_files
     from xaibids.outputs.boilerplate import workflow_description
     from xaibids.workflows.base import init_xaibids_participant_wf
@@ -193,7 +241,8 @@ def _participant_text(config, atlas, subjects, atlas_label) -> str:
             config, extracted, atlas, write_atlas_files(config, atlas) if atlas else None,
             {s.subject: "" for s in extracted}))
     return (f"Regional timecourses ({atlas_label} atlas) were read from the derivatives "
-            f"dataset(s) {', '.join(config.execution.derivatives) or 'in the output folder'}.")
+            f"dataset(s) {', '.join(config.execution.derivatives) or 'in the output folder'}."
+            + (f" {_cleaning_sentence(recorded)}" if recorded else ""))
 
 
 @dataclass
@@ -268,6 +317,7 @@ def roi_source(config, atlas, subjects) -> FeatureSource:
     """ROI timecourses: given in the derivatives, made earlier, or extracted now."""
     _extract_missing(config, atlas, subjects, f"*_atlas-{atlas.name}_stat-mean_timeseries.tsv")
     runs, atlas_label = gather_timeseries(config, atlas, subjects)
+    recorded = adopt_recorded_cleaning(config, [path for _, path in runs])
     painter = None
     if atlas.name == atlas_label:
         painter = partial(paint_regions, atlas)
@@ -278,7 +328,8 @@ def roi_source(config, atlas, subjects) -> FeatureSource:
             atlas_label, atlas.name, atlas_label)
     return FeatureSource(runs=runs, label=atlas_label,
                          kind_text=f"regional timecourses ({atlas_label} atlas)",
-                         methods_text=_participant_text(config, atlas, subjects, atlas_label),
+                         methods_text=_participant_text(config, atlas, subjects, atlas_label,
+                                                        recorded),
                          painter=painter, space=atlas.space if painter else None,
                          atlas=atlas_label, domains=atlas.domains if painter else {},
                          reference=_reference_names(atlas) if painter else None)
@@ -315,12 +366,14 @@ def ica_source(config, subjects) -> FeatureSource:
     if wf.ica_template:
         _extract_missing(config, None, subjects, "*_desc-ica_timeseries.tsv")
         runs = gather_ica_timeseries(config, subjects)
+        recorded = adopt_recorded_cleaning(config, [path for _, path in runs])
         template = load_ica_template(wf.ica_template)
         names = template.labels["name"].tolist()
         extracted = [s for s in subjects if s.to_extract and not s.timeseries]
         methods = (_participant_text(config, None, subjects, "") if extracted else
                    "ICA timecourses were read from the derivatives dataset(s) "
-                   f"{', '.join(ex.derivatives) or 'in the output folder'}.")
+                   f"{', '.join(ex.derivatives) or 'in the output folder'}."
+                   + (f" {_cleaning_sentence(recorded)}" if recorded else ""))
         return FeatureSource(
             runs=runs, label=Path(wf.ica_template).name.split(".")[0],
             kind_text=f"ICA timecourses ({len(names)} components of the template "
@@ -394,6 +447,7 @@ def trials_source(config, subjects) -> FeatureSource:
 
     runs, spaces = _made_volumes(config, None, subjects, f"*_{TRIALS_SUFFIX}.nii.gz",
                                  "trial maps")
+    adopt_recorded_cleaning(config, [path for _, path in runs])
     if len(spaces) > 1:
         raise XaibidsError(f"The trial maps are in several spaces ({', '.join(spaces)}); "
                            "choose one with --bids-filter-file (\"bold\": {\"space\": ...}).")
@@ -485,6 +539,7 @@ def run_group(config, atlas, subjects) -> int:
                   "t1": lambda: t1_source(config, atlas, subjects),
                   "trials": lambda: trials_source(config, subjects),
                   "roi": lambda: roi_source(config, atlas, subjects)}[config.workflow.features]()
+        settings = config.result_settings()  # with the cleaning recorded in the features
         inputs = group_inputs(config, [path for _, path in source.runs])
         if _finished(config, settings, inputs):
             return 0
