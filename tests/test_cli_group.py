@@ -49,9 +49,21 @@ def test_group_runs_participant_step_and_writes_maps(group_run):
     assert meta["Sources"][0].startswith("bids::sub-01/func/")
     assert meta["Model"] == "stdnn" and len(meta["ModelSeeds"]) == 2
     perf = pd.read_csv(out / "group" / "desc-performance_metrics.tsv", sep="\t")
-    assert {"fold", "n_models", "accuracy", "balanced_accuracy", "loss"} <= set(perf.columns)
+    assert {"fold", "n_models", "accuracy", "balanced_accuracy", "loss", "p_value", "ci_low",
+            "ci_high", "above_chance"} <= set(perf.columns)
+    verdict = perf[perf["fold"].astype(str) == "all"].iloc[0]
+    assert 0 < verdict["p_value"] <= 1 and verdict["ci_low"] <= verdict["ci_high"]
     table = pd.read_csv(out / "group" / "desc-ig_importance.tsv", sep="\t")
-    assert {"feature", "importance", "importance_norm", "selected", "cohens_d"} <= set(table.columns)
+    assert {"feature", "importance", "importance_norm", "statistic", "p_value", "q_value",
+            "selected", "cohens_d"} <= set(table.columns)
+    sidecar = json.loads((out / "group" / "desc-ig_importance.json").read_text())
+    assert sidecar["SelectionRule"] == "empirical-null" and sidecar["SelectionAlpha"] == 0.05
+    # two epochs on 8 subjects: whatever the verdict, nothing is selected from a model at chance
+    said = json.loads((out / "group" / "desc-performance_metrics.json").read_text())["Verdict"]
+    if not verdict["above_chance"]:
+        assert not table["selected"].any() and "SelectionWithheld" in sidecar
+        assert "NOT above chance" in said
+    assert said in (out / "group.html").read_text()
     assert table["importance_norm"].max() == pytest.approx(1.0)
     # every region also named by the Harvard-Oxford region holding most of its voxels
     where = table.set_index("feature")

@@ -13,6 +13,7 @@ def test_demo_runs_both_levels_and_scores_against_truth(tmp_path, capsys):
     out = capsys.readouterr().out
     results = tmp_path / "demo" / "xaibids"
     assert "xaibids demo finished." in out and "R-precision" in out
+    assert "verdict:" in out and "empirical-null rule" in out
     assert (results / "group.html").as_uri() in out  # the report a new user opens
     assert len(list(results.glob("sub-*/func/*_desc-ig_attribution.nii.gz"))) == 8
     metrics = pd.read_csv(results / "group" / "desc-validation_metrics.tsv", sep="\t")

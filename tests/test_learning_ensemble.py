@@ -10,7 +10,7 @@ import torch
 from xaibids.learning import EnsembleConfig, TimeseriesDataset, attribute_fold, model_seed, run_ensemble
 from xaibids.learning import training
 from xaibids.models import build_model
-from xaibids.stats import group_importance
+from xaibids.stats import SelectionRule, group_importance
 
 SIGNAL = (3, 11, 25)
 
@@ -53,7 +53,8 @@ def test_stabilized_maps_select_exactly_the_signal_features(model, tmp_path):
     result = run_ensemble(dataset, config, tmp_path, progress=False)
     ensemble = result.performance[result.performance.model == "ensemble"]
     assert (ensemble.accuracy >= 0.9).all()
-    table = group_importance(result.maps["ig"], dataset.y, dataset.classes, dataset.feature_names)
+    table = group_importance(result.maps["ig"], dataset.y, dataset.classes, dataset.feature_names,
+                             selection=SelectionRule("fixed"))
     selected = set(np.flatnonzero(table.selected.to_numpy()))
     truth = set(SIGNAL)
     tp = len(selected & truth)
@@ -352,3 +353,15 @@ def test_choose_ensemble_size_compares_mean_maps_for_closest(tmp_path):
     fold1 = run4.folds[0][1]
     r = np.nanmean(pearson_per_sample(run2.maps["ig"][fold1], run4.maps["ig"][fold1]))
     np.testing.assert_allclose(by_closest["correlation"].iloc[0], r, rtol=1e-5)
+
+
+def test_mean_model_importance_is_the_models_mean_of_time_summed_maps(tmp_path):
+    """What the contrast selection rule tests: each model's positive, sum-normalized map summed
+    over time, averaged over the sample's ensemble."""
+    dataset = toy_dataset()
+    config = EnsembleConfig(model="linear", n_folds=2, n_models=3, ig_steps=8, device="cpu",
+                            epochs=5, keep_model_maps=True)
+    result = run_ensemble(dataset, config, tmp_path, progress=False)
+    expected = result.model_maps["ig"].sum(axis=2).mean(axis=0)
+    np.testing.assert_allclose(result.mean_model_importance["ig"], expected, rtol=1e-5)
+    np.testing.assert_allclose(result.mean_model_importance["ig"].sum(axis=1), 1.0, rtol=1e-4)

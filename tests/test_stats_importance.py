@@ -7,6 +7,7 @@ import pytest
 from scipy import stats as sps
 
 from xaibids.stats import (
+    SelectionRule,
     bootstrap_cohens_d_ci,
     cohens_d,
     domain_importance,
@@ -48,15 +49,18 @@ def test_group_importance_columns_and_values():
     maps[0, 0, 1] += 0.01  # some spread
     maps[3, 1, 1] += 0.02
     y = np.array([0, 0, 1, 1])
-    table = group_importance(maps, y, ["control", "patient"], ["a", "b", "c"])
-    assert list(table.columns) == ["feature", "importance", "importance_norm", "selected",
-                                   "cohens_d", "cohens_d_ci_low", "cohens_d_ci_high",
+    table = group_importance(maps, y, ["control", "patient"], ["a", "b", "c"],
+                             selection=SelectionRule("fixed"))
+    assert list(table.columns) == ["feature", "importance", "importance_norm", "statistic",
+                                   "p_value", "q_value", "selected", "cohens_d", "cohens_d_ci_low", "cohens_d_ci_high",
                                    "mean_control", "mean_patient", "roi_score",
                                    "roi_score_norm", "roi_selected", "roi_score_control",
                                    "roi_score_patient"]
     np.testing.assert_allclose(table.importance, maps.sum(axis=1).mean(axis=0))
     np.testing.assert_allclose(table.importance_norm, table.importance / table.importance.max())
     assert table.selected.tolist() == [True, True, False]  # b: 0.4075 / 0.8 >= 0.5
+    np.testing.assert_allclose(table.statistic, table.importance_norm)
+    assert table.p_value.isna().all() and table.attrs["selection"]["SelectionRule"] == "fixed"
     per = maps.sum(axis=1)
     assert table.cohens_d[1] == pytest.approx(cohens_d(per[2:, 1], per[:2, 1]))
     assert table.cohens_d[1] > 0  # class 1 (patient) minus class 0

@@ -75,7 +75,8 @@ def reference(tmp_path_factory):
 
 
 def assert_same_result(a, b):
-    for name in ("maps", "single_model_maps", "model_maps", "run_importance"):
+    for name in ("maps", "single_model_maps", "model_maps", "run_importance",
+                 "mean_model_importance"):
         left, right = getattr(a, name), getattr(b, name)
         assert list(left) == list(right), name
         for key in left:

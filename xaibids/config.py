@@ -130,6 +130,8 @@ class StatisticsSettings:
     fdr_alpha: float = 0.01
     n_bootstrap: int = 1000
     ci_level: float = 0.95
+    selection: str = "empirical-null"  # rule of the importance tables' 'selected' (stats.selection)
+    selection_alpha: float = 0.05  # its FDR level, and the level of the classifier's verdict
 
 
 @dataclass

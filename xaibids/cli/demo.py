@@ -10,6 +10,7 @@ the simulated truth with :mod:`xaibids.validation` (also written to
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -97,7 +98,10 @@ def summarize(results: Path, bids_dir: Path) -> str:
     ranks = sorted(order.index(f) + 1 for f in relevant if f in order)
     n_selected = int(importance["selected"].astype(str).str.lower().eq("true").sum())
     perf = pd.read_csv(results / "group" / "desc-performance_metrics.tsv", sep="\t")
-    ens = perf[perf["model"].astype(str) == "ensemble"]
+    ens = perf[(perf["model"].astype(str) == "ensemble") & (perf["fold"].astype(str) != "all")]
+    sidecars = {name: json.loads((results / "group" / f"{name}.json").read_text())
+                for name in ("desc-performance_metrics", "desc-ig_importance")}
+    rule = sidecars["desc-ig_importance"]
     report = results / "group.html"
     report_line = (f"  report (open in a browser): {report.as_uri()}\n" if report.exists() else "")
     return f"""
@@ -107,10 +111,12 @@ xaibids demo finished.
   methods text:       {results / 'logs' / 'CITATION.md'}
   participant level:  detrending only ({' '.join(DEMO_PARTICIPANT)}), group level {' '.join(DEMO_GROUP)}
   balanced accuracy:  {ens['balanced_accuracy'].mean():.3f} (mean over {len(ens)} folds)
+  verdict:            {sidecars['desc-performance_metrics']['Verdict']}
   simulated relevant regions ({len(relevant)}): {', '.join(relevant)}
   their ranks by group importance: {', '.join(map(str, ranks))} of {len(order)} (1 = most important)
   ranking against the truth: R-precision {summary['importance_r_precision']:.2f} (share of the \
 {len(relevant)} top-ranked regions that are simulated ones), ROC AUC {summary['importance_auc']:.2f}
-  seed 001's 0.5 threshold: {n_selected} of {len(importance)} regions selected, precision \
-{summary['importance_precision']:.2f}, recall {summary['importance_recall']:.2f}, \
-F1 {summary['importance_f1']:.2f}"""
+  selection ({rule['SelectionRule']} rule): {n_selected} of {len(importance)} regions selected, \
+precision {summary['importance_precision']:.2f}, recall {summary['importance_recall']:.2f}, \
+F1 {summary['importance_f1']:.2f}
+    rule: {rule['SelectionDescription']}"""

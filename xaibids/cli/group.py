@@ -29,6 +29,7 @@ from xaibids.outputs.completion import (
 )
 from xaibids.outputs.derivatives import atomic_write_text
 from xaibids.outputs.maps import paint_regions
+from xaibids.stats.selection import SelectionRule
 
 LOGGER = logging.getLogger("xaibids")
 
@@ -160,6 +161,7 @@ def group_methods(config, ens_config, dataset, feature_kind: str, trials: bool =
     from xaibids.attribution.ig import INITIAL_PANELS, PANEL_POINTS
     from xaibids.learning.ensemble import resolve_device, uses_batched_training
     from xaibids.outputs.methods import describe_methods, render_template
+    from xaibids.stats.verdict import N_PERMUTATIONS
 
     st = config.statistics
     return render_template(
@@ -174,6 +176,8 @@ def group_methods(config, ens_config, dataset, feature_kind: str, trials: bool =
         stats={"ci_level": st.ci_level, "n_bootstrap": st.n_bootstrap,
                "fdr_alpha": st.fdr_alpha,
                "feature_groups": Path(st.feature_groups).name if st.feature_groups else ""},
+        selection=SelectionRule(st.selection, st.selection_alpha),
+        verdict={"n_permutations": N_PERMUTATIONS},
         reliability=config.attribution.reliability_samples,
         permutations=config.attribution.permutations,
         ensemble_size=({"threshold": config.learning.ensemble_stability,
@@ -590,7 +594,7 @@ def run_group(config, atlas, subjects) -> int:
         dataset, ens_config, out / "group" / "checkpoints", ex.work_dir, plugin=nip.plugin,
         plugin_args=nip.plugin_args, node_plugin_args=nip.training_plugin_args or None,
         num_threads=max(1, nip.omp_nthreads))
-    write_group_outputs(config, source, dataset, result, ens_config, feature_groups)
+    verdict = write_group_outputs(config, source, dataset, result, ens_config, feature_groups)
     write_reliability_outputs(config, source, dataset, result, ens_config, out / "group")
     ens = result.performance[result.performance["model"].astype(str) == "ensemble"]
     LOGGER.info("Balanced accuracy per fold: %s (mean %.3f).",
@@ -601,6 +605,8 @@ def run_group(config, atlas, subjects) -> int:
                       ex.run_uuid, ex.version)
     LOGGER.info("Reports: %s", out / "group.html" if (out / "group.html").exists() else
                 ", ".join(map(str, reports)))
+    # the verdict last, where the user looks; a warning when the maps are not to be read
+    (LOGGER.info if verdict.above_chance else LOGGER.warning)(verdict.sentence())
     return 0
 
 
@@ -660,8 +666,10 @@ def _feature_groups(config, feature_names):
         raise XaibidsError(str(err)) from None
 
 
-def write_group_outputs(config, source, dataset, result, ens_config, feature_groups) -> None:
-    """Per-subject maps, group tables and statistics of every method."""
+def write_group_outputs(config, source, dataset, result, ens_config, feature_groups):
+    """Per-subject maps, group tables and statistics of every method; returns the classifier's
+    :class:`~xaibids.stats.verdict.Verdict` (no feature is selected when it is not above
+    chance)."""
     from xaibids.outputs.maps import write_group_importance_map, write_subject_maps
     from xaibids.outputs.methods import method_parameters
     from xaibids.stats import compute_group_statistics, write_group_statistics
@@ -670,8 +678,10 @@ def write_group_outputs(config, source, dataset, result, ens_config, feature_gro
     out = Path(ex.output_dir)
     group_dir = out / "group"
     group_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(group_dir / "desc-performance_metrics.tsv",
-                      result.performance.to_csv(sep="\t", index=False, na_rep="n/a"))
+    verdict = write_verdict(config, dataset, result, group_dir)
+    selection = {"selection": SelectionRule(st.selection, st.selection_alpha),
+                 "withheld": None if verdict.above_chance else
+                 "the classifier is not above chance (desc-performance_metrics.tsv)."}
     if len(result.ig_convergence):
         atomic_write_text(group_dir / "desc-igConvergence_metrics.tsv",
                           result.ig_convergence.to_csv(sep="\t", index=False, na_rep="n/a"))
@@ -680,13 +690,14 @@ def write_group_outputs(config, source, dataset, result, ens_config, feature_gro
                                 result, ens_config, method_parameters(ens_config))
     LOGGER.info("Wrote %d subject map(s).", n_maps)
     if source.volumes:
-        write_volume_outputs(config, source, dataset, result, group_dir)
-        return
+        write_volume_outputs(config, source, dataset, result, group_dir, selection)
+        return verdict
     for method, maps in result.maps.items():
         stats = compute_group_statistics(
             maps, dataset.X, dataset.y, dataset.classes, dataset.feature_names,
             subjects=dataset.subjects, feature_groups=feature_groups, alpha=st.fdr_alpha,
-            n_boot=st.n_bootstrap, ci_level=st.ci_level, random_state=config.seeds.random_seed)
+            n_boot=st.n_bootstrap, ci_level=st.ci_level, random_state=config.seeds.random_seed,
+            selection_importance=result.mean_model_importance.get(method), **selection)
         if source.reference is not None:  # where each region lies, by Harvard-Oxford's names
             table = stats.importance.merge(source.reference, how="left", left_on="feature",
                                            right_on="name").drop(columns="name")
@@ -698,6 +709,36 @@ def write_group_outputs(config, source, dataset, result, ens_config, feature_gro
         top = stats.importance.sort_values("importance_norm", ascending=False).head(5)
         LOGGER.info("%s: top features %s.", method, ", ".join(
             f"{r.feature}{_where(r)} ({r.importance_norm:.2f})" for r in top.itertuples()))
+        _log_selection(method, stats.importance, "features")
+    return verdict
+
+
+def write_verdict(config, dataset, result, group_dir: Path):
+    """Test the out-of-fold predictions against chance and write ``desc-performance_metrics.tsv``
+    (per fold, and the verdict in the row ``fold = all``) with its sidecar."""
+    import json
+
+    from xaibids.stats.verdict import (
+        out_of_fold_verdict, performance_with_verdict, verdict_sidecar,
+    )
+
+    verdict = out_of_fold_verdict(result.map_info, len(dataset.classes),
+                                  alpha=config.statistics.selection_alpha,
+                                  random_state=config.seeds.random_seed)
+    atomic_write_text(group_dir / "desc-performance_metrics.tsv",
+                      performance_with_verdict(result.performance, verdict).to_csv(
+                          sep="\t", index=False, na_rep="n/a"))
+    atomic_write_text(group_dir / "desc-performance_metrics.json",
+                      json.dumps(verdict_sidecar(verdict), indent=2) + "\n")
+    return verdict
+
+
+def _log_selection(method: str, table: pd.DataFrame, what: str) -> None:
+    """One line on what the selection rule selected (the first ten names)."""
+    chosen = [str(f) for f in table.loc[table["selected"].astype(bool), "feature"]]
+    names = ", ".join(chosen[:10]) + (" ..." if len(chosen) > 10 else "")
+    LOGGER.info("%s: %d of %d %s selected (%s rule)%s.", method, len(chosen), len(table), what,
+                table.attrs["selection"]["SelectionRule"], f": {names}" if chosen else "")
 
 
 def _where(row) -> str:
@@ -706,9 +747,12 @@ def _where(row) -> str:
     return f" [{region} {100 * row.reference_share:.0f} %]" if isinstance(region, str) else ""
 
 
-def write_volume_outputs(config, source, dataset, result, group_dir: Path) -> None:
+def write_volume_outputs(config, source, dataset, result, group_dir: Path,
+                         selection: dict) -> None:
     """Group statistics of voxel maps (:mod:`xaibids.stats.volumes`) with the ``--atlas``
-    regions: region importance with Cohen's d, the group map, seed 002's region ranking."""
+    regions: region importance with Cohen's d and the ``selection`` rule (``selection`` and
+    ``withheld`` of :func:`~xaibids.stats.volumes.compute_volume_statistics`), the group map,
+    seed 002's region ranking."""
     import nibabel as nb
 
     from xaibids.features.atlases import load_atlas
@@ -739,12 +783,14 @@ def write_volume_outputs(config, source, dataset, result, group_dir: Path) -> No
         stats = compute_volume_statistics(
             maps, dataset.y, dataset.classes, dataset.grid, labels, atlas.labels,
             subjects=units, n_boot=st.n_bootstrap, ci_level=st.ci_level,
-            random_state=config.seeds.random_seed)
+            random_state=config.seeds.random_seed,
+            selection_importance=result.mean_model_importance.get(method), **selection)
         write_volume_statistics(stats, group_dir, method, dataset.affine, source.space or "",
                                 mask=mask, atlas=atlas.name)
         top = stats.ranking.head(5)
         LOGGER.info("%s: top %s regions %s.", method, atlas.name,
                     ", ".join(f"{r.region} ({r.share:.2f})" for r in top.itertuples()))
+        _log_selection(method, stats.importance, f"{atlas.name} regions")
 
 
 def write_reliability_outputs(config, source, dataset, result, ens_config,

@@ -14,6 +14,7 @@ from pathlib import Path
 from xaibids import __version__
 from xaibids.features.atlases import BUNDLED_ATLASES
 from xaibids.features.timeseries import CONFOUND_STRATEGIES, STANDARDIZE_CHOICES
+from xaibids.stats.selection import SELECTION_RULES
 
 MODELS = ("lstm-attn", "stdnn", "cnn3d", "linear")
 #: Keys of :data:`xaibids.attribution.METHODS` (spelled out so that ``--help`` does not import
@@ -320,4 +321,14 @@ def get_parser() -> argparse.ArgumentParser:
                "2023: 0.01)")
     g.add("--n-bootstrap", type=positive_int, default=1000,
           help="bootstrap resamples of the Cohen's d confidence intervals")
+    g.add("--selection", choices=SELECTION_RULES, default="empirical-null",
+          help="rule of the importance tables' 'selected' column: 'empirical-null' (each "
+               "feature's attribution tested for its level and its class contrast against "
+               "empirical nulls over features, Benjamini-Hochberg FDR at --selection-alpha), "
+               "'roi-score' (Strock et al. 2025's |median over time| score at 0.5) or 'fixed' "
+               "(max-normalized importance at 0.5); the last two have no error control. "
+               "Whatever the rule, nothing is selected when the classifier is not above chance")
+    g.add("--selection-alpha", type=open_fraction, default=0.05, metavar="ALPHA",
+          help="false discovery rate of --selection empirical-null, and the level of the test of "
+               "the classifier against chance")
     return parser

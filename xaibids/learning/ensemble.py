@@ -287,6 +287,11 @@ class EnsembleResult:
         which together explain every sample once, out of fold, like one cross-validation run of
         seed 004 (§2.7) -- for each true class: the model's positive, sum-normalized map summed
         over time, averaged over the samples of that class.
+    mean_model_importance : dict of str to ndarray of shape (n_samples, n_features)
+        Per map key, each sample's feature importance averaged over its fold's models: every
+        model's positive, sum-normalized map summed over time, then the mean over the models
+        (NaN for samples not attributed). Less noisy than the one stabilized map per sample,
+        it is what the ``empirical-null`` selection rule tests (:mod:`xaibids.stats.selection`).
     attribution_params : dict of str to dict
         Per map key: ``method``, ``baseline`` (name or None) and ``params`` (every parameter
         with defaults filled in), the record of how each map was made.
@@ -309,6 +314,7 @@ class EnsembleResult:
     model_maps: dict[str, np.ndarray] | None = None
     stability: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STABILITY_COLUMNS))
     run_importance: dict[str, np.ndarray] = field(default_factory=dict)
+    mean_model_importance: dict[str, np.ndarray] = field(default_factory=dict)
     attribution_params: dict[str, dict] = field(default_factory=dict)
     ig_convergence: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
         columns=IG_CONVERGENCE_COLUMNS))
@@ -777,6 +783,8 @@ class FoldResult:
         Device the models ran on.
     ig_convergence : list of dict
         Rows of :attr:`EnsembleResult.ig_convergence` for this fold.
+    mean_model_importance : dict of str to ndarray of shape (n_test, n_features)
+        :attr:`EnsembleResult.mean_model_importance` of the test samples.
     """
 
     fold: int
@@ -793,6 +801,7 @@ class FoldResult:
     performance: list[dict]
     device: str = "cpu"
     ig_convergence: list[dict] = field(default_factory=list)
+    mean_model_importance: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -1002,6 +1011,8 @@ def _attribute_plan(dataset: TimeseriesDataset, config: EnsembleConfig, plan: _F
     seed_r = {m: np.full(n_test, np.nan) for m in keys}
     split_r = {m: np.full(n_test, np.nan) for m in keys}
     run_sums = {m: np.zeros((len(models), n_classes, dataset.X.shape[2])) for m in keys}
+    mean_importance = {m: np.full((n_test, dataset.X.shape[2]), np.nan, dtype=np.float32)
+                       for m in keys}
     map_info: list[dict | None] = [None] * n_test
     baseline = {name: make_baseline(name, plan.X_train, seed=plan.split_seed) for name in config.baselines}
     params = method_params(config)
@@ -1037,6 +1048,7 @@ def _attribute_plan(dataset: TimeseriesDataset, config: EnsembleConfig, plan: _F
                 seed_r[method][start:stop] = batch["stability"][method]["seed_correlation"]
                 split_r[method][start:stop] = batch["stability"][method]["split_half_correlation"]
             importance = batch["feature_importance"][method]  # (n_models, b, F)
+            mean_importance[method][start:stop] = importance.mean(axis=0)
             for c in range(n_classes):
                 run_sums[method][:, c] += importance[:, y[positions] == c].sum(axis=1)
         for j, sample in enumerate(positions):
@@ -1095,7 +1107,7 @@ def _attribute_plan(dataset: TimeseriesDataset, config: EnsembleConfig, plan: _F
         fold=k, train_idx=plan.train_idx, test_idx=test_idx, seeds=list(seeds), maps=maps,
         single_model_maps=single, model_maps=every, seed_correlation=seed_r,
         split_half_correlation=split_r, run_sums=run_sums, map_info=map_info, performance=rows,
-        device=str(device), ig_convergence=convergence,
+        device=str(device), ig_convergence=convergence, mean_model_importance=mean_importance,
     )
 
 
@@ -1274,6 +1286,7 @@ def merge_fold_results(
     seed_r = {m: np.full(n, np.nan) for m in keys}
     split_r = {m: np.full(n, np.nan) for m in keys}
     run_sums = {m: np.zeros((config.n_models, n_classes, F)) for m in keys}
+    mean_importance = {m: np.full((n, F), np.nan, dtype=np.float32) for m in keys}
     map_info: list[dict | None] = [None] * n
     rows: list[dict] = []
     for r in results:
@@ -1286,6 +1299,7 @@ def merge_fold_results(
             seed_r[m][positions] = r.seed_correlation[m]
             split_r[m][positions] = r.split_half_correlation[m]
             run_sums[m] += r.run_sums[m]
+            mean_importance[m][positions] = r.mean_model_importance[m]
         for j, sample in enumerate(positions):
             map_info[sample] = r.map_info[j]
         rows.extend(r.performance)
@@ -1316,7 +1330,8 @@ def merge_fold_results(
         folds=[(r.train_idx, r.test_idx) for r in results], n_trained=int(n_trained),
         n_reused=int(n_reused), device=",".join(devices), model_maps=every,
         stability=pd.DataFrame(stability_rows, columns=STABILITY_COLUMNS),
-        run_importance=run_importance, attribution_params=settings,
+        run_importance=run_importance, mean_model_importance=mean_importance,
+        attribution_params=settings,
         ig_convergence=pd.DataFrame([row for r in results for row in r.ig_convergence],
                                     columns=IG_CONVERGENCE_COLUMNS),
     )

@@ -481,6 +481,45 @@ def _positive_scores(preds: pd.DataFrame, positive: str) -> np.ndarray | None:
     return np.asarray(scores)
 
 
+def _fold_rows(perf: pd.DataFrame) -> pd.DataFrame:
+    """The per-fold rows of ``desc-performance_metrics.tsv`` (without the verdict's ``all``)."""
+    return perf[perf["fold"].astype(str) != "all"] if "fold" in perf else perf
+
+
+def verdict_html(group_dir: Path) -> str:
+    """The classifier's verdict in plain words (``desc-performance_metrics.json``), and what
+    the selection rule selected per method: the first thing the group report says."""
+    sidecar = read_json(group_dir / "desc-performance_metrics.json") or {}
+    text = sidecar.get("Verdict")
+    if not text:
+        return ""
+    perf = read_tsv(group_dir / "desc-performance_metrics.tsv")
+    overall = perf[perf["fold"].astype(str) == "all"] if "fold" in perf else perf[:0]
+    above = len(overall) and str(overall["above_chance"].iloc[0]).lower() in ("true", "1")
+    parts = [f'<p class="{"ok" if above else "bad"}">{esc(text)}</p>']
+    for path in sorted(group_dir.glob("desc-*_importance.json")):
+        info = read_json(path) or {}
+        rule = info.get("SelectionDescription")
+        if not rule:
+            continue
+        method = path.name.removeprefix("desc-").removesuffix("_importance.json")
+        table = read_tsv(path.with_suffix(".tsv"))
+        chosen = table.loc[table["selected"].astype(str).str.lower().isin(["true", "1"]),
+                           "feature"].astype(str).tolist() if "selected" in table else []
+        if info.get("SelectionWithheld"):
+            said = f"nothing selected: {info['SelectionWithheld']}"
+        elif chosen:
+            said = (f"{len(chosen)} of {len(table)} selected: {', '.join(chosen[:12])}"
+                    + (" …" if len(chosen) > 12 else ""))
+        else:
+            said = f"none of the {len(table)} features is selected at this level"
+        warning = (f' <span class="bad">{esc(info["SelectionWarning"])}</span>'
+                   if info.get("SelectionWarning") else "")
+        parts.append(f"<p><b>{esc(method)}</b>: {esc(said)}.{warning}<br>"
+                     f'<span class="note">Rule: {esc(rule)}</span></p>')
+    return "".join(parts)
+
+
 def group_summary(output_dir: Path, subjects, preds, classes, methods, perf) -> str:
     tiles = [stat_html(len(subjects), "subjects with maps")]
     if classes:
@@ -488,6 +527,7 @@ def group_summary(output_dir: Path, subjects, preds, classes, methods, perf) -> 
     if methods:
         tiles.append(stat_html(", ".join(methods), "attribution methods"))
     if perf is not None and "balanced_accuracy" in perf:
+        perf = _fold_rows(perf)
         ens = perf[perf["model"].astype(str) == "ensemble"] if "model" in perf else perf
         if len(ens):
             tiles.append(stat_html(f"{ens['balanced_accuracy'].astype(float).mean():.2f}",
@@ -502,7 +542,8 @@ def group_summary(output_dir: Path, subjects, preds, classes, methods, perf) -> 
                                           "cv_group")}
     extra.update({k: (config.get("workflow") or {}).get(k) for k in ("features", "atlas")})
     extra.update({k: (config.get("attribution") or {}).get(k) for k in ("baseline", "stabilize")})
-    return "<div>" + "".join(tiles) + "</div>" + (kv_html(extra) if any(extra.values()) else "")
+    return (verdict_html(output_dir / "group") + "<div>" + "".join(tiles) + "</div>"
+            + (kv_html(extra) if any(extra.values()) else ""))
 
 
 def performance_section(group_dir: Path, preds: pd.DataFrame, classes: list[str]) -> str:
@@ -510,7 +551,7 @@ def performance_section(group_dir: Path, preds: pd.DataFrame, classes: list[str]
     path = group_dir / "desc-performance_metrics.tsv"
     row = []
     if path.exists():
-        perf = read_tsv(path)
+        perf = _fold_rows(read_tsv(path))
         metric = "balanced_accuracy" if "balanced_accuracy" in perf else "accuracy"
         chance = 1.0 / len(classes) if classes else 0.5
         row.append(fig_html(figures.performance_figure(perf, metric, chance=chance),
@@ -532,7 +573,13 @@ def performance_section(group_dir: Path, preds: pd.DataFrame, classes: list[str]
     if row:
         parts.append('<div class="row">' + "".join(row) + "</div>")
     if path.exists():
-        perf = read_tsv(path)
+        everything = read_tsv(path)
+        overall = everything[everything["fold"].astype(str) == "all"] \
+            if "fold" in everything else everything[:0]
+        if len(overall):
+            parts.append("<h3>Out-of-fold, all subjects (the verdict)</h3>" + table_html(
+                overall.drop(columns=[c for c in ("model", "loss") if c in overall])))
+        perf = _fold_rows(everything)
         if "model" in perf:
             ens = perf[perf["model"].astype(str) == "ensemble"]
             single = perf[perf["model"].astype(str) != "ensemble"]
@@ -608,7 +655,9 @@ def importance_section(output_dir: Path, group_dir: Path, method: str,
     pair = (classes[1], classes[0]) if len(classes) >= 2 else None
     n_sel = int(table["selected"].astype(str).str.lower().isin(["true", "1"]).sum()) \
         if "selected" in table else None
-    lead = (f"{len(table)} features" + (f"; {n_sel} selected (normalized importance ≥ 0.5, ★)"
+    rule = (read_json(group_dir / f"desc-{method}_importance.json") or {}).get(
+        "SelectionRule", "")
+    lead = (f"{len(table)} features" + (f"; {n_sel} selected ({rule or 'selection'} rule, ★)"
                                        if n_sel is not None else "") + ".")
     parts.append(f'<p class="lead">{esc(lead)} Bars are coloured by the sign of Cohen\'s d '
                  + (f"({esc(pair[0])} minus {esc(pair[1])})" if pair else "") + ".</p>")
@@ -641,7 +690,8 @@ def importance_section(output_dir: Path, group_dir: Path, method: str,
     else:
         parts.append(_group_map_html(group_dir, method))
     cols = [c for c in ("feature", "reference_region", "reference_share", "group", "importance",
-                        "importance_norm", "selected", "cohens_d", "cohens_d_ci_low",
+                        "importance_norm", "statistic", "p_value", "q_value", "selected",
+                        "cohens_d", "cohens_d_ci_low",
                         "cohens_d_ci_high") if c in table]
     cols += [c for c in table.columns if c.startswith("mean_")]
     ranked = table.sort_values("importance_norm" if "importance_norm" in table else "importance",

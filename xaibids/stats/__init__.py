@@ -1,7 +1,9 @@
 """Group statistics of stabilized attribution maps (seed 000 §2.7–2.8, §3; seed 001; seed 002).
 
 The lead's entry points are :func:`compute_group_statistics` and :func:`write_group_statistics`
-(plus :func:`rank_regions` / :func:`write_region_ranking` for voxel maps).
+(plus :func:`rank_regions` / :func:`write_region_ranking` for voxel maps); which features are
+selected (:mod:`~xaibids.stats.selection`) and whether the classifier is above chance at all
+(:mod:`~xaibids.stats.verdict`).
 """
 
 from xaibids.stats.communities import Communities, community_graph, detect_communities
@@ -14,7 +16,6 @@ from xaibids.stats.connectivity import (
 )
 from xaibids.stats.group import GroupStatistics, compute_group_statistics, write_group_statistics
 from xaibids.stats.importance import (
-    SELECTION_THRESHOLD,
     bootstrap_cohens_d_ci,
     cohens_d,
     domain_importance,
@@ -23,14 +24,20 @@ from xaibids.stats.importance import (
     subject_importance,
 )
 from xaibids.stats.regions import REGION_THRESHOLD, rank_regions, write_region_ranking
+from xaibids.stats.selection import SELECTION_RULES, SELECTION_THRESHOLD, SelectionRule
+from xaibids.stats.verdict import Verdict, classifier_verdict
 
 __all__ = [
     "REGION_THRESHOLD",
+    "SELECTION_RULES",
     "SELECTION_THRESHOLD",
+    "SelectionRule",
+    "Verdict",
     "Communities",
     "ConnectivityStatistics",
     "GroupStatistics",
     "bootstrap_cohens_d_ci",
+    "classifier_verdict",
     "cohens_d",
     "community_graph",
     "compute_group_statistics",

@@ -30,7 +30,6 @@ from xaibids.outputs.derivatives import atomic_write_text
 from xaibids.stats._common import attributed_samples, check_labels, class_entities
 from xaibids.stats.connectivity import ConnectivityStatistics, connectivity_statistics
 from xaibids.stats.importance import (
-    SELECTION_THRESHOLD,
     _check_boot,
     check_feature_groups,
     domain_importance,
@@ -94,6 +93,9 @@ def compute_group_statistics(
     random_state=0,
     ci_level: float = 0.95,
     equal_var: bool = True,
+    selection=None,
+    withheld: str | None = None,
+    selection_importance=None,
 ) -> GroupStatistics:
     """Compute every group statistic of one attribution method (seed 000 §2.7–2.8, §3).
 
@@ -129,6 +131,14 @@ def compute_group_statistics(
         Level of the bootstrap interval.
     equal_var : bool, default=True
         Student (True, as the seed) or Welch (False) t-tests.
+    selection : SelectionRule, optional
+        Rule of the importance table's ``selected`` column (:mod:`xaibids.stats.selection`;
+        ``empirical-null`` at FDR 0.05 when omitted).
+    withheld : str, optional
+        Why no feature may be selected (the classifier's verdict), recorded in the sidecar.
+    selection_importance : ndarray of shape (n_samples, n_features), optional
+        Per-sample importance the selection rule tests
+        (:func:`~xaibids.stats.importance.group_importance`).
 
     Returns
     -------
@@ -159,7 +169,9 @@ def compute_group_statistics(
                   else check_feature_groups(feature_groups, feature_names))
     attributed = attributed_samples(maps, "compute_group_statistics")
     common = dict(subjects=subjects, n_boot=n_boot, ci_level=ci_level, random_state=random_state)
-    importance = group_importance(maps, y, classes, feature_names, feature_groups=groups, **common)
+    importance = group_importance(maps, y, classes, feature_names, feature_groups=groups,
+                                  selection=selection, withheld=withheld,
+                                  selection_importance=selection_importance, **common)
     domains = (domain_importance(maps, y, classes, feature_names, groups, **common)
                if groups is not None else None)
     conn = dict(subjects=subjects, alpha=alpha, equal_var=equal_var)
@@ -174,7 +186,7 @@ def compute_group_statistics(
         "CILevel": float(ci_level),
         "RandomState": random_state if isinstance(random_state, (int, np.integer)) else None,
         "EqualVariance": bool(equal_var),
-        "SelectionThreshold": SELECTION_THRESHOLD,
+        "Selection": importance.attrs["selection"],
         "NSamples": int(len(y)),
         "NSamplesAttributed": int(attributed.sum()),
         "NSubjects": {label: int(len(np.unique(subject_ids[y == k])))
@@ -242,8 +254,8 @@ def _importance_sidecar(stats: GroupStatistics, method: str, domains: bool) -> d
              "per subject, the sum over the domain's features of the time-summed map, then the "
              "statistics of the feature table (seed 000 §3.2).") if domains else
             (f"Importance of each feature in the stabilized {method} maps: per subject the map "
-             "summed over time, averaged over subjects (seed 000 §2.7); max-normalized, "
-             "selected at >= 0.5 (seed 001).")),
+             "summed over time, averaged over subjects (seed 000 §2.7); max-normalized; "
+             "selected by the rule in SelectionDescription.")),
         "Method": method,
         **{k: p[k] for k in ("NBoot", "CILevel", "RandomState", "NSubjectsAttributed",
                              "RepeatedSubjects")},
@@ -256,7 +268,6 @@ def _importance_sidecar(stats: GroupStatistics, method: str, domains: bool) -> d
         sidecar["group"] = {"Description": "Domain (group of features)."}
         sidecar["n_features"] = {"Description": "Number of features in the domain."}
     else:
-        sidecar["SelectionThreshold"] = p["SelectionThreshold"]
         sidecar["feature"] = {"Description": "Feature name."}
     sidecar.update({
         "importance": {"Description": "Time-summed stabilized attribution (magnitude), mean "
@@ -264,7 +275,7 @@ def _importance_sidecar(stats: GroupStatistics, method: str, domains: bool) -> d
         "importance_norm": {"Description": "importance divided by its maximum over rows."},
     })
     if not domains:
-        sidecar["selected"] = {"Description": "importance_norm >= 0.5 (seed 001)."}
+        sidecar.update(p["Selection"])
     sidecar.update({
         "cohens_d": {"Description": d_text},
         "cohens_d_ci_low": {"Description": f"Lower bound of the {p['CILevel']:.0%} percentile "

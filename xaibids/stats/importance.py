@@ -27,8 +27,9 @@ import pandas as pd
 from scipy import stats as sps
 
 from xaibids.stats._common import attributed_samples, check_labels, subject_index
-
-SELECTION_THRESHOLD = 0.5
+from xaibids.stats.selection import (
+    SELECTION_THRESHOLD, SelectionRule, select_features, selection_columns, selection_sidecar,
+)
 
 #: Resamples per vectorized call of the bootstrap. Fixed, so that the interval of a feature does
 #: not depend on which other features are analysed with it (the same resampled subjects serve all
@@ -224,6 +225,9 @@ def group_importance(
     n_boot: int = 1000,
     ci_level: float = 0.95,
     random_state=0,
+    selection: SelectionRule | None = None,
+    withheld: str | None = None,
+    selection_importance: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Per-feature importance of a set of (stabilized, out-of-fold) maps (seed 000, §2.7).
 
@@ -251,6 +255,16 @@ def group_importance(
         Level of that interval.
     random_state : int or numpy.random.Generator, default=0
         Seed of the bootstrap.
+    selection : SelectionRule, optional
+        The rule of the ``selected`` column (:mod:`xaibids.stats.selection`);
+        ``empirical-null`` at FDR 0.05 when omitted.
+    withheld : str, optional
+        Why no feature may be selected (e.g. the classifier's verdict): ``selected`` is then
+        False everywhere, the statistics are still reported.
+    selection_importance : ndarray of shape (n_samples, n_features), optional
+        Per-sample importance the ``empirical-null`` rule tests, e.g. the mean over the ensemble's
+        models (:attr:`~xaibids.learning.ensemble.EnsembleResult.mean_model_importance`), which
+        is less noisy than one stabilized map; the time-summed ``maps`` when omitted.
 
     Returns
     -------
@@ -260,7 +274,11 @@ def group_importance(
         - ``feature``: the feature name;
         - ``importance``: the map summed over time, averaged over subjects (seed 000, §2.7);
         - ``importance_norm``: importance divided by its maximum over features (seed 001);
-        - ``selected``: ``importance_norm >= 0.5`` (seed 001's threshold);
+        - ``statistic`` (and for ``empirical-null`` ``level_z``, ``contrast_z``), ``p_value``,
+          ``q_value``, ``selected``: the selection rule's statistics, p-value,
+          Benjamini-Hochberg q-value (n/a for rules without error control) and outcome
+          (:func:`xaibids.stats.selection.select_features`); the rule's description is in
+          ``table.attrs["selection"]`` (sidecar entries);
         - ``cohens_d``: Cohen's d of the time-summed importance, ``classes[1]`` minus
           ``classes[0]`` (seed 000, §2.7); NaN when there are more than two classes;
         - ``cohens_d_ci_low``, ``cohens_d_ci_high``: percentile bootstrap interval of d
@@ -273,23 +291,32 @@ def group_importance(
         - ``group``: the feature's domain, only when ``feature_groups`` is given.
     """
     _check_boot(n_boot, ci_level)
+    selection = selection or SelectionRule()
     values, labels = subject_importance(maps, y, classes, feature_names, subjects)
     importance = values.mean(axis=0)
     peak = importance.max()
     norm = importance / peak if peak > 0 else np.zeros_like(importance)
+    scores = roi_scores(maps, y, classes, feature_names, subjects)
+    peak = np.nanmax(scores) if np.isfinite(scores).any() else 0.0
+    scores_norm = scores / peak if peak > 0 else np.zeros_like(scores)
+    rule_values, rule_labels = values, labels
+    if selection_importance is not None:
+        rule_values, rule_labels = subject_importance(
+            np.asarray(selection_importance, dtype=float)[:, None, :], y, classes, feature_names,
+            subjects, who="group_importance (selection_importance)")
+    chosen = select_features(selection, rule_values, rule_labels, len(classes), norm,
+                             scores_norm, withheld=withheld)
     table = pd.DataFrame(
         {
             "feature": list(feature_names),
             "importance": importance,
             "importance_norm": norm,
-            "selected": norm >= SELECTION_THRESHOLD,
+            **selection_columns(chosen),
             **_effect_columns(values, labels, classes, n_boot, ci_level, random_state),
         }
     )
-    scores = roi_scores(maps, y, classes, feature_names, subjects)
-    peak = np.nanmax(scores) if np.isfinite(scores).any() else 0.0
     table["roi_score"] = scores
-    table["roi_score_norm"] = scores / peak if peak > 0 else np.zeros_like(scores)
+    table["roi_score_norm"] = scores_norm
     table["roi_selected"] = table["roi_score_norm"] >= SELECTION_THRESHOLD
     # seed 001 scores the affected class alone (signed median, hyperexcitable subjects)
     y_arr = np.asarray(y)
@@ -305,6 +332,7 @@ def group_importance(
     if feature_groups is not None:
         groups = check_feature_groups(feature_groups, feature_names)
         table["group"] = [groups[f] for f in feature_names]
+    table.attrs["selection"] = selection_sidecar(selection, chosen)
     return table
 
 

@@ -76,7 +76,9 @@ def region_means(maps: np.ndarray, labels: np.ndarray, indices) -> np.ndarray:
 def compute_volume_statistics(maps, y, classes, grid, atlas_labels: np.ndarray,
                               regions: pd.DataFrame, subjects=None, n_boot: int = 1000,
                               ci_level: float = 0.95, random_state=0,
-                              threshold: float = REGION_THRESHOLD) -> VolumeStatistics:
+                              threshold: float = REGION_THRESHOLD, selection=None,
+                              withheld: str | None = None,
+                              selection_importance=None) -> VolumeStatistics:
     """Region importance, group map and region ranking of one method's voxel maps.
 
     Parameters
@@ -93,6 +95,11 @@ def compute_volume_statistics(maps, y, classes, grid, atlas_labels: np.ndarray,
         ``index`` and ``name`` of the atlas regions.
     threshold : float, default=0.65
         Relative threshold of the region ranking (seed 002).
+    selection, withheld
+        The rule of the regions' ``selected`` column and why nothing may be selected, as
+        :func:`xaibids.stats.compute_group_statistics`.
+    selection_importance : ndarray of shape (n_samples, X * Y * Z), optional
+        Per-sample voxel importance the rule tests (averaged within each region first).
     """
     grid = tuple(int(v) for v in grid)
     atlas_labels = np.asarray(atlas_labels).astype(int)
@@ -108,15 +115,21 @@ def compute_volume_statistics(maps, y, classes, grid, atlas_labels: np.ndarray,
     attributed = attributed_samples(maps, "compute_volume_statistics")
     means = region_means(maps, atlas_labels.ravel(), present["index"].tolist())
     names = present["name"].astype(str).tolist()
+    rule_means = None
+    if selection_importance is not None:
+        rule_means = region_means(np.asarray(selection_importance, dtype=float)[:, None, :],
+                                  atlas_labels.ravel(), present["index"].tolist())[:, 0, :]
     importance = group_importance(means, y, classes, names, subjects=subjects, n_boot=n_boot,
-                                  ci_level=ci_level, random_state=random_state)
+                                  ci_level=ci_level, random_state=random_state,
+                                  selection=selection, withheld=withheld,
+                                  selection_importance=rule_means)
     mean_map, n_subjects = _subject_mean(maps, attributed, y, subjects)
     mean_map = mean_map.reshape(grid)
     ranking = rank_regions(mean_map, atlas_labels, present[["index", "name"]],
                            threshold=threshold)
     parameters = {"Threshold": float(threshold), "Relative": True, "Measure": "region_fraction",
                   "NSamplesAttributed": int(attributed.sum()),
-                  "NSubjects": n_subjects}
+                  "NSubjects": n_subjects, "Selection": importance.attrs["selection"]}
     return VolumeStatistics(importance=importance, mean_map=mean_map, ranking=ranking,
                             parameters=parameters)
 
@@ -232,15 +245,16 @@ def write_volume_statistics(stats: VolumeStatistics, group_dir, method: str, aff
     check_method(method)
     group_dir = Path(group_dir)
     group_dir.mkdir(parents=True, exist_ok=True)
+    parameters = {k: v for k, v in stats.parameters.items() if k != "Selection"}
     sidecar = {
         "Description": (f"Importance of each {atlas or 'atlas'} region: every subject's "
                         f"stabilized {method} voxel map averaged within the region, then class "
                         "means and Cohen's d (seed 000 §2.7) with the regions as features."),
-        "Atlas": atlas, **stats.parameters,
+        "Atlas": atlas, **parameters, **stats.parameters["Selection"],
     }
     written = write_table(stats.importance, group_dir, f"desc-{method}_importance", sidecar)
     written += write_region_ranking(stats.ranking, group_dir, method,
-                                    {**stats.parameters, "Atlas": atlas})
+                                    {**parameters, "Atlas": atlas})
     path = group_dir / f"space-{space}_desc-{method}_importance.nii.gz"
     with atomic_path(path, suffix=".nii.gz") as tmp:
         volume_image(stats.mean_map, affine, mask).to_filename(tmp)

@@ -72,6 +72,8 @@ class Preset:
     simulation: dict = field(default_factory=dict)
     ensemble: dict = field(default_factory=dict)
     seed: int = 0
+    #: Seed of a shuffle of the labels (a null dataset: no class effect left); None keeps them.
+    shuffle: int | None = None
 
 
 CI_PRESETS = {
@@ -155,23 +157,35 @@ def run_benchmark(preset: Preset, random_seed: int = 0, device: str = "cpu",
     """Simulate, train and attribute, and score against the ground truth.
 
     Returns a dict with ``table`` (the :func:`~xaibids.validation.score.score_maps` table of the
-    stabilized maps), ``single_model_table`` (the same for the first model of each fold only,
-    the unstabilized reference), ``summary`` (metric → mean over subjects or group value),
-    ``accuracy`` (mean ensemble accuracy over folds), ``seconds`` (``simulate``, ``ensemble``,
-    ``score``) and ``settings``.
+    stabilized maps; the ``importance_*`` rows score the default selection rule, withheld when
+    the classifier is not above chance), ``single_model_table`` (the same for the first model of
+    each fold only, the unstabilized reference), ``summary`` (metric → mean over subjects or
+    group value), ``accuracy`` (mean ensemble accuracy over folds), ``verdict``
+    (:class:`~xaibids.stats.verdict.Verdict` of the out-of-fold predictions), ``seconds``
+    (``simulate``, ``ensemble``, ``score``) and ``settings``.
     """
+    from dataclasses import replace
+
     from xaibids.learning.ensemble import EnsembleConfig, config_to_dict, run_ensemble
+    from xaibids.stats.verdict import out_of_fold_verdict
 
     t0 = time.perf_counter()
     sim = simulate_in_memory(preset.kind, preset.n_subjects, preset.seed, **preset.simulation)
     dataset = as_dataset(sim)
+    if preset.shuffle is not None:
+        dataset = replace(dataset, y=np.random.default_rng(preset.shuffle).permutation(dataset.y))
     t1 = time.perf_counter()
     config = EnsembleConfig(random_seed=random_seed, device=device, **preset.ensemble)
     with tempfile.TemporaryDirectory() as tmp:
         result = run_ensemble(dataset, config, checkpoint_dir or tmp, progress=progress)
     t2 = time.perf_counter()
-    tables = {"stabilized": score_simulated_maps(sim, dataset, result.maps["ig"]),
-              "single": score_simulated_maps(sim, dataset, result.single_model_maps["ig"])}
+    verdict = out_of_fold_verdict(result.map_info, len(dataset.classes), random_state=random_seed)
+    withheld = None if verdict.above_chance else "the classifier is not above chance"
+    tables = {"stabilized": score_simulated_maps(
+                  sim, dataset, result.maps["ig"], withheld=withheld,
+                  selection_importance=result.mean_model_importance.get("ig")),
+              "single": score_simulated_maps(sim, dataset, result.single_model_maps["ig"],
+                                             withheld=withheld)}
     t3 = time.perf_counter()
     ens = result.performance[result.performance["model"].astype(str) == "ensemble"]
     return {
@@ -180,19 +194,25 @@ def run_benchmark(preset: Preset, random_seed: int = 0, device: str = "cpu",
         "summary": summary(tables["stabilized"]),
         "single_model_summary": summary(tables["single"]),
         "accuracy": float(ens["accuracy"].mean()),
+        "verdict": verdict,
         "seconds": {"simulate": t1 - t0, "ensemble": t2 - t1, "score": t3 - t2},
         "settings": {"kind": preset.kind, "n_subjects": preset.n_subjects, "seed": preset.seed,
+                     "shuffle": preset.shuffle,
                      "simulation": dict(preset.simulation),
                      "ensemble": {k: (list(v) if isinstance(v, tuple) else v)
                                   for k, v in config_to_dict(config).items()}},
     }
 
 
-def score_simulated_maps(sim, dataset, maps: np.ndarray, rows=None) -> pd.DataFrame:
+def score_simulated_maps(sim, dataset, maps: np.ndarray, rows=None,
+                         withheld: str | None = None,
+                         selection_importance: np.ndarray | None = None) -> pd.DataFrame:
     """Score stabilized maps against a simulation's truth (:func:`~xaibids.validation.score.
     score_maps`, with the group importance of these maps for the importance F1).
 
-    ``maps`` hold the subjects ``rows`` of ``dataset`` (all subjects when None), in that order.
+    ``maps`` hold the subjects ``rows`` of ``dataset`` (all subjects when None), in that order;
+    ``withheld``: why nothing may be selected (the verdict) and ``selection_importance``: the
+    per-sample importance the selection rule tests, as in the group level.
     """
     from xaibids.stats.importance import group_importance
     from xaibids.validation.score import score_maps
@@ -201,7 +221,8 @@ def score_simulated_maps(sim, dataset, maps: np.ndarray, rows=None) -> pd.DataFr
     relevant = [set(sim.relevant_features[i]) for i in rows]
     shared = {frozenset(r) for r in relevant}
     importance = group_importance(maps, dataset.y[rows], dataset.classes, dataset.feature_names,
-                                  n_boot=0)
+                                  n_boot=0, withheld=withheld,
+                                  selection_importance=selection_importance)
     return score_maps(maps, dataset.feature_names, [dataset.subjects[i] for i in rows], "ig",
                       masks=[sim.truth[i] for i in rows], relevant=relevant,
                       dataset_relevant=set(next(iter(shared))) if len(shared) == 1 else None,

@@ -1,0 +1,241 @@
+"""Feature selection and the classifier's verdict at the defaults, against truth and baselines.
+
+    python benchmarks/bench_selection.py [--full] [--conditions snr0 ...] [--nulls 20]
+
+For every condition of Strock et al. 2025's Fig 2 grid (``rnn-ei`` simulator: SNR, prevalence,
+severity) this script simulates a dataset, trains the ensemble **at xaibids' defaults** (``stdnn``,
+IG with 50 points, ``closest`` stabilization, ``abs`` maps; only the folds and models per fold
+set for time) and scores, against the simulated affected nodes:
+
+- every selection rule of ``--selection`` (``contrast``, the default; ``roi-score``; ``fixed``):
+  number selected, precision, recall, F1 and the false-positive rate (false selections over
+  unaffected nodes), each only when the verdict says the classifier is above chance;
+- what a user tries first, on the same data and the same folds: a t-test per node of the
+  nodes' standard deviations (and of their means) with Benjamini-Hochberg FDR at 0.05; and
+  logistic regressions on the nodes' standard deviations and on the correlation matrix
+  (nilearn's ``ConnectivityMeasure``), with their out-of-fold balanced accuracy beside the
+  ensemble's;
+- the verdict (:func:`xaibids.stats.verdict.classifier_verdict`).
+
+Then ``--nulls`` label-shuffled copies of the central condition (0 dB, 5 %, δ = 0.3), each
+with its own shuffle and seed: how often the verdict says "above chance" and how often any
+node is selected (the issue's bar: at most 1 of 20 each).
+
+Sizes: 200 subjects, 5 folds × 3 models (the default); ``--full``: 400 subjects (Strock et al.'s
+size), 5 folds × 10 models (xaibids' default ensemble). Writes
+``benchmarks/results/selection[_full].json``.
+
+``--cost`` instead times what the verdict and the selection add to a group run (no model is
+trained for either): both on 1 000 subjects × 400 features, against the time of one forward
+pass of a default ``stdnn`` over those subjects (``benchmarks/results/selection_cost.json``).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+
+#: Strock et al. 2025 Fig 2's conditions (SNR dB, prevalence, severity).
+CONDITIONS = {
+    "snr-10": (-10.0, 0.05, 0.3),
+    "snr0": (0.0, 0.05, 0.3),
+    "snr10": (10.0, 0.05, 0.3),
+    "prev0.01": (0.0, 0.01, 0.3),
+    "prev0.10": (0.0, 0.10, 0.3),
+    "sev0.1": (0.0, 0.05, 0.1),
+    "sev0.5": (0.0, 0.05, 0.5),
+}
+RULES = ("empirical-null", "roi-score", "fixed")
+
+
+def rates(selected, truth) -> dict:
+    import numpy as np
+
+    selected, truth = np.asarray(selected, bool), np.asarray(truth, bool)
+    tp, fp = int((selected & truth).sum()), int((selected & ~truth).sum())
+    fn = int((~selected & truth).sum())
+    precision = tp / (tp + fp) if tp + fp else float("nan")
+    recall = tp / (tp + fn) if tp + fn else float("nan")
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
+    return {"n_selected": int(selected.sum()), "precision": precision, "recall": recall,
+            "f1": f1, "false_positive_rate": fp / max(int((~truth).sum()), 1)}
+
+
+def baselines(X, y, folds, seed: int) -> dict:
+    """t-tests per node with FDR, and logistic regressions on the same folds."""
+    import numpy as np
+    from nilearn.connectome import ConnectivityMeasure
+    from scipy import stats
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from statsmodels.stats.multitest import multipletests
+
+    out = {}
+    sd, mean = X.std(axis=1), X.mean(axis=1)
+    for name, values in (("sd", sd), ("mean", mean)):
+        p = stats.ttest_ind(values[y == 1], values[y == 0]).pvalue
+        out[f"ttest_{name}_selected"] = multipletests(p, method="fdr_bh")[1] <= 0.05
+    connectome = ConnectivityMeasure(kind="correlation", vectorize=True, discard_diagonal=True)
+    features = {"sd": sd, "connectome": connectome.fit_transform(list(X))}
+    for name, values in features.items():
+        pred = np.empty_like(y)
+        for train, test in folds:
+            model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+            pred[test] = model.fit(values[train], y[train]).predict(values[test])
+        out[f"logreg_{name}_balanced_accuracy"] = float(balanced_accuracy_score(y, pred))
+    return out
+
+
+def run_condition(snr, prevalence, severity, n_subjects, n_folds, n_models, seed, shuffle=None,
+                  device="cpu") -> dict:
+    """Simulate, run the default ensemble, and score every rule and baseline."""
+    import numpy as np
+
+    from xaibids.learning.ensemble import EnsembleConfig, run_ensemble
+    from xaibids.stats import SelectionRule, group_importance
+    from xaibids.stats.verdict import out_of_fold_verdict
+    from xaibids.validation.benchmark import as_dataset, simulate_in_memory
+
+    start = time.perf_counter()
+    sim = simulate_in_memory("rnn-ei", n_subjects, seed, snr_db=snr, prevalence=prevalence,
+                             severity=severity)
+    dataset = as_dataset(sim)
+    if shuffle is not None:
+        dataset = replace(dataset, y=np.random.default_rng([seed, shuffle]).permutation(dataset.y))
+    config = EnsembleConfig(n_folds=n_folds, n_models=n_models, random_seed=seed, device=device)
+    with tempfile.TemporaryDirectory() as tmp:
+        result = run_ensemble(dataset, config, tmp, progress=False)
+    verdict = out_of_fold_verdict(result.map_info, len(dataset.classes), random_state=seed)
+    truth = np.isin(dataset.feature_names, sorted(set(sim.relevant_features[0])))
+    withheld = None if verdict.above_chance else "not above chance"
+    row = {"verdict": verdict.to_dict(), "rules": {}, "seconds": 0.0}
+    for rule in RULES:
+        table = group_importance(result.maps["ig"], dataset.y, dataset.classes,
+                                 dataset.feature_names, n_boot=0,
+                                 selection=SelectionRule(rule), withheld=withheld,
+                                 selection_importance=result.mean_model_importance["ig"])
+        row["rules"][rule] = rates(table["selected"].to_numpy(), truth)
+        if rule == "empirical-null":
+            order = np.argsort(-np.abs(table["statistic"].to_numpy()))
+            row["truth_ranks_contrast"] = sorted(int(r) + 1 for r in np.flatnonzero(truth[order]))
+        order = np.argsort(-table["importance"].to_numpy())
+        row["truth_ranks_importance"] = sorted(int(r) + 1 for r in np.flatnonzero(truth[order]))
+    base = baselines(dataset.X, dataset.y, result.folds, seed)
+    for key in [k for k in base if k.endswith("_selected")]:
+        row[key.removesuffix("_selected")] = rates(base.pop(key), truth)
+    row.update(base)
+    row["seconds"] = time.perf_counter() - start
+    return row
+
+
+def cost(n_subjects: int = 1000, n_features: int = 400, n_timepoints: int = 200,
+         repeats: int = 3) -> dict:
+    """Seconds of the verdict and of the default selection rule, with a forward pass of the
+    default model over the same subjects as the yardstick (best of ``repeats``)."""
+    import numpy as np
+    import torch
+
+    from xaibids.models import build_model
+    from xaibids.stats import SelectionRule, classifier_verdict
+    from xaibids.stats.selection import select_features
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, n_subjects)
+    pred = np.where(rng.random(n_subjects) < 0.7, y, 1 - y)
+    shares = rng.dirichlet(np.ones(n_features), n_subjects)
+    model = build_model("stdnn", n_features, n_timepoints, 2).eval()
+    x = torch.randn(n_subjects, n_timepoints, n_features)
+
+    def best(fn):
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    with torch.no_grad():
+        forward = best(lambda: model(x))
+    verdict = best(lambda: classifier_verdict(y, pred, 2))
+    norm = shares.mean(0) / shares.mean(0).max()
+    selection = best(lambda: select_features(SelectionRule(), shares, y, 2, norm, norm))
+    return {"n_subjects": n_subjects, "n_features": n_features, "n_timepoints": n_timepoints,
+            "seconds": {"verdict": verdict, "selection": selection,
+                        "stdnn_forward_pass": forward},
+            "ratio_to_forward_pass": (verdict + selection) / forward}
+
+
+def main(argv=None) -> int:
+    from xaibids.validation.benchmark import benchmark_parser, write_benchmark_report
+
+    parser = benchmark_parser(__doc__.split("\n\n")[0],
+                              "400 subjects, 5 folds x 10 models (the default ensemble)")
+    parser.add_argument("--conditions", nargs="*", choices=sorted(CONDITIONS),
+                        default=list(CONDITIONS))
+    parser.add_argument("--nulls", type=int, default=20,
+                        help="label-shuffled copies of the central condition")
+    parser.add_argument("--cost", action="store_true",
+                        help="only time the verdict and the selection (selection_cost.json)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.cost:
+        report = {"benchmark": "selection_cost", "description": "Seconds of the verdict (10 000 "
+                  "label permutations) and of the default selection rule.", **cost()}
+        print(report)
+        write_benchmark_report(report, args.output or HERE / "results" / "selection_cost.json",
+                               args)
+        return 0
+    n_subjects, n_models = (400, 10) if args.full else (200, 3)
+    name = "selection" + ("_full" if args.full else "")
+    output = args.output or HERE / "results" / f"{name}.json"
+    report = {"benchmark": name, "description": __doc__.split("\n\n")[0],
+              "n_subjects": n_subjects, "n_folds": 5, "n_models": n_models,
+              "paper_f1": 1.0, "conditions": {}, "nulls": []}
+    print(f"{'condition':<10} {'BA':>5} {'p':>7} " + " ".join(f"{r + ' F1':>13}" for r in RULES)
+          + f" {'t-test SD F1':>13} {'LR sd BA':>9} {'LR conn BA':>10}   s")
+    for key in args.conditions:
+        row = run_condition(*CONDITIONS[key], n_subjects, 5, n_models, args.random_seed,
+                            device=args.device)
+        report["conditions"][key] = dict(zip(("snr_db", "prevalence", "severity"),
+                                             CONDITIONS[key])) | row
+        v = row["verdict"]
+        print(f"{key:<10} {v['balanced_accuracy']:>5.2f} {v['p_value']:>7.4f} "
+              + " ".join(f"{row['rules'][r]['f1']:>13.2f}" for r in RULES)
+              + f" {row['ttest_sd']['f1']:>13.2f} {row['logreg_sd_balanced_accuracy']:>9.2f}"
+              + f" {row['logreg_connectome_balanced_accuracy']:>10.2f} {row['seconds']:>4.0f}",
+              flush=True)
+    for index in range(args.nulls):
+        row = run_condition(*CONDITIONS["snr0"], n_subjects, 5, n_models,
+                            args.random_seed + 1000 + index, shuffle=index, device=args.device)
+        report["nulls"].append(row)
+        v = row["verdict"]
+        print(f"null {index:>3}  BA {v['balanced_accuracy']:.2f} p {v['p_value']:.4f} "
+              f"selected {row['rules']['empirical-null']['n_selected']} "
+              f"(t-test SD {row['ttest_sd']['n_selected']}) {row['seconds']:.0f} s", flush=True)
+    if report["nulls"]:
+        nulls = report["nulls"]
+        report["null_summary"] = {
+            "n": len(nulls),
+            "above_chance": sum(r["verdict"]["above_chance"] for r in nulls),
+            "any_selected": {rule: sum(r["rules"][rule]["n_selected"] > 0 for r in nulls)
+                             for rule in RULES},
+            "ttest_sd_any_selected": sum(r["ttest_sd"]["n_selected"] > 0 for r in nulls),
+        }
+        print("null summary:", report["null_summary"])
+    write_benchmark_report(report, output, args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
