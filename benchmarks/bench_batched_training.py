@@ -2,9 +2,9 @@
 
     python benchmarks/bench_batched_training.py [--full] [--threads 1] [--device cpu|cuda]
 
-The data are seed 000's boxes, simulated in memory at the CI shape (200 time points x 30
+The data are Lewis et al. 2023's boxes, simulated in memory at the CI shape (200 time points x 30
 features) and the UK-Biobank shape (160 x 53), 160 training subjects. For each model
-(``stdnn`` with seed 001's 4 channels and with the default 32, ``linear``) and each ensemble
+(``stdnn`` with Strock et al. 2025's 4 channels and with the default 32, ``linear``) and each ensemble
 size, the same seeds are trained for a fixed number of epochs (no early stopping, so both paths
 do the same work) one by one (:func:`xaibids.learning.training.train_model`, what the group
 level does with ``--batched-training off``) and together

@@ -1,4 +1,4 @@
-"""End to end: seed 000's naive 300-model study vs xaibids' adaptive one, in one run (issue #10).
+"""End to end: Lewis et al. 2023's naive 300-model study vs xaibids' adaptive one, in one run (issue #10).
 
     python benchmarks/bench_end_to_end.py [--n-subjects 400] [--naive-models 300] [--threads 1]
 
@@ -7,13 +7,13 @@ Issue 10's first target, measured rather than projected: equal-quality stabilize
 F1 / Jaccard) at >= 3x less CPU wall time than the naive pipeline, on a UK-Biobank-shaped
 subsample, training included.
 
-Data: seed 001's RNN E/I simulator (``rnn-ei`` CI preset: 0 dB, 5 % prevalence, delta = 0.3)
-at seed 000's UK Biobank shape, 53 nodes x 160 time points, so that the maps can be scored
+Data: Strock et al. 2025's RNN E/I simulator (``rnn-ei`` CI preset: 0 dB, 5 % prevalence, delta = 0.3)
+at Lewis et al. 2023's UK Biobank shape, 53 nodes x 160 time points, so that the maps can be scored
 against a known truth (``stdnn``'s IG maps do not find the boxes of ``bench_naive_vs_xaibids.py``,
 so a ground-truth score there says little). Both paths use the preset's ``stdnn`` settings and
 the same cross-validation folds and model seeds, and run one after the other in this process:
 
-1. **naive** (seed 000, §2.3-2.4): per fold, ``--naive-models`` (300) models trained with
+1. **naive** (Lewis et al. 2023, §2.3-2.4): per fold, ``--naive-models`` (300) models trained with
    xaibids' training code (:func:`~xaibids.learning.ensemble.train_fold_chunk`, the same code
    both paths use, so no training speed-up is claimed), then
    ``bench_naive_vs_xaibids.naive_fold``: Captum IG per test subject and model, 50
@@ -26,8 +26,8 @@ the same cross-validation folds and model seeds, and run one after the other in 
 
 Reported: wall time of each path (training and attribution apart), the ratio, ensemble balanced
 accuracy, per-subject Pearson correlation of the xaibids maps with the naive ones, and both
-paths' scores against the simulated truth (seed 001's group ROI F1, the importance F1 and the
-mean per-subject ROI F1; seed 000's overlap and weighted Jaccard). Written to
+paths' scores against the simulated truth (Strock et al. 2025's group ROI F1, the importance F1 and the
+mean per-subject ROI F1; Lewis et al. 2023's overlap and weighted Jaccard). Written to
 ``benchmarks/results/end_to_end.json``; see ``docs/benchmarks.md``. Not a test.
 """
 
@@ -43,13 +43,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 sys.path.insert(0, str(HERE))
 
-#: Seed 000's UK Biobank shape (53 ICA components x 160 time points).
+#: Lewis et al. 2023's UK Biobank shape (53 ICA components x 160 time points).
 UKB_SHAPE = {"n_nodes": 53, "n_timepoints": 160}
 SCORES = ("group_roi_f1", "importance_f1", "roi_f1", "overlap", "weighted_jaccard")
 
 
 def naive_path(dataset, config, folder: Path, device) -> dict:
-    """Train every fold's ``config.n_models`` models, then seed 000's attribution loop."""
+    """Train every fold's ``config.n_models`` models, then Lewis et al. 2023's attribution loop."""
     import numpy as np
     from sklearn.metrics import balanced_accuracy_score
 
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
     parser = benchmark_parser(__doc__.split("\n\n")[0], "600 subjects")
     parser.add_argument("--n-subjects", type=int, default=400)
     parser.add_argument("--naive-models", type=int, default=300,
-                        help="models per fold of the naive study (seed 000: 300); also the "
+                        help="models per fold of the naive study (Lewis et al. 2023: 300); also the "
                              "largest size --n-models auto may choose")
     parser.add_argument("--n-folds", type=int, default=2)
     parser.add_argument("--threshold", type=float, default=0.95,

@@ -2,17 +2,17 @@
 
     python benchmarks/bench_ensemble_size.py [--full] [--reference-models 32] [--threshold 0.95]
 
-On seed 001's RNN E/I data (the ``rnn-ei`` CI preset: 0 dB, 5 % prevalence, δ = 0.3, ``stdnn``)
+On Strock et al. 2025's RNN E/I data (the ``rnn-ei`` CI preset: 0 dB, 5 % prevalence, δ = 0.3, ``stdnn``)
 fold 1 is run twice into one checkpoint folder:
 
 * **auto**: :func:`xaibids.learning.ensemble.choose_ensemble_size` doubles the ensemble from 2
   models until the maps of n and 2n, and of 2n and 4n models, correlate at ``--threshold``
   (the mean maps, which the preset's ``closest`` rule selects against);
-* **fixed**: the same fold with ``--reference-models`` models (300 with ``--full``, seed 000's
+* **fixed**: the same fold with ``--reference-models`` models (300 with ``--full``, Lewis et al. 2023's
   count), trained afresh in its own folder (its first models have the auto run's seeds).
 
 Both stabilized maps of all the fold's test subjects are compared (mean per-subject Pearson
-correlation) and scored against the simulated truth with xaibids' validation metrics (seed 001's
+correlation) and scored against the simulated truth with xaibids' validation metrics (Strock et al. 2025's
 group ROI F1 and the importance F1). Wall time counts training and attribution of each. Printed as
 a table and written to ``benchmarks/results/ensemble_size[_full].json``; this is not a test.
 """
@@ -38,7 +38,7 @@ def fold_maps(dataset, config, checkpoint_dir):
 
 
 def score(sim, dataset, result) -> dict:
-    """Group ROI F1 (seed 001) and importance F1 of one fold's stabilized maps."""
+    """Group ROI F1 (Strock et al. 2025) and importance F1 of one fold's stabilized maps."""
     from xaibids.validation.benchmark import score_simulated_maps, summary
 
     values = summary(score_simulated_maps(sim, dataset, result.maps["ig"], result.test_idx))
@@ -56,7 +56,7 @@ def main(argv=None) -> int:
         CI_PRESETS, as_dataset, benchmark_parser, simulate_in_memory, write_benchmark_report,
     )
 
-    parser = benchmark_parser(__doc__.split("\n\n")[0], "a 300-model reference (seed 000)")
+    parser = benchmark_parser(__doc__.split("\n\n")[0], "a 300-model reference (Lewis et al. 2023)")
     parser.add_argument("--reference-models", type=int, default=32)
     parser.add_argument("--threshold", type=float, default=0.95)
     args = parser.parse_args(argv)

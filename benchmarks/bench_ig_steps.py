@@ -1,16 +1,16 @@
-"""IG step counts: ``--ig-steps auto`` against seed 000's fixed 50-point Riemann sum (issue #10).
+"""IG step counts: ``--ig-steps auto`` against Lewis et al. 2023's fixed 50-point Riemann sum (issue #10).
 
     python benchmarks/bench_ig_steps.py [--presets boxes rnn-ei] [--tolerance 0.01] [--threads 1]
 
-For each CI preset (:data:`xaibids.validation.benchmark.CI_PRESETS`: seed 000's boxes with
-``lstm-attn``, seed 001's RNN E/I data with ``stdnn``) the data are simulated in memory, fold 1's
+For each CI preset (:data:`xaibids.validation.benchmark.CI_PRESETS`: Lewis et al. 2023's boxes with
+``lstm-attn``, Strock et al. 2025's RNN E/I data with ``stdnn``) the data are simulated in memory, fold 1's
 models are trained as the group level trains them (``train_fold_chunk``) and loaded with the
 fold's standardized test subjects (``load_fold_models``). On the first model and every test
 subject, with the zero baseline:
 
 * the **reference** is IG with 256 Gauss-Legendre points (the converged path integral);
 * the **naive** pipeline's IG is the 50-point Riemann sum (trapezoid rule, Captum's
-  ``riemann_trapezoid``) that seed 000 ran per subject;
+  ``riemann_trapezoid``) that Lewis et al. 2023 ran per subject;
 * **auto** is what ``--ig-steps auto`` does: :func:`xaibids.attribution.ig.converged_ig_steps`
   on the first 32 test subjects chooses the fewest Gauss-Legendre points of 4, 8, …, 256 whose
   completeness error is within the tolerance, and those points explain every test subject;

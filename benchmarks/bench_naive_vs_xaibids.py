@@ -1,10 +1,10 @@
-"""Naive seed-000 pipeline vs xaibids: wall time, peak memory and agreement of the maps (issue #10).
+"""Naive Lewis et al. 2023 pipeline vs xaibids: wall time, peak memory and agreement of the maps (issue #10).
 
     python benchmarks/bench_naive_vs_xaibids.py [--n-subjects 200] [--n-models 5] [--threads 1]
     python benchmarks/bench_naive_vs_xaibids.py --ukb [--n-subjects 200] [--n-models 4]
 
 Both pipelines explain the *same trained models* on the *same data*: the parent process
-simulates seed 000's ``boxes`` dataset (§2.5; box perturbation N(1, 1) as in the CI preset
+simulates Lewis et al. 2023's ``boxes`` dataset (§2.5; box perturbation N(1, 1) as in the CI preset
 ``xaibids.validation.benchmark.CI_PRESETS["boxes"]``), makes the cross-validation folds and
 trains every fold's models once with xaibids' own training
 (:func:`xaibids.learning.ensemble.train_fold_chunk`, i.e. ``train_model`` with the seeds
@@ -17,7 +17,7 @@ subjects) and runs its path once on one subject and one model (warm-up: lazy imp
 initializations) before the measurement starts, so peaks do not carry over from training or from
 the other path:
 
-1. **naive** -- the baseline seed 000 describes (§2.3-2.4), hand-written here on purpose (see
+1. **naive** -- the baseline Lewis et al. 2023 describes (§2.3-2.4), hand-written here on purpose (see
    :func:`naive_fold`): for every model of the fold and every test subject *one at a time*,
    Captum's ``IntegratedGradients(model, multiply_by_inputs=False).attribute(x[None],
    baselines=0, target=y, n_steps=50, method="riemann_trapezoid")`` (zero baseline,
@@ -42,14 +42,14 @@ Per path: wall time of attribution + stabilization over all folds, the same per
 during the step (Linux ``VmHWM`` reset through ``/proc/self/clear_refs`` just before it, as
 ``bench_stabilization_memory.py`` does); the agreement of the stabilized maps with the naive
 ones (Pearson correlation over all elements per subject, then mean and minimum; share of
-subjects whose ``closest`` rule selected the same model); and both maps' seed-000 scores against
+subjects whose ``closest`` rule selected the same model); and both maps' Lewis et al. 2023 scores against
 the simulated truth mask (:func:`xaibids.validation.metrics.saliency_quality`: overlap, weighted
 Jaccard, Euclidean distance; mean over subjects). A second, untimed subprocess per path measures
 the peak of its NumPy allocations with ``tracemalloc`` (``--no-trace`` skips it); that peak feeds
 the memory projection only (tracemalloc slows Python code, so it is never in the timed run).
 
 Shapes: the default is CI size (boxes, 200 time points x 30 features, 200 subjects, 2 folds x 5
-``stdnn`` models; a few minutes on one core). ``--ukb`` uses seed 000's UK Biobank shape
+``stdnn`` models; a few minutes on one core). ``--ukb`` uses Lewis et al. 2023's UK Biobank shape
 (53 ICA components x 160 time points, simulated as boxes with ``n_features=53``,
 ``n_timepoints=160``), 200 subjects and 2 folds x 4 models, and prints a **projection** (not a
 measurement) to the paper's 8 216 subjects, 300 models, 10 folds: training time scales with
@@ -81,7 +81,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
-#: Seed 000's UK Biobank study (§2.1, §2.4, §3.2): subjects, models per fold, folds, shape.
+#: Lewis et al. 2023's UK Biobank study (§2.1, §2.4, §3.2): subjects, models per fold, folds, shape.
 UKB_STUDY = {"n_subjects": 8216, "n_models": 300, "n_folds": 10, "n_timepoints": 160,
              "n_features": 53}
 #: Defaults per shape: subjects, models per fold, time points, features.
@@ -90,7 +90,7 @@ SHAPES = {
     "ukb": {"n_subjects": 200, "n_models": 4, "n_timepoints": UKB_STUDY["n_timepoints"],
             "n_features": UKB_STUDY["n_features"]},
 }
-#: The naive path's IG settings (seed 000: Captum, zero baseline, linear steps).
+#: The naive path's IG settings (Lewis et al. 2023: Captum, zero baseline, linear steps).
 NAIVE_STEPS = 50
 NAIVE_RULE = "riemann_trapezoid"
 METRICS = ("overlap", "weighted_jaccard", "euclidean_distance")
@@ -148,7 +148,7 @@ def make_config(args, ig_steps: int | None = None):
 
 def naive_fold(models, X_test, y_test, device, n_steps: int = NAIVE_STEPS,
                rule: str = NAIVE_RULE, how: str = "closest", positive: str = "abs"):
-    """Seed 000's pipeline as written, for one fold: the reference xaibids is compared with.
+    """Lewis et al. 2023's pipeline as written, for one fold: the reference xaibids is compared with.
 
     Every model explains every test subject one at a time with Captum (zero baseline, IG not
     multiplied by the input, ``n_steps`` points of ``rule``), every map is kept in memory
@@ -366,7 +366,7 @@ def mean_sd(values) -> dict:
 
 
 def project(args, training: dict, rows: list[dict], n_train_subjects: float) -> dict:
-    """Linear projection of the measured costs to seed 000's UK Biobank study."""
+    """Linear projection of the measured costs to Lewis et al. 2023's UK Biobank study."""
     study = UKB_STUDY
     n_test_study = math.ceil(study["n_subjects"] / study["n_folds"])
     train_per = training["seconds"] / (args.n_folds * args.n_models * n_train_subjects)
@@ -417,7 +417,7 @@ def main(argv=None) -> int:
     parser = benchmark_parser(__doc__.split("\n\n")[0],
                               "twice the subjects and models of the chosen shape")
     parser.add_argument("--ukb", action="store_true",
-                        help="seed 000's UK Biobank shape (160 x 53) and the projection to its study")
+                        help="Lewis et al. 2023's UK Biobank shape (160 x 53) and the projection to its study")
     parser.add_argument("--n-subjects", type=int, help="subjects (default 200)")
     parser.add_argument("--n-models", type=int, help="models per fold (default 5; 4 with --ukb)")
     parser.add_argument("--n-folds", type=int, default=2)
@@ -552,7 +552,7 @@ def main(argv=None) -> int:
 
     report = {
         "benchmark": name,
-        "description": "Naive seed-000 pipeline (per subject x model Captum IG, 50 riemann_trapezoid "
+        "description": "Naive Lewis et al. 2023 pipeline (per subject x model Captum IG, 50 riemann_trapezoid "
                        "steps, all maps held, then stabilized) vs xaibids' attribute_fold (batched, "
                        "streamed, Gauss-Legendre) on the same trained models and data.",
         "settings": {k: getattr(args, k) for k in (
@@ -571,7 +571,7 @@ def main(argv=None) -> int:
         proj = project(args, training, rows, n_train_subjects)
         report["projection"] = proj
         study = proj["study"]
-        print(f"\nPROJECTION (linear scaling of the measured rates, not a measurement) to seed 000's "
+        print(f"\nPROJECTION (linear scaling of the measured rates, not a measurement) to Lewis et al. 2023's "
               f"UK Biobank study: {study['n_subjects']} subjects, {study['n_models']} models per "
               f"fold, {study['n_folds']} folds ({study['n_test_per_fold']} test subjects per fold), "
               f"{args.timepoints} x {args.features}, one thread")

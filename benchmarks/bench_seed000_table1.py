@@ -1,10 +1,10 @@
-"""Seed 000, Table 1: stabilized LSTM + attention maps on the boxes and VAR datasets.
+"""Lewis et al. 2023, Table 1: stabilized LSTM + attention maps on the boxes and VAR datasets.
 
     python benchmarks/bench_seed000_table1.py [--full] [--kinds boxes var] [--threads 1]
 
 Simulates the dataset in memory (``xaibids.simulate``), trains seeded ``lstm-attn`` ensembles
-per fold (``run_ensemble``), computes out-of-fold IG maps stabilized as in seed 000 §2.4, and
-scores them as in seed 000 §2.6 (overlap, weighted Jaccard, Euclidean distance;
+per fold (``run_ensemble``), computes out-of-fold IG maps stabilized as in Lewis et al. 2023 §2.4, and
+scores them as in Lewis et al. 2023 §2.6 (overlap, weighted Jaccard, Euclidean distance;
 ``xaibids.validation.metrics``). Prints the paper's Table 1 (LSTM + attention and input-cell
 attention, mean ± SD) beside our mean ± SD over subjects, for the stabilized maps and for the
 first model of each fold alone (no stabilization), and writes
@@ -12,7 +12,7 @@ first model of each fold alone (no stabilization), and writes
 
 Sizes: the default is the CI size (the boxes test of ``tests/test_validation_benchmarks.py``);
 ``--full`` uses more subjects, folds and models (about an hour on a 2-core CPU). ``--kinds``
-runs some of the datasets and keeps the others' results in the JSON file. Seed 000 used
+runs some of the datasets and keeps the others' results in the JSON file. Lewis et al. 2023 used
 27 000 training and 3 000 test samples and 300 models. See ``docs/benchmarks.md``.
 """
 
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     output = args.output or HERE / "results" / f"{name}.json"
     chosen = presets(args.full)
     report = {"benchmark": name,
-              "description": "Seed 000 Table 1 (boxes, VAR): stabilized lstm-attn IG maps vs "
+              "description": "Lewis et al. 2023 Table 1 (boxes, VAR): stabilized lstm-attn IG maps vs "
                              "the paper's LSTM + attention and input-cell attention.",
               "paper": SEED000_TABLE1, "paper_accuracy": SEED000_ACCURACY, "results": {}}
     if output.exists():  # a run of some kinds keeps the file's results of the others

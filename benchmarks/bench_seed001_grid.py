@@ -1,13 +1,13 @@
-"""Seed 001, Fig 2: detection of hyperexcitable nodes by IG on stDNN ensembles, over the grid.
+"""Strock et al. 2025, Fig 2: detection of hyperexcitable nodes by IG on stDNN ensembles, over the grid.
 
     python benchmarks/bench_seed001_grid.py [--full] [--conditions snr0 prev0.01 ...] [--threads 1]
 
-Seed 001 shows IG detecting the affected nodes of its small-world RNN E/I simulator with
+Strock et al. 2025 shows IG detecting the affected nodes of its small-world RNN E/I simulator with
 F1 = 1.0 at the 0.5 threshold in every condition of Fig 2: SNR −10, 0, 10 dB (5 % prevalence,
 δ = 0.3), prevalence 1, 5, 10 % (0 dB, δ = 0.3) and severity δ = 0.1, 0.3, 0.5 (0 dB, 5 %) —
 seven distinct conditions. For each, this script simulates the ``rnn-ei`` dataset in memory,
 trains seeded ``stdnn`` ensembles per fold (``run_ensemble``), and scores the stabilized maps
-(``xaibids.validation``): seed 001's ROI score (``|median over time|``, max-normalized, above 0.5)
+(``xaibids.validation``): Strock et al. 2025's ROI score (``|median over time|``, max-normalized, above 0.5)
 averaged over subjects (``group_roi_*``) and per subject (``roi_*``), and the ``selected``
 column of xaibids' group importance table (``importance_*``). Prints them beside the paper's
 F1 = 1 and writes ``benchmarks/results/seed001_grid.json`` (``seed001_grid_full.json`` with
@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
-#: Seed 001 Fig 2's conditions (SNR dB, prevalence, severity), keyed by a short name.
+#: Strock et al. 2025 Fig 2's conditions (SNR dB, prevalence, severity), keyed by a short name.
 CONDITIONS = {
     "snr-10": (-10.0, 0.05, 0.3),
     "snr0": (0.0, 0.05, 0.3),
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     if args.full:
         base = replace(base, ensemble={**base.ensemble, "n_folds": 5, "n_models": 3})
     report = {"benchmark": name,
-              "description": "Seed 001 Fig 2 grid: F1 of IG-selected nodes (stdnn ensembles, "
+              "description": "Strock et al. 2025 Fig 2 grid: F1 of IG-selected nodes (stdnn ensembles, "
                              "threshold 0.5) against the simulated hyperexcitable nodes.",
               "paper_f1": SEED001_F1, "results": {}}
     print(f"{'condition':<10} {'SNR':>5} {'prev':>5} {'δ':>4} {'acc':>6} "

@@ -1,8 +1,8 @@
-"""Seed 004's simulation scenarios 1–3 through ``--features trials``, scored per category.
+"""Gotsopoulos et al. 2018's simulation scenarios 1–3 through ``--features trials``, scored per category.
 
     python benchmarks/bench_seed004_patterns.py [--full] [--scenarios 1 2 3] [--threads 1]
 
-Seed 004 (§2.4–2.5) adds low-mean Gaussian patterns of five categories to voxel-permuted fMRI
+Gotsopoulos et al. 2018 (§2.4–2.5) adds low-mean Gaussian patterns of five categories to voxel-permuted fMRI
 samples, classifies single trials with a network without hidden layers under
 leave-one-subject-out cross-validation, and scores each category's importance map by voxel
 accuracy, FDR and FOR (Supplementary Figure 2). Its text gives no numbers for these (they are
@@ -13,7 +13,7 @@ of the patterns of 4 and 5) worst; categories 4 and 5 (the same pattern) are con
 For each scenario the command-line path a user runs is timed end to end:
 ``xaibids-simulate voxel-patterns --design within`` (five categories, every subject sees every
 category), ``xaibids … participant --features trials --confounds none`` and ``xaibids … group
---target trial_type --model linear`` with IG and the weights (``weight``, seed 004's W), then
+--target trial_type --model linear`` with IG and the weights (``weight``, Gotsopoulos et al. 2018's W), then
 ``xaibids-validate``. Printed and written to ``benchmarks/results/seed004_patterns.json``: the
 balanced accuracy, the per-class accuracy of the out-of-fold predictions, and for each method the
 dataset-level voxel accuracy/FDR/FOR and every category map's precision/recall

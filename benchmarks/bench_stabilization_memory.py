@@ -1,7 +1,7 @@
 """Peak memory of attribution + stabilization for one fold, at N and 4N subjects.
 
 xaibids streams a fold's test subjects in batches through all models of the fold and stabilizes
-each batch before the next (seed 000 §2.4 computed in constant memory), so the memory of this
+each batch before the next (Lewis et al. 2023 §2.4 computed in constant memory), so the memory of this
 step should not grow with the number of subjects. This benchmark measures it:
 
     python benchmarks/bench_stabilization_memory.py [--n 32] [--factor 4] [--model stdnn] ...

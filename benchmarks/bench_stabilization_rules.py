@@ -2,13 +2,13 @@
 
     python benchmarks/bench_stabilization_rules.py [--n-models 300] [--sizes 8 32 300]
 
-On the ``rnn-ei`` CI preset (seed 001's RNN E/I data, ``stdnn``), fold 1's models are trained
-once (``train_fold_chunk``; 300 by default, seed 000's count) and every model's IG map of every
+On the ``rnn-ei`` CI preset (Strock et al. 2025's RNN E/I data, ``stdnn``), fold 1's models are trained
+once (``train_fold_chunk``; 300 by default, Lewis et al. 2023's count) and every model's IG map of every
 test subject is kept, with its loss on the subject. For each ensemble size (the first n seeds)
-the maps are stabilized three ways and scored against the simulated truth (seed 001's group ROI
-F1 and the mean per-subject ROI F1, seed 000's overlap):
+the maps are stabilized three ways and scored against the simulated truth (Strock et al. 2025's group ROI
+F1 and the mean per-subject ROI F1, Lewis et al. 2023's overlap):
 
-* ``closest`` as xaibids reads seed 000 §2.4: the model map with the smallest
+* ``closest`` as xaibids reads Lewis et al. 2023 §2.4: the model map with the smallest
   loss x distance to the mean map;
 * ``closest`` on the distance alone (all losses set to 1), to see what the loss weighting does;
 * ``mean``: the element-wise mean over models.

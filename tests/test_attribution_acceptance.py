@@ -1,5 +1,5 @@
-"""Acceptance of issue #5 on small ground-truth datasets: method agreement (seed 001),
-randomization sanity check (seed 003) and permutation reproducibility (seed 004 §2.9)."""
+"""Acceptance of issue #5 on small ground-truth datasets: method agreement (Strock et al. 2025),
+randomization sanity check (Thibeau-Sutre et al. 2023) and permutation reproducibility (Gotsopoulos et al. 2018 §2.9)."""
 
 import numpy as np
 import pytest
@@ -39,10 +39,10 @@ def trained(tmp_path_factory):
 
 
 def test_ig_deeplift_and_inputxgradient_agree_guided_backprop_less(trained):
-    """Seed 001 Fig 6: IG, DeepLIFT and Input x Gradient correlate (r > 0.95), GB less.
+    """Strock et al. 2025 Fig 6: IG, DeepLIFT and Input x Gradient correlate (r > 0.95), GB less.
 
     IG is used *with* input multiplication and the zero baseline here, because Input x Gradient
-    and DeepLIFT are multiplicative (the seed-000 IG without multiplication is a gradient
+    and DeepLIFT are multiplicative (the Lewis et al. 2023 IG without multiplication is a gradient
     average and would not be expected to match them).
     """
     dataset, _, _, result = trained
@@ -58,7 +58,7 @@ def test_ig_deeplift_and_inputxgradient_agree_guided_backprop_less(trained):
 
 
 def test_randomization_decorrelates_ig_more_than_guided_backprop(trained):
-    """Seed 003 / Adebayo et al. 2018: IG depends on the learned weights, Guided Backprop less."""
+    """Thibeau-Sutre et al. 2023 / Adebayo et al. 2018: IG depends on the learned weights, Guided Backprop less."""
     dataset, config, folder, _ = trained
     models, X, y, baselines = load_fold_models(dataset, config, folder, fold=1)
     assert len(models) == 3 and baselines == {"zero": 0.0}
@@ -77,7 +77,7 @@ LINEAR = dict(model="linear", n_folds=2, n_models=5, epochs=40, batch_size=8, le
 
 @pytest.mark.parametrize("amplitude", [0.0, 1.0])
 def test_permutation_reproducibility(amplitude, tmp_path):
-    """Seed 004 §2.9: with no signal (almost) no feature is reproducible; with signal exactly the
+    """Gotsopoulos et al. 2018 §2.9: with no signal (almost) no feature is reproducible; with signal exactly the
     signal features are, for both classes."""
     dataset = toy_dataset(n_timepoints=10, n_features=12, signal=(2, 7), amplitude=amplitude)
     config = EnsembleConfig(**LINEAR)

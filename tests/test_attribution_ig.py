@@ -1,4 +1,4 @@
-"""Tests of Integrated Gradients through Captum (seed 000 §2.3, seed 001 baselines)."""
+"""Tests of Integrated Gradients through Captum (Lewis et al. 2023 §2.3, Strock et al. 2025 baselines)."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,7 @@ from xaibids.models import build_model
 
 
 def test_ig_of_linear_model_is_the_target_weight_map():
-    """Without input multiplication, IG of a linear model is its weight map (seed 000 §2.3)."""
+    """Without input multiplication, IG of a linear model is its weight map (Lewis et al. 2023 §2.3)."""
     torch.manual_seed(0)
     model = build_model("linear", n_features=4, n_timepoints=6, n_classes=3).eval()
     x = torch.randn(5, 6, 4)
@@ -155,7 +155,7 @@ def test_adaptive_ig_reaches_the_tolerance_and_its_record_is_the_maps_own():
 
 def test_adaptive_ig_is_exact_at_once_on_a_linear_model():
     """A linear logit's path integral is exact on the first panels: no refinement, and the maps
-    are the weights (seed 000 §2.3), multiplied by (x - baseline) on request."""
+    are the weights (Lewis et al. 2023 §2.3), multiplied by (x - baseline) on request."""
     from xaibids.attribution.ig import INITIAL_PANELS, PANEL_POINTS, adaptive_integrated_gradients
 
     torch.manual_seed(0)

@@ -259,7 +259,7 @@ def test_completeness_error_of_faithfulness_matches_a_direct_path_integral():
 def _split_half_by_hand(models, X, y):
     """Per-sample split-half correlation from raw Input x Gradient maps made with autograd.
 
-    The first ``n_models // 2`` models and the others are stabilized separately (seed 000,
+    The first ``n_models // 2`` models and the others are stabilized separately (Lewis et al. 2023,
     §2.4, closest map, absolute values) and the two maps correlated with numpy.
     """
     x, target = torch.as_tensor(X), torch.as_tensor(y)

@@ -1,4 +1,4 @@
-"""Tests of the seed-000 stabilization (§2.4) against direct computations."""
+"""Tests of the Lewis et al. 2023 stabilization (§2.4) against direct computations."""
 
 import numpy as np
 import pytest

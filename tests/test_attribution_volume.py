@@ -1,4 +1,4 @@
-"""Attribution of volume models (cnn3d, seed 002 §3.3): layout, 3D methods, localization, reliability."""
+"""Attribution of volume models (cnn3d, Kan et al. 2020 §3.3): layout, 3D methods, localization, reliability."""
 
 import nibabel as nib
 import numpy as np
@@ -77,7 +77,7 @@ def test_volume_inputs_must_match_the_grid():
 
 
 def test_gradcam_3d_matches_a_direct_computation():
-    """Seed 002 Eq. 6-7: channel weights = mean gradient over the volume, ReLU, trilinear upsampling."""
+    """Kan et al. 2020 Eq. 6-7: channel weights = mean gradient over the volume, ReLU, trilinear upsampling."""
     model = _model()
     x, target = _inputs(), torch.tensor([1, 0, 1])
     name, layer = last_conv_layer(model)

@@ -96,8 +96,8 @@ def test_reports_and_validity(atrophy_run):
 
 
 def test_validate_scores_the_voxel_maps(atrophy_run):
-    """xaibids-validate scores the voxel maps against the simulated atrophy mask (seed 004's
-    voxel accuracy/FDR/FOR, seed 000's metrics) and the region table against its regions."""
+    """xaibids-validate scores the voxel maps against the simulated atrophy mask (Gotsopoulos et al. 2018's
+    voxel accuracy/FDR/FOR, Lewis et al. 2023's metrics) and the region table against its regions."""
     from xaibids.cli.validate import main as validate_main
 
     sim, out = atrophy_run

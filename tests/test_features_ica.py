@@ -137,7 +137,7 @@ def test_group_ica_recovers_simulated_maps(tmp_path):
 
 def test_group_ica_recovers_regions_of_simulated_bold(tmp_path):
     """``xaibids-simulate bold`` with an atlas of eight octants of the brain: each region carries
-    its own RNN node's BOLD signal (coupled in time, as in seed 001, but spatial ICA needs only
+    its own RNN node's BOLD signal (coupled in time, as in Strock et al. 2025, but spatial ICA needs only
     spatially independent maps, which non-overlapping regions are) under smooth noise, drift
     and motion. Group ICA with the default smoothing and confound regression finds every
     octant. At the simulator's default 0 dB per-voxel SNR the smooth noise hides them (best

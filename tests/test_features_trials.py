@@ -1,4 +1,4 @@
-"""--features trials: single-trial activation maps (seed 004 §2.3), from the plain functions to
+"""--features trials: single-trial activation maps (Gotsopoulos et al. 2018 §2.3), from the plain functions to
 the command line on a simulated within-subject voxel-patterns dataset."""
 
 from __future__ import annotations
@@ -233,11 +233,11 @@ def test_trials_group_outputs_and_scores(trials_run):
     assert (out / "group" / "desc-ig_importance.nii.gz").exists()  # a box in no template space
     metrics = pd.read_csv(out / "group" / "desc-validation_metrics.tsv", sep="\t")
     value = metrics[metrics["subject"].isna()].set_index("metric")["value"]
-    # seed 004's voxel accuracy of the informative voxels (10 % of the grid): well above the
+    # Gotsopoulos et al. 2018's voxel accuracy of the informative voxels (10 % of the grid): well above the
     # 0.8 that marking nothing would score, and nearly every informative voxel is found
     assert value["feature_accuracy"] > 0.85
     assert value["group_roi_recall"] > 0.9
-    # seed 004's category maps: each class's group map against its pattern (scenario 1, two
+    # Gotsopoulos et al. 2018's category maps: each class's group map against its pattern (scenario 1, two
     # classes: cat1 = B1 ∪ B2, cat2 = B2 ∪ B3). The shared block B2 carries no class evidence,
     # and the absolute map of cat1 also holds B3, whose activity is evidence *against* cat1 (seed
     # 004 §4: importance includes voxels relevant to the other categories): about half of each

@@ -46,7 +46,7 @@ GROUND_TRUTH_CONFIGS = {
 
 @pytest.mark.parametrize("model", ["linear", "stdnn", "lstm-attn"])
 def test_stabilized_maps_select_exactly_the_signal_features(model, tmp_path):
-    """F1 = 1 at the 0.5 threshold (seed 001) for stabilized IG maps (seed 000 §2.4)."""
+    """F1 = 1 at the 0.5 threshold (Strock et al. 2025) for stabilized IG maps (Lewis et al. 2023 §2.4)."""
     dataset = toy_dataset()
     config = EnsembleConfig(model=model, n_folds=3, n_models=3, ig_steps=16, device="cpu",
                             **GROUND_TRUTH_CONFIGS[model])
@@ -72,7 +72,7 @@ def _pearson_per_sample(a, b):
 
 
 def test_stabilization_makes_independent_ensembles_agree(tmp_path):
-    """Seed 000 §2.4: single-model maps vary with the initialization, stabilized maps less.
+    """Lewis et al. 2023 §2.4: single-model maps vary with the initialization, stabilized maps less.
 
     Two ensembles with disjoint seed sets (random_seed 0 and 1) of deliberately unstable models
     (two epochs of training) explain the same samples. Their selected maps correlate more with

@@ -1,4 +1,4 @@
-"""Tests of the model zoo (seed 000 §2.2, seed 001 Methods, seed 004 §2.7)."""
+"""Tests of the model zoo (Lewis et al. 2023 §2.2, Strock et al. 2025 Methods, Gotsopoulos et al. 2018 §2.7)."""
 
 import pytest
 import torch

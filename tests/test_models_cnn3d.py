@@ -1,4 +1,4 @@
-"""Tests of the 3D CNN for T1 volumes (seed 002, §3.2): shapes, validation, build_model."""
+"""Tests of the 3D CNN for T1 volumes (Kan et al. 2020, §3.2): shapes, validation, build_model."""
 
 import numpy as np
 import pytest

@@ -164,7 +164,7 @@ def test_bold_painted_signals_and_truth(bold_dataset, block_atlas):
         clean = _clean_regression(signals[s], conf)  # same filter on both sides
         r = np.array([np.corrcoef(ts[:, j], clean[:, j])[0, 1] for j in range(len(idx))])
         # 0 dB per voxel against the largest regional variance (that of the hyperexcitable
-        # regions' drift, seed 001's code): most regions' own signal is weak next to the noise
+        # regions' drift, Strock et al. 2025's code): most regions' own signal is weak next to the noise
         assert np.median(r) > 0.5 and r.min() > 0.0
 
 

@@ -152,7 +152,7 @@ def _check_graph(sim):
 
 
 def test_rnn_ei_follows_seed_001():
-    """Seed 001's code: every affected node gets an extra input δ/ρ from every node, so in
+    """Strock et al. 2025's code: every affected node gets an extra input δ/ρ from every node, so in
     group hyperexcitable the affected nodes settle at a large signed level."""
     sim = simulate_rnn_ei(n_subjects=60, seed=2, snr_db=0.0, severity=0.3)
     _, affected = _check_graph(sim)

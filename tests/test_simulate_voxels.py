@@ -1,4 +1,4 @@
-"""xaibids-simulate voxel-patterns: seed 004's overlapping category patterns (scenarios 1-3)."""
+"""xaibids-simulate voxel-patterns: Gotsopoulos et al. 2018's overlapping category patterns (scenarios 1-3)."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_layouts_follow_the_seed():
     m = pattern_means(3, 10000, left, np.random.default_rng(1), 0.05, 0.07)
     assert set(np.unique(m[:, left])) == {0, 0.05} and set(np.unique(m[:, ~left])) == {0, 0.07}
     size = (m != 0).sum(axis=1)
-    assert size[1] == size.max() and size[2] == size[3]  # seed 004 §4.2.3
+    assert size[1] == size.max() and size[2] == size[3]  # Gotsopoulos et al. 2018 §4.2.3
     p = m != 0
     only3 = p[2] & ~p[[0, 1, 3, 4]].any(axis=0)
     only4 = p[3] & ~p[[0, 1, 2, 4]].any(axis=0)

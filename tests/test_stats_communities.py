@@ -1,4 +1,4 @@
-"""Tests of CNM communities and modularity (seed 000 §3.3, Fig. 8)."""
+"""Tests of CNM communities and modularity (Lewis et al. 2023 §3.3, Fig. 8)."""
 
 import networkx as nx
 import numpy as np

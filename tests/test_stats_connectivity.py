@@ -1,4 +1,4 @@
-"""Tests of co-saliency / sFNC statistics (seed 000 §2.8, §3.3, Fig. 7)."""
+"""Tests of co-saliency / sFNC statistics (Lewis et al. 2023 §2.8, §3.3, Fig. 7)."""
 
 import numpy as np
 import pytest

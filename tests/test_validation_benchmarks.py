@@ -1,8 +1,8 @@
 """CI-sized ground-truth benchmarks with the papers' numbers as bounds.
 
-* seed 000, Table 1 (boxes, LSTM + attention): overlap 0.33, weighted Jaccard 0.22 and Euclidean
+* Lewis et al. 2023, Table 1 (boxes, LSTM + attention): overlap 0.33, weighted Jaccard 0.22 and Euclidean
   distance 1.24 are the bars to beat;
-* seed 001, Fig 2 (RNN E/I simulator at 0 dB, 5 % prevalence, δ = 0.3, stDNN): F1 = 1 for seed
+* Strock et al. 2025, Fig 2 (RNN E/I simulator at 0 dB, 5 % prevalence, δ = 0.3, stDNN): F1 = 1 for seed
   001's ROI score at 0.5, no false selection by the default rule, and the classifier above
   chance; on a label-shuffled copy the verdict says "not above chance" and nothing is selected.
 

@@ -42,7 +42,7 @@ def test_overlap_fraction_direct(pair):
             if mask[i, j]:
                 inside += abs(a[i, j])
     assert M.overlap_fraction(a, mask) == pytest.approx(inside / total, abs=TOL)
-    # scale-free, as the sum normalization of seed 000 §2.4 must not matter
+    # scale-free, as the sum normalization of Lewis et al. 2023 §2.4 must not matter
     assert M.overlap_fraction(np.abs(a) / np.abs(a).sum(), mask) == pytest.approx(
         inside / total, abs=TOL)
 
@@ -83,7 +83,7 @@ def test_saliency_metrics_extremes():
     assert np.isnan(M.overlap_fraction(zero, mask))
     assert M.weighted_jaccard(zero, mask) == 0.0
     assert M.euclidean_distance(zero, mask) == pytest.approx(1.0)
-    # negative attributions count by magnitude (seed 000 passes maps through |.|)
+    # negative attributions count by magnitude (Lewis et al. 2023 passes maps through |.|)
     assert M.overlap_fraction(-perfect, mask) == pytest.approx(1.0)
     assert M.saliency_quality(perfect, mask) == {
         "overlap": pytest.approx(1.0), "weighted_jaccard": pytest.approx(1.0),

@@ -216,7 +216,7 @@ def test_each_subjects_own_voxel_truth_is_read(tmp_path):
 
 
 def test_voxel_maps_scored_against_nifti_truth(tmp_path, monkeypatch):
-    """t1-style voxel maps (no TSV beside them): voxel accuracy/FDR/FOR and seed 000's metrics
+    """t1-style voxel maps (no TSV beside them): voxel accuracy/FDR/FOR and Lewis et al. 2023's metrics
     per subject against the resampled truth, and the region importance against the regions."""
     import nibabel as nb
     import nilearn.image
@@ -245,7 +245,7 @@ def test_voxel_maps_scored_against_nifti_truth(tmp_path, monkeypatch):
         selected = data / data.max() > 0.5
         tp, fp = int((selected & truth).sum()), int((selected & ~truth).sum())
         fn, tn = int((~selected & truth).sum()), int((~selected & ~truth).sum())
-        scaled = (data - data.min()) / (data.max() - data.min())  # seed 000's [0, 1] rescaling
+        scaled = (data - data.min()) / (data.max() - data.min())  # Lewis et al. 2023's [0, 1] rescaling
         expected[sub] = {
             "feature_accuracy": (tp + tn) / truth.size, "feature_fdr": fp / (tp + fp),
             "feature_for": fn / (fn + tn), "roi_recall": tp / (tp + fn),

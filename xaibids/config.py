@@ -124,7 +124,7 @@ class AttributionSettings:
 
 @dataclass
 class StatisticsSettings:
-    """Group statistics of the stabilized maps (seed 000, §2.7-2.8)."""
+    """Group statistics of the stabilized maps (Lewis et al. 2023, §2.7-2.8)."""
 
     feature_groups: str = ""  # TSV of feature → group (domain); "" → none
     fdr_alpha: float = 0.01

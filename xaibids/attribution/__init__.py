@@ -1,16 +1,16 @@
 """Feature attribution (Captum), its stabilization over seeded ensembles and its reliability.
 
 - :mod:`xaibids.attribution.ig`: Integrated Gradients, by default without input multiplication
-  (seed 000, §2.3), and IG baselines (seed 001).
-- :mod:`xaibids.attribution.methods`: the other methods (seeds 001, 002, 004), through Captum
+  (Lewis et al. 2023, §2.3), and IG baselines (Strock et al. 2025).
+- :mod:`xaibids.attribution.methods`: the other methods (the method papers (Strock et al. 2025, Kan et al. 2020, Gotsopoulos et al. 2018)), through Captum
   where it has them.
 - :mod:`xaibids.attribution.perturbation`: Meaningful Perturbation for volume models
-  (seed 002, §3.3), hand-written since Captum lacks it.
+  (Kan et al. 2020, §3.3), hand-written since Captum lacks it.
 - :mod:`xaibids.attribution.registry`: :data:`METHODS`, one interface for all methods, with
   defaults, descriptions and citations.
 - :mod:`xaibids.attribution.stabilize`: per-sample selection of the map closest to the
-  ensemble mean (seed 000, §2.4).
-- :mod:`xaibids.attribution.reliability`: the reliability report card (seeds 001-004).
+  ensemble mean (Lewis et al. 2023, §2.4).
+- :mod:`xaibids.attribution.reliability`: the reliability report card (the method papers (Strock et al. 2025, Kan et al. 2020, Thibeau-Sutre et al. 2023, Gotsopoulos et al. 2018)).
 """
 
 from xaibids.attribution.ig import BASELINES, IG_RULES, integrated_gradients, make_baseline

@@ -1,13 +1,13 @@
-"""Integrated Gradients through Captum, by default without input multiplication (seed 000, §2.3).
+"""Integrated Gradients through Captum, by default without input multiplication (Lewis et al. 2023, §2.3).
 
-Seed 000, §2.3: IG integrates the gradient of the *correct* class along a straight path from a
+Lewis et al. 2023, §2.3: IG integrates the gradient of the *correct* class along a straight path from a
 baseline to the input, with a zero-valued "blank" baseline, and -- unlike the original
 formulation -- the integrated gradients are *not* multiplied element-wise by the input, "to ensure
 no information from the input is enforced upon the gradient maps". Captum's
 ``IntegratedGradients(model, multiply_by_inputs=False)`` computes exactly this (its default
 Gauss-Legendre rule approximates the path integral with ``n_steps`` points).
 
-Seed 001 (Methods, "Integrated Gradients") additionally compares mean, median and random
+Strock et al. 2025 (Methods, "Integrated Gradients") additionally compares mean, median and random
 baselines; :func:`make_baseline` builds those from reference (training) data.
 
 Converging the path integral cheaply (issue #10): :func:`converged_ig_steps` chooses one
@@ -36,15 +36,15 @@ ADAPTIVE = "adaptive"
 def make_baseline(
     name: str, reference: np.ndarray | None = None, seed: int = 0
 ) -> float | torch.Tensor:
-    """Build an IG baseline by name (seed 000 §2.3; seed 001 Methods).
+    """Build an IG baseline by name (Lewis et al. 2023 §2.3; Strock et al. 2025 Methods).
 
     Parameters
     ----------
     name : {"zero", "mean", "median", "random"}
-        ``zero``: the all-zero "blank" input (seed 000). ``mean`` / ``median``: one scalar, the
+        ``zero``: the all-zero "blank" input (Lewis et al. 2023). ``mean`` / ``median``: one scalar, the
         mean / median of the reference signal across features, time points and samples
-        (seed 001, baselines (1)-(2)). ``random``: one ``(time, features)`` draw from a normal
-        distribution centred on zero with the variance of the reference (seed 001, (4)).
+        (Strock et al. 2025, baselines (1)-(2)). ``random``: one ``(time, features)`` draw from a normal
+        distribution centred on zero with the variance of the reference (Strock et al. 2025, (4)).
     reference : ndarray of shape (n_samples, n_timepoints, n_features), optional
         Data the baseline is computed from -- the *training* samples of a fold, never the
         test samples. Needed for every baseline except ``zero``. NaNs are ignored.
@@ -91,7 +91,7 @@ def integrated_gradients(
     multiply_by_inputs: bool = False,
     completeness_tolerance: float = 0.01,
 ) -> torch.Tensor:
-    """Integrated Gradients of the target class, not multiplied by the input (seed 000, §2.3).
+    """Integrated Gradients of the target class, not multiplied by the input (Lewis et al. 2023, §2.3).
 
     Parameters
     ----------
@@ -116,9 +116,9 @@ def integrated_gradients(
         even for a linear model its maps are scaled by that factor (checked in the tests);
         ``riemann_middle`` and ``gausslegendre`` are exact there.
     multiply_by_inputs : bool, default=False
-        False (seed 000, §2.3): the path-averaged gradient. True: the original IG of
+        False (Lewis et al. 2023, §2.3): the path-averaged gradient. True: the original IG of
         Sundararajan et al. (2017), ``(x - baseline) *`` path-averaged gradient, which satisfies
-        completeness and is comparable with Input x Gradient and DeepLIFT (seed 001).
+        completeness and is comparable with Input x Gradient and DeepLIFT (Strock et al. 2025).
     completeness_tolerance : float, default=0.01
         Tolerance of ``n_steps="adaptive"``; unused with a fixed count.
 
@@ -179,7 +179,7 @@ def completeness_terms(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample completeness gap of IG with ``n_steps`` points, and the output change it splits.
 
-    Completeness (Sundararajan et al. 2017, §3 "Axiom: Completeness"; seed 000 §2.3 computes
+    Completeness (Sundararajan et al. 2017, §3 "Axiom: Completeness"; Lewis et al. 2023 §2.3 computes
     the same path integral): the attributions of IG multiplied by ``inputs - baseline`` sum to
     ``F(x) - F(baseline)``, the target logit's change along the path, when the integral is
     exact. This is the one implementation behind :func:`completeness_error` and the
@@ -228,7 +228,7 @@ def completeness_error(
     From the per-sample gaps of :func:`completeness_terms` (Captum's convergence delta), this
     returns ``sum |delta| / sum |F(x) - F(baseline)|`` over the batch, so samples whose output
     barely changes cannot dominate. The quadrature is the same whether or not the maps are
-    multiplied by the input, so the error measures the convergence of seed 000's non-multiplied
+    multiplied by the input, so the error measures the convergence of Lewis et al. 2023's non-multiplied
     maps too.
     """
     delta, change = completeness_terms(model, inputs, target, baseline, n_steps, method, internal_batch_size)
@@ -336,7 +336,7 @@ def adaptive_integrated_gradients(
     """IG whose path is subdivided per sample until completeness holds within ``tolerance``.
 
     IG is the path integral ``∫_0^1 ∇F(γ(α)) dα`` along ``γ(α) = b + α (x - b)``
-    (Sundararajan et al. 2017, §3; seed 000 §2.3). For any panel ``[a, c]`` of the path, the
+    (Sundararajan et al. 2017, §3; Lewis et al. 2023 §2.3). For any panel ``[a, c]`` of the path, the
     fundamental theorem of calculus gives the exact value of its share of the completeness sum,
     ``∫_a^c ∇F(γ(α))·(x - b) dα = F(γ(c)) - F(γ(a))``, from two forward passes. So the
     quadrature error of every panel is *measured*, not estimated, and points can go where the
@@ -351,7 +351,7 @@ def adaptive_integrated_gradients(
     Each panel is one call of Captum's ``IntegratedGradients`` from ``γ(a)`` to ``γ(c)`` (all of
     a round's panels in one call): its Gauss-Legendre average gradient over the panel, times the
     panel's length, is the panel's share of the map. The subdivision itself is written here;
-    Captum has no adaptive rule. On the LSTM of seed 000's boxes this reaches 1 % with fewer than
+    Captum has no adaptive rule. On the LSTM of Lewis et al. 2023's boxes this reaches 1 % with fewer than
     half the points of one Gauss-Legendre rule for the whole batch (``docs/benchmarks.md``).
 
     Parameters

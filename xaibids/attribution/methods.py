@@ -13,7 +13,7 @@ method it has; what it lacks is written here with its paper cited:
   resolution). Captum's ``GuidedGradCam`` assumes channel-first inputs and would upsample along
   the feature axis, hence Guided Grad-CAM is composed here as the element-wise product of Guided
   Backpropagation and the upsampled Grad-CAM (Selvaraju et al., 2017, §3 "Guided Grad-CAM").
-- The linear-model importances of seed 004 (§2.8): ``W`` (the classifier's weights, Pereira et
+- The linear-model importances of Gotsopoulos et al. 2018 (§2.8): ``W`` (the classifier's weights, Pereira et
   al., 2009) and ``W x X`` (weights times activations, Polyn et al., 2005) read the weights of
   :class:`xaibids.models.LinearSoftmax`; the output difference (OD) -- the change of the
   classifier's softmax output when one input is removed (set to 0, the training mean of the
@@ -24,7 +24,7 @@ method it has; what it lacks is written here with its paper cited:
   applies to ``Linear``/``Conv2d``/``AvgPool2d``, is attached to its ``Conv1d``, 1D pooling and
   identity layers as well. Recurrent layers (``lstm-attn``) have no LRP rule.
 
-Volume models (``cnn3d``, seed 002)
+Volume models (``cnn3d``, Kan et al. 2020)
 -----------------------------------
 A model with a ``grid`` attribute ``(X, Y, Z)`` takes a T1 volume as one sample of shape
 ``(1, X*Y*Z)`` (C-order flattening) and every method here returns its map in that layout,
@@ -32,7 +32,7 @@ A model with a ``grid`` attribute ``(X, Y, Z)`` takes a T1 volume as one sample 
 DeepLIFT, Guided Backpropagation, Deconvolution, SmoothGrad, GradientSHAP) need nothing else: the
 model reshapes its input itself. The others are adapted:
 
-- Grad-CAM is 3D (seed 002, §3.3, Eq. 6-7): Captum's ``LayerGradCam`` on the rectified output
+- Grad-CAM is 3D (Kan et al. 2020, §3.3, Eq. 6-7): Captum's ``LayerGradCam`` on the rectified output
   of the last ``Conv3d`` (after its batch norm), upsampled to the grid with trilinear
   interpolation (``LayerAttribution.interpolate``) and flattened; Guided Grad-CAM multiplies it
   with Guided Backpropagation.
@@ -43,9 +43,9 @@ model reshapes its input itself. The others are adapted:
   voxels, instead of one group per voxel (a forward pass per voxel).
 - LRP gets the epsilon rule on ``Conv3d`` and ``BatchNorm3d`` as well (Captum has rules for
   ``MaxPool3d`` only).
-- Meaningful Perturbation (seed 002, §3.3, Eq. 1-3), which Captum lacks, is hand-written in
+- Meaningful Perturbation (Kan et al. 2020, §3.3, Eq. 1-3), which Captum lacks, is hand-written in
   :mod:`xaibids.attribution.perturbation`.
-- The output difference (seed 004) costs a forward pass per voxel and is refused for volumes.
+- The output difference (Gotsopoulos et al. 2018) costs a forward pass per voxel and is refused for volumes.
 """
 
 from __future__ import annotations
@@ -137,7 +137,7 @@ def _linear_weights(model: nn.Module, name: str) -> nn.Linear:
 
     if not isinstance(model, LinearSoftmax):
         raise ValueError(
-            f"Attribution method {name!r} reads the weights of the 'linear' model (seed 004, §2.8) "
+            f"Attribution method {name!r} reads the weights of the 'linear' model (Gotsopoulos et al. 2018, §2.8) "
             f"and does not apply to {type(model).__name__}."
         )
     return model.linear
@@ -330,7 +330,7 @@ def last_conv_layer(model: nn.Module, layer: str | None = None) -> tuple[str, nn
     (str, torch.nn.Module)
         The name and module. Without ``layer``: the ``nn.ReLU`` that follows the last
         ``nn.Conv1d`` / ``nn.Conv3d``, directly or after a batch norm (Grad-CAM's rectified
-        feature maps ``A^k``; seed 002 §3.3 "filter activations of the last convolutional
+        feature maps ``A^k``; Kan et al. 2020 §3.3 "filter activations of the last convolutional
         layer"), or the convolution itself when no ReLU module follows it.
     """
     named = list(model.named_modules())
@@ -374,14 +374,14 @@ def gradcam(model, inputs, target, baseline=0.0, layer: str | None = None,
 
     Captum's ``LayerGradCam`` weights each channel ``k`` of the layer's output ``A`` by its
     gradient averaged over the layer's positions and sums over channels (Selvaraju et al.,
-    2017, §3, Eq. 1-2; seed 002, §3.3, Eq. 6-7), with the ReLU of Eq. 2 / 7 when
+    2017, §3, Eq. 1-2; Kan et al. 2020, §3.3, Eq. 6-7), with the ReLU of Eq. 2 / 7 when
     ``relu_attributions``; the map is then upsampled with ``LayerAttribution.interpolate``.
 
     - stdnn (``A`` of shape ``(batch, channels, time')``): the curve ``(batch, 1, time')`` is
       upsampled to the input length and repeated over the features.
     - Volume models (``cnn3d``, ``A`` of shape ``(batch, channels, x', y', z')``): the map
       ``(batch, 1, x', y', z')`` is upsampled to the model's grid and flattened to
-      ``(batch, 1, X*Y*Z)`` (seed 002: "upsampled m_c to the input image resolution using
+      ``(batch, 1, X*Y*Z)`` (Kan et al. 2020: "upsampled m_c to the input image resolution using
       trilinear interpolation").
 
     ``interpolate_mode``: ``"linear"`` (linear along time, trilinear for volumes),
@@ -587,7 +587,7 @@ def lrp(model, inputs, target, baseline=0.0, epsilon: float = 1e-9):
 
     Supported: models built only from ``Linear``, ``Conv1d``/``Conv2d``/``Conv3d``, pooling,
     ``BatchNorm2d``/``BatchNorm3d``, ``ReLU``, ``Tanh``, ``Dropout`` and identity layers -- the
-    ``linear`` model (seed 004, §2.8), ``stdnn`` and ``cnn3d``. Every such layer gets the
+    ``linear`` model (Gotsopoulos et al. 2018, §2.8), ``stdnn`` and ``cnn3d``. Every such layer gets the
     epsilon rule (``MaxPool3d`` is redistributed by Captum's own epsilon rule, which passes the
     relevance to the maximal input; an eval-mode batch norm is an affine map per channel, so
     its epsilon rule is that of a linear layer). A model with other layers (the LSTM of
@@ -614,11 +614,11 @@ def lrp(model, inputs, target, baseline=0.0, epsilon: float = 1e-9):
                 del m.rule
 
 
-# --------------------------------------------------------------------------- linear model (seed 004)
+# --------------------------------------------------------------------------- linear model (Gotsopoulos et al. 2018)
 
 
 def weight(model, inputs, target, baseline=0.0):
-    """``W``: the linear classifier's weights of the target class (seed 004 §2.8; Pereira et al., 2009).
+    """``W``: the linear classifier's weights of the target class (Gotsopoulos et al. 2018 §2.8; Pereira et al., 2009).
 
     The same map for every sample of a class, reshaped to ``(time, features)``.
     """
@@ -629,12 +629,12 @@ def weight(model, inputs, target, baseline=0.0):
 
 
 def weightxinput(model, inputs, target, baseline=0.0):
-    """``W x X``: weights times input (activation) (seed 004 §2.8; Polyn et al., 2005)."""
+    """``W x X``: weights times input (activation) (Gotsopoulos et al. 2018 §2.8; Polyn et al., 2005)."""
     return weight(model, inputs, target) * inputs.detach()
 
 
 def outputdiff(model, inputs, target, baseline=0.0, perturbations_per_eval: int = 64):
-    """Output difference ``OD`` (seed 004, §2.8): softmax output minus output without one input.
+    """Output difference ``OD`` (Gotsopoulos et al. 2018, §2.8): softmax output minus output without one input.
 
     Every input element (time point x feature) is "removed" (set to 0, the training mean of the
     standardized data) in turn; the map is the resulting drop of the target class's softmax

@@ -1,8 +1,8 @@
-"""Meaningful Perturbation for volume models (Fong & Vedaldi, 2017; seed 002, §3.3, Eq. 1-3).
+"""Meaningful Perturbation for volume models (Fong & Vedaldi, 2017; Kan et al. 2020, §3.3, Eq. 1-3).
 
 Captum has no Meaningful Perturbation, so it is written here. The method looks for the smallest
 region whose deletion -- replacement by a blurred copy of the image -- makes the model lose its
-confidence in the explained class. Following seed 002 (§3.3):
+confidence in the explained class. Following Kan et al. 2020 (§3.3):
 
 - Eq. 1, perturbation: ``P(x; M) = x ⊙ M + (g_σ0 * x) ⊙ (1 - M)``, ``g_σ0`` a 3D Gaussian
   kernel; ``M = 1`` keeps a voxel, ``M = 0`` replaces it by the blurred image.
@@ -14,10 +14,10 @@ confidence in the explained class. Following seed 002 (§3.3):
 - Eq. 3, objective: ``E_K[f_c(P(x^K; M))] + λ2 TV_β(M) + λ1 ‖1 - m‖₁`` with ``f_c`` the
   softmax probability of the explained class, minimized with Adam.
 
-Hyper-parameters (seed 002, §3.3, found there by an ablation study): ``σ0 = σm = 10``,
+Hyper-parameters (Kan et al. 2020, §3.3, found there by an ablation study): ``σ0 = σm = 10``,
 ``λ1 = 3``, ``λ2 = 1``, ``β = 7``, ``s = 4``, ``j = 5``, 10 jitter draws, Adam with learning rate
 ``0.3`` and ``(β1, β2) = (0.9, 0.99)``. What the paper leaves open is taken from the authors'
-published code (``InterpretableNeuroDL``, ``masks/meanpertrub.py``, linked from seed 002 §1):
+published code (``InterpretableNeuroDL``, ``masks/meanpertrub.py``, linked from Kan et al. 2020 §1):
 
 - the mask starts at ``m = 1`` (nothing deleted) and is clipped to ``[0, 1]`` after each step;
 - both Gaussian kernels are ``kernel_size = 5`` voxels wide, so with ``σ = 10`` they are nearly
@@ -112,7 +112,7 @@ def meaningful_perturbation(
     n_jitter: int = 10,
     seed: int = 0,
 ) -> torch.Tensor:
-    """Meaningful Perturbation maps of volumes (seed 002, §3.3, Eq. 1-3; Fong & Vedaldi, 2017).
+    """Meaningful Perturbation maps of volumes (Kan et al. 2020, §3.3, Eq. 1-3; Fong & Vedaldi, 2017).
 
     Hand-written (Captum has no Meaningful Perturbation); see the module docstring for the
     objective and where each default comes from. Each sample gets its own mask, optimized
@@ -133,30 +133,30 @@ def meaningful_perturbation(
     n_iter : int, default=100
         Adam iterations per sample.
     lr : float, default=0.3
-        Adam learning rate (seed 002, §3.3); Adam's ``betas = (0.9, 0.99)`` (seed 002).
+        Adam learning rate (Kan et al. 2020, §3.3); Adam's ``betas = (0.9, 0.99)`` (Kan et al. 2020).
     lr_step : int or None, default=30
         Divide the learning rate by 10 every ``lr_step`` iterations (the authors' code); None
         keeps it constant.
     l1_coef : float, default=3.0
-        ``λ1``, weight of the mean deletion ``mean|1 - m|`` (seed 002).
+        ``λ1``, weight of the mean deletion ``mean|1 - m|`` (Kan et al. 2020).
     tv_coef : float, default=1.0
-        ``λ2``, weight of the total variation of ``M`` (seed 002).
+        ``λ2``, weight of the total variation of ``M`` (Kan et al. 2020).
     tv_beta : float, default=7.0
-        ``β``, exponent of the total variation (seed 002).
+        ``β``, exponent of the total variation (Kan et al. 2020).
     mask_scale : int, default=4
-        ``s``, upsampling factor from the mask to the grid (seed 002); the mask has
+        ``s``, upsampling factor from the mask to the grid (Kan et al. 2020); the mask has
         ``ceil(size / s)`` voxels per axis.
     blur_sigma : float, default=10.0
-        ``σ0`` of the image blur (seed 002), in voxels.
+        ``σ0`` of the image blur (Kan et al. 2020), in voxels.
     mask_sigma : float, default=10.0
-        ``σm`` of the mask smoothing (seed 002), in voxels.
+        ``σm`` of the mask smoothing (Kan et al. 2020), in voxels.
     kernel_size : int, default=5
         Width in voxels (odd) of both Gaussian kernels (the authors' code).
     jitter : int, default=5
-        ``j``, padding of the jitter; offsets ``K`` are drawn from ``0..j-1`` (seed 002). 1
+        ``j``, padding of the jitter; offsets ``K`` are drawn from ``0..j-1`` (Kan et al. 2020). 1
         disables the jitter.
     n_jitter : int, default=10
-        Draws of ``K`` per iteration, averaged in the score term (seed 002: 10).
+        Draws of ``K`` per iteration, averaged in the score term (Kan et al. 2020: 10).
     seed : int, default=0
         Seed of the jitter draws (a private generator per sample, so a sample's map does not
         depend on the rest of the batch or on the global random state).

@@ -1,4 +1,4 @@
-"""Registry of attribution methods behind one call signature (seeds 000, 001, 002, 004).
+"""Registry of attribution methods behind one call signature (the method papers (Lewis et al. 2023, Strock et al. 2025, Kan et al. 2020, Gotsopoulos et al. 2018)).
 
 :data:`METHODS` maps a lowercase alphanumeric key (it becomes the BIDS ``desc-`` entity of the
 maps) to an :class:`AttributionMethod`: the function, its parameters with their defaults, the
@@ -7,11 +7,11 @@ models it supports, a one-line description and BibTeX citation keys for the meth
 full parameter set actually used (defaults filled in) for the provenance record.
 
 Every method takes and returns the ensemble's layout ``(batch, n_timepoints, n_features)``; for
-the volume model ``cnn3d`` (seed 002) that is ``(batch, 1, X*Y*Z)``, and :attr:`models` says which
-methods support it (Meaningful Perturbation, ``mp``, supports only it; the seed-004 linear-model
+the volume model ``cnn3d`` (Kan et al. 2020) that is ``(batch, 1, X*Y*Z)``, and :attr:`models` says which
+methods support it (Meaningful Perturbation, ``mp``, supports only it; the Gotsopoulos et al. 2018 linear-model
 importances and the per-element output difference do not).
 
-With several IG baselines (seed 001, Fig 7) the IG maps are keyed ``igZero``, ``igMean``,
+With several IG baselines (Strock et al. 2025, Fig 7) the IG maps are keyed ``igZero``, ``igMean``,
 ``igMedian``, ``igRandom`` (:func:`map_keys`); every other baseline-taking method uses the first
 baseline.
 """
@@ -83,7 +83,7 @@ def _entry(key, function, name, description, citations, **kw) -> AttributionMeth
 _ENTRIES = [
     _entry("ig", integrated_gradients, "Integrated Gradients",
            "Gradient of the true class's logit integrated along the straight path from a baseline to "
-           "the input, by default not multiplied by the input (seed 000).",
+           "the input, by default not multiplied by the input (Lewis et al. 2023).",
            ("sundararajan2017", "seed000"), uses_baseline=True,
            captum="IntegratedGradients"),
     _entry("saliency", _m.saliency, "Saliency",

@@ -1,33 +1,33 @@
-"""Reliability report card of attribution maps (seeds 000-004).
+"""Reliability report card of attribution maps (the method papers (Lewis et al. 2023, Strock et al. 2025, Kan et al. 2020, Thibeau-Sutre et al. 2023, Gotsopoulos et al. 2018)).
 
 Plain functions returning :class:`pandas.DataFrame`; only :func:`write_reliability` writes files.
 
-- Stability across seeds (seed 000, §2.4): computed while the ensemble streams its maps
+- Stability across seeds (Lewis et al. 2023, §2.4): computed while the ensemble streams its maps
   (:func:`xaibids.learning.ensemble.attribute_fold`) with :func:`pairwise_model_correlation` and
   :func:`pearson_per_sample`; the result is ``EnsembleResult.stability``.
-- Method agreement (seed 001, Fig 6): :func:`method_agreement`, the mean over samples of the
+- Method agreement (Strock et al. 2025, Fig 6): :func:`method_agreement`, the mean over samples of the
   Pearson correlation between two methods' stabilized maps of a sample; :func:`method_dice`, the
-  Dice coefficient (seed 002, Table 3) of the maps binarized at a documented level.
-- Baseline agreement of IG (seed 001, Fig 7): :func:`baseline_agreement`.
-- Model-parameter randomization (seed 003; Adebayo et al., 2018, §3.1 "cascading
+  Dice coefficient (Kan et al. 2020, Table 3) of the maps binarized at a documented level.
+- Baseline agreement of IG (Strock et al. 2025, Fig 7): :func:`baseline_agreement`.
+- Model-parameter randomization (Thibeau-Sutre et al. 2023; Adebayo et al., 2018, §3.1 "cascading
   randomization"): :func:`randomization_check`.
 - Faithfulness and robustness: :func:`faithfulness` -- infidelity (Yeh et al., 2019, Def. 2.1)
   and max-sensitivity (Yeh et al., 2019, Def. 3.1) via :mod:`captum.metrics`, and the IG
   completeness error (Sundararajan et al., 2017, Prop. 1; Captum's convergence delta).
-- Permutation-based significance and reproducibility (seed 004, §2.9):
+- Permutation-based significance and reproducibility (Gotsopoulos et al. 2018, §2.9):
   :func:`xaibids.learning.ensemble.permutation_test` trains the label-shuffled ensembles and
   calls :func:`permutation_reproducibility` here.
 
-Dice threshold (seed 002, Table 3)
+Dice threshold (Kan et al. 2020, Table 3)
 ---------------------------------
-Seed 002 binarizes each method's map with its own absolute threshold (0.65 for Grad-CAM and
+Kan et al. 2020 binarizes each method's map with its own absolute threshold (0.65 for Grad-CAM and
 Meaningful Perturbations, 0.04 for Guided Backpropagation) because the methods' value ranges
 differ. Absolute levels do not transfer between methods, models and datasets, so we keep the
 seed's intent -- comparable masks across methods -- with a rank threshold: the ``top_fraction``
 (default 10 %) of a map's elements with the largest absolute values form its mask (exactly
 ``max(1, round(top_fraction * n))`` elements; ties broken by position). Both masks then have
 the same size ``k`` and the Dice coefficient ``2 |A ∩ B| / (|A| + |B|)`` equals ``|A ∩ B| / k``.
-Seed 002 also chooses its thresholds "to nullify all values outside the brain": for volume maps
+Kan et al. 2020 also chooses its thresholds "to nullify all values outside the brain": for volume maps
 pass the brain mask as ``mask`` (to :func:`method_dice` and :func:`method_agreement`), so that
 only voxels inside it are ranked and compared.
 
@@ -118,7 +118,7 @@ def pearson_per_sample(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def pairwise_model_correlation(maps: np.ndarray) -> float:
-    """Mean Pearson correlation over all pairs of models' maps of one sample (seed 000, §2.4).
+    """Mean Pearson correlation over all pairs of models' maps of one sample (Lewis et al. 2023, §2.4).
 
     Parameters
     ----------
@@ -149,7 +149,7 @@ def top_mask(maps: np.ndarray, top_fraction: float = 0.1) -> np.ndarray:
     """Binary masks of the ``top_fraction`` largest absolute values of each sample's map.
 
     Exactly ``max(1, round(top_fraction * n))`` elements per sample are True (ties broken by
-    position, first come first); see the module docstring for this reading of seed 002.
+    position, first come first); see the module docstring for this reading of Kan et al. 2020.
     """
     if not (isinstance(top_fraction, (int, float)) and 0 < top_fraction <= 1):
         raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction!r}.")
@@ -236,7 +236,7 @@ def _square(maps: dict, keys: list[str], pairwise) -> pd.DataFrame:
 
 
 def method_agreement(maps: dict, keys=None, level: str = "sample", mask=None) -> pd.DataFrame:
-    """Correlation matrix between methods' maps (seed 001, Fig 6).
+    """Correlation matrix between methods' maps (Strock et al. 2025, Fig 6).
 
     Parameters
     ----------
@@ -248,7 +248,7 @@ def method_agreement(maps: dict, keys=None, level: str = "sample", mask=None) ->
     level : {"sample", "feature"}, default="sample"
         ``sample``: mean over samples of the per-sample Pearson r of the flattened maps.
         ``feature``: Pearson r of the group-level feature profiles (maps summed over time and
-        averaged over samples), the region-level comparison of seed 001 (for volumes: the
+        averaged over samples), the region-level comparison of Strock et al. 2025 (for volumes: the
         voxel profile of the mean map).
     mask : array of bool, optional
         Elements of one sample's map to compare, of shape ``(n_timepoints, n_features)`` or
@@ -276,13 +276,13 @@ def method_agreement(maps: dict, keys=None, level: str = "sample", mask=None) ->
 
 
 def method_dice(maps: dict, keys=None, top_fraction: float = 0.1, mask=None) -> pd.DataFrame:
-    """Dice coefficients between methods' thresholded maps (seed 002, Table 3).
+    """Dice coefficients between methods' thresholded maps (Kan et al. 2020, Table 3).
 
     Each sample's map is binarized to its ``top_fraction`` largest absolute values
     (:func:`top_mask`; the module docstring explains this threshold); the table holds the mean
     over samples of the per-sample Dice of two methods' masks. ``mask`` (as in
     :func:`method_agreement`, e.g. the flattened brain mask of volume maps) restricts both the
-    ranking and the comparison to its elements (seed 002 thresholds only inside the brain).
+    ranking and the comparison to its elements (Kan et al. 2020 thresholds only inside the brain).
     """
     keys = _check_maps(maps, keys)
     selected = _select(maps, keys, mask)
@@ -291,7 +291,7 @@ def method_dice(maps: dict, keys=None, top_fraction: float = 0.1, mask=None) -> 
 
 
 def baseline_agreement(maps: dict, level: str = "sample") -> pd.DataFrame:
-    """Correlation matrix between IG maps of different baselines (seed 001, Fig 7).
+    """Correlation matrix between IG maps of different baselines (Strock et al. 2025, Fig 7).
 
     Uses the keys ``igZero``, ``igMean``, ``igMedian``, ``igRandom`` present in ``maps`` (the
     ensemble makes them when several baselines are requested); at least two are needed.
@@ -338,7 +338,7 @@ def randomization_check(
     method_params: dict | None = None,
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Cascading model-parameter randomization (seed 003; Adebayo et al., 2018, §3.1).
+    """Cascading model-parameter randomization (Thibeau-Sutre et al. 2023; Adebayo et al., 2018, §3.1).
 
     Starting from the trained model, the layers with parameters are re-initialized one at a time
     from the output layer down (each with its own ``reset_parameters``, i.e. drawn from its
@@ -427,7 +427,7 @@ def faithfulness(
     - ``completeness_error`` (IG only): mean ``|Σ IG(x) - (f(x) - f(baseline))|`` of the
       *input-multiplied* IG with the method's integration rule and steps (Captum's
       ``return_convergence_delta``, computed by :func:`xaibids.attribution.ig.completeness_terms`;
-      the seed 000 IG without multiplication has no completeness property), and
+      the Lewis et al. 2023 IG without multiplication has no completeness property), and
       ``relative_completeness_error``, that divided by mean ``|f(x) - f(baseline)|`` (NaN when
       that is 0).
 
@@ -500,7 +500,7 @@ def faithfulness(
     return pd.DataFrame(rows, columns=["method", "metric", "value", "n_samples"])
 
 
-# --------------------------------------------------------------------------- permutations (seed 004)
+# --------------------------------------------------------------------------- permutations (Gotsopoulos et al. 2018)
 
 
 def permutation_reproducibility(
@@ -511,7 +511,7 @@ def permutation_reproducibility(
     feature_names: list[str] | None = None,
     classes: list[str] | None = None,
 ) -> tuple[pd.DataFrame, int]:
-    """Per-feature null thresholds and reproducibility counts (seed 004, §2.9.1-2.9.3).
+    """Per-feature null thresholds and reproducibility counts (Gotsopoulos et al. 2018, §2.9.1-2.9.3).
 
     Parameters
     ----------

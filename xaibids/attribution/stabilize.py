@@ -1,6 +1,6 @@
-"""Stabilization of saliency maps over an ensemble of seeds (seed 000, §2.4).
+"""Stabilization of saliency maps over an ensemble of seeds (Lewis et al. 2023, §2.4).
 
-Hand-written (no library implements it). Seed 000, §2.4 and figure 3: single models' maps "vary
+Hand-written (no library implements it). Lewis et al. 2023, §2.4 and figure 3: single models' maps "vary
 widely with the initial randomization", so many models are trained with different random
 initializations; for each (test) sample the map of every model is computed, the average map over
 models is formed, and "we select the map that is closest (the distances are weighted by the loss
@@ -29,9 +29,9 @@ POSITIVE_METHODS = ("abs", "relu", "none")
 
 
 def make_positive(a: np.ndarray, positive: str = "abs") -> np.ndarray:
-    """Absolute value or ReLU of a map (seed 000, §2.5-2.6); ``none`` keeps the signed map.
+    """Absolute value or ReLU of a map (Lewis et al. 2023, §2.5-2.6); ``none`` keeps the signed map.
 
-    Signed maps are what seed 001's ROI score (``|median over time|``) needs: it relies on
+    Signed maps are what Strock et al. 2025's ROI score (``|median over time|``) needs: it relies on
     attributions of opposite sign cancelling over time.
     """
     if positive == "abs":
@@ -44,7 +44,7 @@ def make_positive(a: np.ndarray, positive: str = "abs") -> np.ndarray:
 
 
 def normalize_sum(a: np.ndarray) -> np.ndarray:
-    """Divide a map by the sum of its magnitudes (seed 000, §2.4: by its sum, for the
+    """Divide a map by the sum of its magnitudes (Lewis et al. 2023, §2.4: by its sum, for the
     non-negative maps there); an all-zero map stays zero."""
     total = float(np.sum(np.abs(a)))
     if total > 0 and np.isfinite(total):
@@ -58,7 +58,7 @@ def stabilize(
     how: str = "closest",
     positive: str = "abs",
 ) -> tuple[np.ndarray, int | None]:
-    """Stabilize one sample's attribution maps over the models of an ensemble (seed 000, §2.4).
+    """Stabilize one sample's attribution maps over the models of an ensemble (Lewis et al. 2023, §2.4).
 
     Parameters
     ----------
@@ -70,7 +70,7 @@ def stabilize(
         finite. Required for ``how="closest"``, ignored otherwise.
     how : {"closest", "mean", "median", "none"}, default="closest"
         ``closest``: the model map with the smallest loss-weighted Euclidean distance
-        ``losses[m] * ||maps[m] - mean(maps)||`` to the mean map (seed 000, §2.4; see the module
+        ``losses[m] * ||maps[m] - mean(maps)||`` to the mean map (Lewis et al. 2023, §2.4; see the module
         docstring for this reading of the weighting); ties go to the smaller unweighted
         distance, then to the lowest index.
         ``mean`` / ``median``: the element-wise mean / median over models.

@@ -1,7 +1,7 @@
 """``xaibids demo OUT_DIR``: simulate a small BOLD dataset and run both levels on it.
 
 The dataset is the ``bold`` simulation (``xaibids-simulate bold``): the small-world E/I network
-of seed 001 painted into the Harvard-Oxford regions of the MNI152 template, with a few regions
+of Strock et al. 2025 painted into the Harvard-Oxford regions of the MNI152 template, with a few regions
 whose excitability differs between the classes. The demo ends by scoring the maps against
 the simulated truth with :mod:`xaibids.validation` (also written to
 ``group/desc-validation_metrics.tsv``).
@@ -19,11 +19,11 @@ import pandas as pd
 
 LOGGER = logging.getLogger("xaibids")
 
-#: Simulation settings of the demo: seed 001's easiest corner (severity 0.5, 10 dB per voxel),
-#: 100 volumes (seed 001's code simulates 100 steps).
+#: Simulation settings of the demo: Strock et al. 2025's easiest corner (severity 0.5, 10 dB per voxel),
+#: 100 volumes (Strock et al. 2025's code simulates 100 steps).
 DEMO_SIMULATION = {"severity": 0.5, "snr_db": 10.0, "n_timepoints": 100}
 #: Participant-level denoising of the demo: detrending only. The simulated class effect
-#: (seed 001's code) is a slow drift of the hyperexcitable regions to a saturated level;
+#: (Strock et al. 2025's code) is a slow drift of the hyperexcitable regions to a saturated level;
 #: fMRIPrep's 24 motion regressors (random walks) plus cosines on 100 volumes regress most of
 #: that slow signal out, and with ``--confounds simple`` the demo's classifier is at chance.
 DEMO_PARTICIPANT = ["--confounds", "none"]

@@ -99,7 +99,7 @@ def ensemble_config(config, dataset=None, atlas=None):
             params.setdefault("ablation", {}).setdefault(
                 "feature_mask", str(atlas_on_grid(config, atlas, dataset)))
         for method in {"gradcam", "guidedgradcam"} & set(ac.attribution):
-            # Seed 002's Eq. 7 keeps only positive evidence; a class that differs by *lower*
+            # Kan et al. 2020's Eq. 7 keeps only positive evidence; a class that differs by *lower*
             # intensity (atrophy) shows as missing activation, i.e. negative evidence, which the
             # ReLU erases: the signed map is kept and --positive applies, as for every method
             params.setdefault(method, {}).setdefault("relu_attributions", False)
@@ -752,7 +752,7 @@ def write_volume_outputs(config, source, dataset, result, group_dir: Path,
     """Group statistics of voxel maps (:mod:`xaibids.stats.volumes`) with the ``--atlas``
     regions: region importance with Cohen's d and the ``selection`` rule (``selection`` and
     ``withheld`` of :func:`~xaibids.stats.volumes.compute_volume_statistics`), the group map,
-    seed 002's region ranking."""
+    Kan et al. 2020's region ranking."""
     import nibabel as nb
 
     from xaibids.features.atlases import load_atlas
@@ -795,13 +795,13 @@ def write_volume_outputs(config, source, dataset, result, group_dir: Path,
 
 def write_reliability_outputs(config, source, dataset, result, ens_config,
                               group_dir: Path) -> list[Path]:
-    """The reliability report card of the maps (seeds 001-004) under ``group/``.
+    """The reliability report card of the maps (the method papers (Strock et al. 2025, Kan et al. 2020, Thibeau-Sutre et al. 2023, Gotsopoulos et al. 2018)) under ``group/``.
 
     Stability across seeds comes with the ensemble; agreement between methods and between IG
     baselines is computed from the stabilized maps when there are several; the cascading
     randomization check and infidelity/max-sensitivity run on the first model of fold 1 with
     ``--reliability-samples`` of its test subjects; ``--permutations`` adds the permutation
-    test of seed 004.
+    test of Gotsopoulos et al. 2018.
     """
     import torch
 
@@ -814,7 +814,7 @@ def write_reliability_outputs(config, source, dataset, result, ens_config,
     ac = config.attribution
     tables, metrics = {}, [result.stability]
     brain = None
-    if source.mask is not None:  # voxel maps: compare the brain's voxels only (seed 002)
+    if source.mask is not None:  # voxel maps: compare the brain's voxels only (Kan et al. 2020)
         brain = np.asarray(source.mask).ravel()
     if len(result.maps) > 1:
         tables["method_agreement"] = method_agreement(result.maps, mask=brain)

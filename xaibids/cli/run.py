@@ -231,8 +231,8 @@ def configure(config: Config, extra: dict):
     if features in VOLUME_FEATURES and ex.analysis_level == "group" \
             and config.learning.model not in volume_models:
         raise XaibidsError(
-            f"--features {features} classifies 3D volumes: give --model linear (seed 004's "
-            f"network without hidden layers) or --model cnn3d (seed 002's 3D CNN); --model "
+            f"--features {features} classifies 3D volumes: give --model linear (Gotsopoulos et al. 2018's "
+            f"network without hidden layers) or --model cnn3d (Kan et al. 2020's 3D CNN); --model "
             f"{config.learning.model} reads timecourses."
         )
     if features not in VOLUME_FEATURES and config.learning.model == "cnn3d":

@@ -14,25 +14,25 @@ import time
 from xaibids import __version__
 
 _SEED_REFS = {
-    "boxes": "seed 000 §2.5: Gaussian noise, 200 steps × 30 features; in a random 10-step "
+    "boxes": "Lewis et al. 2023 §2.5: Gaussian noise, 200 steps × 30 features; in a random 10-step "
              "window the first (class0) or last (class1) 15 features get added Gaussian noise.",
-    "var": "seed 000 §2.5: VAR(1) background from matrix A; a random 15-step window of new "
+    "var": "Lewis et al. 2023 §2.5: VAR(1) background from matrix A; a random 15-step window of new "
            "dynamics from B (class0) or C (class1), blended with α.",
-    "rnn-ei": "seed 001 Methods and its published code: small-world RNN (Watts–Strogatz, 100 "
+    "rnn-ei": "Strock et al. 2025 Methods and its published code: small-world RNN (Watts–Strogatz, 100 "
               "nodes, k = 10, p = 0.1, x_t = tanh(W x_(t-1) + eps)); in group "
               "'hyperexcitable' a fraction of nodes get an extra input δ/ρ from every node; "
               "canonical HRF (TR 1 s, 100 volumes) and measurement noise at a given SNR.",
     "bold": "rnn-ei dynamics of each atlas region painted into voxels on the MNI152 template, "
             "with smooth noise, motion and a brain mask, written as fMRIPrep-style "
             "derivatives.",
-    "t1-atrophy": "seed 002's setting with a known answer: nilearn's MNI152 template as every "
+    "t1-atrophy": "Kan et al. 2020's setting with a known answer: nilearn's MNI152 template as every "
                   "subject's T1w, with a smooth-edged intensity loss (--severity) in chosen "
                   "atlas regions (--regions) for group 'atrophy', a per-subject smooth intensity "
                   "field, head-position jitter (≤ 2°, ≤ 2 mm) in the raw T1w and Rician noise; "
                   "raw sub-XX/anat/sub-XX_T1w.nii.gz and/or fMRIPrep-style "
                   "space-MNI152NLin2009cAsym_desc-preproc_T1w + brain mask; ground truth: "
                   "affected-region masks and tables (see the dataset README).",
-    "voxel-patterns": "seed 004 §2.5 scenarios 1-3: unit Gaussian noise with Gaussian "
+    "voxel-patterns": "Gotsopoulos et al. 2018 §2.5 scenarios 1-3: unit Gaussian noise with Gaussian "
                       "N(0.05, 1) added to the voxels of each category's pattern (scenario 3: "
                       "0.07 on the right half); overlapping patterns of N/10 (1), N/100, N/5, "
                       "N/10 (2, 3); each subject has --n-trials volumes of its category, "
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description=_SEED_REFS["voxel-patterns"])
     _common(p)
     p.add_argument("--scenario", type=int, choices=[1, 2, 3],
-                   help="seed 004 scenario: 1 overlapping patterns of the same size, 2 complex "
+                   help="Gotsopoulos et al. 2018 scenario: 1 overlapping patterns of the same size, 2 complex "
                         "patterns with one magnitude, 3 with two magnitudes (default 1)")
     p.add_argument("--n-classes", type=int,
                    help="number of categories (the group levels cat1..catN), 2-5 (default 2)")
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--design", choices=["between", "within"],
                    help="between: each subject has one category, its participants.tsv 'group' "
                         "(default); within: each subject's trials cycle through the categories "
-                        "(events' trial_type), as in seed 004 -- analyse with --features trials "
+                        "(events' trial_type), as in Gotsopoulos et al. 2018 -- analyse with --features trials "
                         "--target trial_type")
     p.add_argument("--grid", choices=["box", "mni"],
                    help="box: a cube of --grid-size voxels, all in the mask (default); mni: "
@@ -166,9 +166,9 @@ def _rnn_options(p: argparse.ArgumentParser, n_timepoints: int, tr: float) -> No
     p.add_argument("--rewire-p", type=float, help="rewiring probability (default 0.1)")
     p.add_argument("--neural-noise", type=float, help="SD of the intrinsic noise (default 0.1)")
     p.add_argument("--burn-in", type=int, help="discarded initial RNN steps (default 0, as in "
-                                               "seed 001's code: x_0 ~ N(0, 1))")
+                                               "Strock et al. 2025's code: x_0 ~ N(0, 1))")
     p.add_argument("--excitability", choices=["input", "gain"],
-                   help="how excitability changes: 'input' (default, seed 001's code): each "
+                   help="how excitability changes: 'input' (default, Strock et al. 2025's code): each "
                         "affected node gets an extra input of weight δ/ρ from every node; "
                         "'gain': the affected nodes' weights on their neighbours × (1 + δ) (a "
                         "reading of the seed's text, far weaker)")

@@ -25,9 +25,9 @@ def get_parser() -> argparse.ArgumentParser:
         prog="xaibids-validate",
         description=(
             "Score xaibids attribution maps against the ground truth of a simulated dataset: "
-            "overlap, weighted Jaccard and Euclidean distance per subject (seed 000 §2.6, "
-            "Table 1), ROI precision/recall/F1 at the 0.5 threshold (seed 001), feature "
-            "accuracy/FDR/FOR (seed 004; voxel maps of --features t1 against the voxel truth). "
+            "overlap, weighted Jaccard and Euclidean distance per subject (Lewis et al. 2023 §2.6, "
+            "Table 1), ROI precision/recall/F1 at the 0.5 threshold (Strock et al. 2025), feature "
+            "accuracy/FDR/FOR (Gotsopoulos et al. 2018; voxel maps of --features t1 against the voxel truth). "
             "Writes OUTPUT_DIR/group/desc-validation_metrics.tsv."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -39,7 +39,7 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--attribution", nargs="+", default=None, metavar="METHOD",
                         help="score only these attribution methods (default: all found)")
     parser.add_argument("--threshold", type=float, default=0.5,
-                        help="threshold on max-normalized ROI scores (seed 001: 0.5)")
+                        help="threshold on max-normalized ROI scores (Strock et al. 2025: 0.5)")
     parser.add_argument("--version", action="version", version=f"xaibids-validate v{__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     return parser

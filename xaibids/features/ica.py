@@ -1,7 +1,7 @@
 """ICA timecourses of preprocessed BOLD: group ICA, spatially constrained (template) maps,
 and dual-regression back-reconstruction.
 
-Two ways to get components (seed 000 uses ICA timecourses of intrinsic networks):
+Two ways to get components (Lewis et al. 2023 uses ICA timecourses of intrinsic networks):
 
 * **Group ICA** on the cleaned BOLD of all selected subjects with nilearn's ``CanICA``
   (Varoquaux et al., 2010, NeuroImage 51:288) or ``DictLearning`` (Mensch et al., 2016, ISBI),

@@ -1,7 +1,7 @@
 """T1w volumes for ``--features t1``: registration to the MNI152 template, masking,
 normalization and resampling onto a cropped template grid.
 
-Seed 002 (§2, "Data") classifies whole T1 volumes compressed to 58 × 70 × 58 voxels after
+Kan et al. 2020 (§2, "Data") classifies whole T1 volumes compressed to 58 × 70 × 58 voxels after
 HCP preprocessing. Raw T1w images are brought to the template here in the manner of
 ClinicaDL's ``t1-linear`` pipeline (N4 bias-field correction, then an affine registration to the
 MNI152 template with ANTs, then a crop to the brain's bounding box), using ANTsPy (``antspyx``,
@@ -63,7 +63,7 @@ REGISTRATION_OPTIONS: dict = {
 }
 DEFAULT_RESOLUTION = 3.0
 DEFAULT_MARGIN = 4
-#: Default grid shape (``template_grid(3.0, 4)``), seed 002's ~58 × 70 × 58.
+#: Default grid shape (``template_grid(3.0, 4)``), Kan et al. 2020's ~58 × 70 × 58.
 DEFAULT_GRID_SHAPE = (57, 69, 60)
 #: Masks resampled with trilinear interpolation keep the voxels at or above this value.
 MASK_THRESHOLD = 0.5
@@ -111,7 +111,7 @@ def _check_grid_args(resolution, margin) -> tuple[float, int]:
         raise T1Error(f"--t1-resolution must be a number of mm, got {resolution!r}.") from None
     if not np.isfinite(resolution) or not 1.0 <= resolution <= 10.0:
         raise T1Error(f"--t1-resolution must lie in [1, 10] mm, got {resolution}; the default "
-                      f"{DEFAULT_RESOLUTION:g} mm gives {DEFAULT_GRID_SHAPE} voxels (seed 002).")
+                      f"{DEFAULT_RESOLUTION:g} mm gives {DEFAULT_GRID_SHAPE} voxels (Kan et al. 2020).")
     if int(margin) != margin or margin < 0:
         raise T1Error(f"The grid margin must be a whole number of voxels ≥ 0, got {margin!r}.")
     return resolution, int(margin)
@@ -141,7 +141,7 @@ def template_grid(resolution: float = DEFAULT_RESOLUTION,
 
     ``resolution`` mm isotropic voxels aligned with the template's world (MNI, RAS+) axes,
     covering the bounding box of the template's brain mask plus ``margin`` voxels on each side
-    — the crop to the brain of ClinicaDL's ``t1-linear`` at the coarse resolution of seed 002
+    — the crop to the brain of ClinicaDL's ``t1-linear`` at the coarse resolution of Kan et al. 2020
     (§2: volumes of 58 × 70 × 58 voxels). The brain's bounding box spans x −72.5…72.5,
     y −107.5…73.5, z −72.5…82.5 mm (voxel edges); the grid is centred on it, its first voxel
     centre on a whole millimetre.
@@ -342,7 +342,7 @@ def register_to_template(in_file: str | Path | nb.Nifti1Image, random_seed: int 
     inside the head, i.e. the voxels brighter than the image mean), then
     ``ants.registration(type_of_transform="Affine", **REGISTRATION_OPTIONS)`` to the 1 mm
     template (:data:`REGISTRATION_OPTIONS`; ClinicaDL's ``t1-linear`` affine registration in
-    ANTsPy; seed 002 §2 uses HCP-preprocessed volumes instead).
+    ANTsPy; Kan et al. 2020 §2 uses HCP-preprocessed volumes instead).
 
     Parameters
     ----------
@@ -442,7 +442,7 @@ def normalize_intensity(data: np.ndarray, mask: np.ndarray) -> np.ndarray:
     the brain only keeps the amount of background — which varies with the head's size and
     the crop — out of the statistics. Outside the mask the value is 0, the in-brain mean: the
     background carries no signal the model could use, and the all-zero baseline of Integrated
-    Gradients and the blurred/zero perturbations of seed 002 (eq. 1–3) mean "average tissue"
+    Gradients and the blurred/zero perturbations of Kan et al. 2020 (eq. 1–3) mean "average tissue"
     there rather than "very dark".
     """
     data = np.asarray(data, dtype=np.float32)
@@ -480,7 +480,7 @@ def preprocess_t1(in_file: str | Path, out_file: str | Path,
                   mask_file: str | Path | None = None, in_template_space: bool = False,
                   random_seed: int = 0, n_threads: int = 1,
                   report_file: str | Path | None = None, space: str | None = None) -> dict:
-    """A T1w image → the network's input volume on :func:`template_grid` (seed 002 §2).
+    """A T1w image → the network's input volume on :func:`template_grid` (Kan et al. 2020 §2).
 
     Raw input (``in_template_space=False``): :func:`register_to_template` (N4 + affine, 1 mm
     template grid), the template brain mask, anti-aliased trilinear resampling onto the grid

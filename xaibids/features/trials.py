@@ -1,6 +1,6 @@
-"""Trial-average activation maps: one volume per event of a BOLD run (seed 004 §2.3).
+"""Trial-average activation maps: one volume per event of a BOLD run (Gotsopoulos et al. 2018 §2.3).
 
-Seed 004 classifies single trials, not subjects: "Average activation maps were used as input to
+Gotsopoulos et al. 2018 classifies single trials, not subjects: "Average activation maps were used as input to
 the classifier", the temporal average of the voxel time courses over an interval of each trial
 (7 TRs around the end of each movie clip in its dataset 1, 5 TRs from stimulus onset in dataset
 2), after the time course of every voxel was "normalized to zero mean and unit variance"
@@ -14,7 +14,7 @@ are dropped and counted. The averaging is hand-written (nilearn has no trial ave
 masking and cleaning are nilearn's.
 
 The window is the event's own: put the interval to average in ``onset`` and ``duration`` of the
-events file (for example shifted by the hemodynamic delay, as seed 004's dataset 1 centres it on
+events file (for example shifted by the hemodynamic delay, as Gotsopoulos et al. 2018's dataset 1 centres it on
 the end of the clip).
 """
 
@@ -110,7 +110,7 @@ def extract_trial_maps(
     low_pass: float | None = None,
     metadata: dict | None = None,
 ) -> TrialMaps:
-    """One mean activation map per event of a BOLD run (seed 004 §2.3).
+    """One mean activation map per event of a BOLD run (Gotsopoulos et al. 2018 §2.3).
 
     Parameters
     ----------
@@ -122,7 +122,7 @@ def extract_trial_maps(
     confounds
         One of nilearn's fMRIPrep strategies or ``none`` (as for ROI timecourses).
     detrend, standardize, high_pass, low_pass
-        Passed to :class:`nilearn.maskers.NiftiMasker` (as for ROI timecourses); seed 004
+        Passed to :class:`nilearn.maskers.NiftiMasker` (as for ROI timecourses); Gotsopoulos et al. 2018
         z-scores every voxel's time course (``standardize='zscore_sample'``).
     metadata
         The BOLD sidecar (``RepetitionTime``; else the header's TR).

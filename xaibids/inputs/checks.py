@@ -286,7 +286,7 @@ def check_trial_target(participants: pd.DataFrame, path: Path, target: str,
         raise XaibidsError(
             f"The folds keep each subject's trials together, and {len(subjects)} subject(s) "
             f"are selected for {n_folds} folds; lower --n-folds to at most {len(subjects)} "
-            "(the number of subjects is leave-one-subject-out, as in seed 004).")
+            "(the number of subjects is leave-one-subject-out, as in Gotsopoulos et al. 2018).")
 
 
 def check_timeseries_files(paths: list[str]) -> dict[str, int]:

@@ -134,7 +134,7 @@ class ExtractTrialMaps(SimpleInterface):
             **cleaning_metadata(inputs, result.confound_columns, result.repetition_time),
             "Description": "One mean activation map per event of the run's events.tsv: the "
                            "volumes acquired inside [onset, onset + duration) averaged after "
-                           "cleaning (seed 004 §2.3); the rows of the events TSV of the same "
+                           "cleaning (Gotsopoulos et al. 2018 §2.3); the rows of the events TSV of the same "
                            "name describe the volumes in order. 0 outside the brain mask.",
             "NumberOfVolumes": result.n_volumes,
             "NumberOfTrials": len(result.events),

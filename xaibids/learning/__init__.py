@@ -1,4 +1,4 @@
-"""Datasets and seeded, cross-validated ensembles (seed 000, §2.4)."""
+"""Datasets and seeded, cross-validated ensembles (Lewis et al. 2023, §2.4)."""
 
 from xaibids.learning.dataset import TimeseriesDataset, assemble_dataset
 from xaibids.learning.ensemble import (

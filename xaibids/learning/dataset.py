@@ -370,14 +370,14 @@ def assemble_trial_dataset(
     cv_group: str | None = None,
     mask: np.ndarray | None = None,
 ) -> TimeseriesDataset:
-    """Build a :class:`TimeseriesDataset` of single-trial maps (``--features trials``, seed 004).
+    """Build a :class:`TimeseriesDataset` of single-trial maps (``--features trials``, Gotsopoulos et al. 2018).
 
     Every volume of every run's ``*_trials.nii.gz`` is one sample. Its class is the
     subject's value in the ``target`` column of ``participants.tsv`` when that column exists,
     else the trial's value in the ``target`` column of the events TSV beside the image (e.g.
-    ``trial_type``: seed 004 classifies the categories of trials within subjects). Trials
+    ``trial_type``: Gotsopoulos et al. 2018 classifies the categories of trials within subjects). Trials
     without a class are left out (logged). The samples of a subject share its participant id,
-    so the folds keep a subject's trials together (seed 004's leave-one-subject-out is
+    so the folds keep a subject's trials together (Gotsopoulos et al. 2018's leave-one-subject-out is
     ``--n-folds`` = the number of subjects). The labels are read first, so that ``X`` is
     allocated once and each image is copied into it directly.
 

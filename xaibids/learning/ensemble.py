@@ -1,6 +1,6 @@
 """Seeded ensembles per cross-validation fold with stabilized, out-of-fold attributions.
 
-Seed 000, §2.4 (figure 3): in every fold of a cross-validation, many models of one architecture
+Lewis et al. 2023, §2.4 (figure 3): in every fold of a cross-validation, many models of one architecture
 are trained from different random initializations; every *test* sample of the fold is explained
 by every model of the fold (so no map comes from a model that saw the sample), and the maps of a
 sample are reduced to one stable map (:func:`xaibids.attribution.stabilize.stabilize`).
@@ -10,12 +10,12 @@ of ``attribution_batch_size`` through all models of the fold and each batch is s
 the next one starts, so only ``batch x n_models`` raw maps exist at a time. The stability of
 the maps across seeds (mean pairwise correlation of the models' maps of a sample, and split-half
 correlation of two disjoint half-ensembles' stabilized maps) and each model's feature importance
-(for the permutation test of seed 004, §2.9) are computed from the same batches, as streaming
+(for the permutation test of Gotsopoulos et al. 2018, §2.9) are computed from the same batches, as streaming
 statistics of ``O(n_samples + n_models x n_features)`` memory.
 
-Several IG baselines (seed 001, Fig 7) give one map per baseline, keyed ``igZero``, ``igMean``,
+Several IG baselines (Strock et al. 2025, Fig 7) give one map per baseline, keyed ``igZero``, ``igMean``,
 ... (:func:`xaibids.attribution.registry.map_keys`); :func:`permutation_test` trains
-label-shuffled ensembles for the permutation-based reproducibility of seed 004, §2.9.
+label-shuffled ensembles for the permutation-based reproducibility of Gotsopoulos et al. 2018, §2.9.
 """
 
 from __future__ import annotations
@@ -82,9 +82,9 @@ class EnsembleConfig:
     model : {"lstm-attn", "stdnn", "linear"}
         Architecture (:func:`xaibids.models.build_model`).
     n_folds : int
-        Cross-validation folds (seed 000 uses 10).
+        Cross-validation folds (Lewis et al. 2023 uses 10).
     n_models : int
-        Models (random seeds) per fold (seed 000 uses 300).
+        Models (random seeds) per fold (Lewis et al. 2023 uses 300).
     epochs, batch_size, learning_rate, weight_decay, patience, val_fraction
         Adam training with early stopping on a stratified validation split of
         ``val_fraction`` of each fold's training subjects (0: no early stopping).
@@ -109,7 +109,7 @@ class EnsembleConfig:
         (Captum's default) or ``riemann_trapezoid``, ``riemann_left``, ``riemann_right``,
         ``riemann_middle``.
     baseline : str or tuple of str, each of {"zero", "mean", "median", "random"}
-        IG baseline(s) (seed 000: zero; seed 001 compares the others), computed from the fold's
+        IG baseline(s) (Lewis et al. 2023: zero; Strock et al. 2025 compares the others), computed from the fold's
         standardized training data. With several, the IG maps are keyed ``igZero``, ``igMean``,
         ``igMedian``, ``igRandom``; other baseline-taking methods use the first.
     attribution_params : dict of str to dict
@@ -120,7 +120,7 @@ class EnsembleConfig:
     stability : bool
         Compute the stability of the maps across seeds (:attr:`EnsembleResult.stability`).
     stabilize : {"closest", "mean", "median", "none"}
-        How the maps of a sample's models are reduced to one (seed 000, §2.4).
+        How the maps of a sample's models are reduced to one (Lewis et al. 2023, §2.4).
     positive : {"abs", "relu", "none"}
         Applied to the stabilized map before it is normalized by its sum.
     attribution_batch_size : int
@@ -285,7 +285,7 @@ class EnsembleResult:
     run_importance : dict of str to ndarray of shape (n_models, n_classes, n_features)
         Per map key, the feature importance of each "run" ``m`` -- model ``m`` of every fold,
         which together explain every sample once, out of fold, like one cross-validation run of
-        seed 004 (§2.7) -- for each true class: the model's positive, sum-normalized map summed
+        Gotsopoulos et al. 2018 (§2.7) -- for each true class: the model's positive, sum-normalized map summed
         over time, averaged over the samples of that class.
     mean_model_importance : dict of str to ndarray of shape (n_samples, n_features)
         Per map key, each sample's feature importance averaged over its fold's models: every
@@ -535,7 +535,7 @@ def attribute_fold(
     method_params: dict | None = None,
     stability: bool = True,
 ) -> Iterator[dict]:
-    """Stream a fold's test samples through its models: attribute, stabilize (seed 000, §2.4).
+    """Stream a fold's test samples through its models: attribute, stabilize (Lewis et al. 2023, §2.4).
 
     Samples are processed in batches of ``batch_size``; each batch is explained by every model
     (target = the true class) and stabilized before the next batch starts, so at most
@@ -730,7 +730,7 @@ def _stabilize_batch(raw: np.ndarray, losses: np.ndarray, how: str, positive: st
     for j in range(b):
         stable[j], sel = stabilize(raw[:, j], losses[:, j], how=how, positive=positive)
         chosen.append(sel)
-        # every model's positive map normalized by its sum (seed 000, §2.4)
+        # every model's positive map normalized by its sum (Lewis et al. 2023, §2.4)
         pos = make_positive(raw[:, j].astype(np.float64), positive)
         total = np.abs(pos).sum(axis=tuple(range(1, pos.ndim)), keepdims=True)
         ok = (total > 0) & np.isfinite(total)
@@ -1343,7 +1343,7 @@ def run_ensemble(
     checkpoint_dir: str | Path,
     progress: bool = True,
 ) -> EnsembleResult:
-    """Train seeded ensembles per fold and compute stabilized out-of-fold maps (seed 000, §2.4).
+    """Train seeded ensembles per fold and compute stabilized out-of-fold maps (Lewis et al. 2023, §2.4).
 
     For each fold ``k`` (1-based) of :func:`make_folds`:
 
@@ -1448,11 +1448,11 @@ def choose_ensemble_size(
     enough: the smaller ensemble is half of the larger one, so two small ensembles can agree by
     chance when their first models dominate the mean (measured on ``rnn-ei`` at the UK Biobank
     shape, ``docs/benchmarks.md``: r = 0.98 between 2 and 4 models, then 0.82 between 4 and 8).
-    Seed 000 (§2.4) stabilized over 300 seeds; this measures how many a given dataset needs.
+    Lewis et al. 2023 (§2.4) stabilized over 300 seeds; this measures how many a given dataset needs.
     Hand-written: no library sizes seed ensembles by map convergence.
 
     With ``config.stabilize == "closest"`` the maps compared are the ensemble's **mean** maps,
-    the target the ``closest`` rule selects against (seed 000, §2.4). The selected map is one
+    the target the ``closest`` rule selects against (Lewis et al. 2023, §2.4). The selected map is one
     model's map, and each added seed is the closest with a probability of about one in the
     ensemble size, so the selected maps of ``n`` and ``2 n`` models need not converge however
     many seeds are added (``docs/benchmarks.md``: r = 0.69-0.97 between successive sizes);
@@ -1600,11 +1600,11 @@ def permutation_test(
     real: EnsembleResult | None = None,
     progress: bool = False,
 ) -> PermutationResult:
-    """Permutation-based significance and reproducibility of feature importances (seed 004, §2.9).
+    """Permutation-based significance and reproducibility of feature importances (Gotsopoulos et al. 2018, §2.9).
 
-    Reading of seed 004 for seeded ensembles
+    Reading of Gotsopoulos et al. 2018 for seeded ensembles
     ----------------------------------------
-    Seed 004 repeats one leave-one-subject-out classification 1000 times ("runs", differing by
+    Gotsopoulos et al. 2018 repeats one leave-one-subject-out classification 1000 times ("runs", differing by
     their random initialization) and, per voxel and category, counts in how many runs the
     voxel's importance exceeds a significance threshold taken from a null distribution of 1000
     runs with permuted labels, one permutation each (§2.9.1-2.9.2); a second set of permutation
@@ -1638,7 +1638,7 @@ def permutation_test(
     config : EnsembleConfig
         Settings of the real ensemble and of every permutation run.
     n_permutations : int
-        Label-shuffled runs for the null distribution (seed 004: 1000); at least ``1 / alpha``
+        Label-shuffled runs for the null distribution (Gotsopoulos et al. 2018: 1000); at least ``1 / alpha``
         are needed for a meaningful quantile.
     checkpoint_dir : str or Path
         Parent folder of the permutations' checkpoints (and of ``real`` when it is computed).

@@ -185,7 +185,7 @@ def train_model(
     """Train one model with Adam and early stopping on a validation set.
 
     The initialization and the order of the mini-batches depend only on ``seed``
-    (seed 000, §2.4: the models of an ensemble differ only by their random initialization).
+    (Lewis et al. 2023, §2.4: the models of an ensemble differ only by their random initialization).
 
     Parameters
     ----------
@@ -308,7 +308,7 @@ def train_models_batched(
     of the models are stacked (``torch.func.stack_module_state``) and every step runs one
     forward and backward pass vmapped over the models, so a GPU sees a few large kernels
     instead of ``len(seeds)`` small ones. Each model keeps what makes it a member of the
-    ensemble (seed 000, §2.4): its initialization and mini-batch order come from its seed, and
+    ensemble (Lewis et al. 2023, §2.4): its initialization and mini-batch order come from its seed, and
     its early stopping from its own validation loss. Adam and its L2 weight decay act element
     by element, so one optimizer over the stacked parameters is the models' independent
     optimizers. The results equal :func:`train_model`'s up to floating-point rounding (batched

@@ -1,13 +1,13 @@
 """Deep classifiers for ``(batch, time, features)`` samples, built by name.
 
 ``lstm-attn``
-    Bidirectional LSTM with additive temporal attention (seed 000, §2.2).
+    Bidirectional LSTM with additive temporal attention (Lewis et al. 2023, §2.2).
 ``stdnn``
-    Two-layer 1D convolutional network (seed 001, Methods).
+    Two-layer 1D convolutional network (Strock et al. 2025, Methods).
 ``linear``
-    Softmax regression on the flattened input (seed 004, §2.7).
+    Softmax regression on the flattened input (Gotsopoulos et al. 2018, §2.7).
 ``cnn3d``
-    Three-block 3D CNN for volumes (seed 002, §3.2); a volume on a grid ``(X, Y, Z)`` is one
+    Three-block 3D CNN for volumes (Kan et al. 2020, §3.2); a volume on a grid ``(X, Y, Z)`` is one
     sample of shape ``(1, X*Y*Z)`` (``n_timepoints = 1``, C-order flattening) and the model
     needs the option ``grid=(X, Y, Z)``.
 

@@ -1,9 +1,9 @@
-"""Light 3D convolutional network for T1 volumes (seed 002, §3.2).
+"""Light 3D convolutional network for T1 volumes (Kan et al. 2020, §3.2).
 
-Seed 002 (§3.2) reproduces the 3D CNN of Xin et al. (2019) on T1 images resampled to
+Kan et al. 2020 (§3.2) reproduces the 3D CNN of Xin et al. (2019) on T1 images resampled to
 ``[58, 70, 58]``: "three hidden layers, thus it is light, fast in training, and easy to
 interpret". The paper gives no layer details; the authors' published code
-(``InterpretableNeuroDL``, ``mri_model.py``, linked from seed 002 §1) builds each hidden layer as
+(``InterpretableNeuroDL``, ``mri_model.py``, linked from Kan et al. 2020 §1) builds each hidden layer as
 ``Conv3d(kernel 3) -> BatchNorm3d -> ReLU -> MaxPool3d(2)`` with ``c, 2c, 4c`` channels
 (``c = 32``), then flattens, applies dropout ``p = 0.5`` and one linear layer (log-softmax). This
 module follows that layout with three deviations, each an option:
@@ -45,7 +45,7 @@ def _check_grid(grid) -> tuple[int, int, int]:
 
 
 class CNN3D(nn.Module):
-    """Three-block 3D CNN for flattened volumes ``(batch, 1, X*Y*Z)`` (seed 002, §3.2).
+    """Three-block 3D CNN for flattened volumes ``(batch, 1, X*Y*Z)`` (Kan et al. 2020, §3.2).
 
     Each block is ``Conv3d -> BatchNorm3d -> ReLU -> MaxPool3d(2)``; the output of the third
     block is flattened, passed through dropout and a linear layer giving the logits. The input
@@ -65,16 +65,16 @@ class CNN3D(nn.Module):
         C order. Required; kept as the tuple :attr:`grid`, which attribution methods use to
         reshape maps (3D Grad-CAM, occlusion cubes, ablation regions, Meaningful Perturbation).
     channels : tuple of 3 int, default=(8, 16, 32)
-        Output channels of the three convolutions (seed 002's code: ``(32, 64, 128)``).
+        Output channels of the three convolutions (Kan et al. 2020's code: ``(32, 64, 128)``).
     kernel_size : int, default=3
-        Cubic kernel width of the convolutions (seed 002's code: 3).
+        Cubic kernel width of the convolutions (Kan et al. 2020's code: 3).
     padding : {"same", "valid"}, default="same"
         ``"same"``: zero padding of ``kernel_size // 2`` voxels (odd kernels keep the size);
         ``"valid"``: no padding, as the seed's code.
     dropout : float, default=0.5
-        Dropout before the linear classifier (seed 002's code: 0.5). Inactive in ``eval()``.
+        Dropout before the linear classifier (Kan et al. 2020's code: 0.5). Inactive in ``eval()``.
     head : {"flatten", "gap"}, default="flatten"
-        What the classifier sees of the third block: every position (seed 002's code), or the
+        What the classifier sees of the third block: every position (Kan et al. 2020's code), or the
         global average of each channel (``gap``; Zhou et al., 2016). With ``gap`` the logit is
         linear in the last activations averaged over space, so Grad-CAM reduces to the class
         activation map of that paper and localizes by construction.

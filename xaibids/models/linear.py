@@ -1,6 +1,6 @@
-"""Softmax regression on the flattened input (seed 004, §2.7).
+"""Softmax regression on the flattened input (Gotsopoulos et al. 2018, §2.7).
 
-Seed 004's classifier "had no hidden layers" and "utilized softmax activation function in the
+Gotsopoulos et al. 2018's classifier "had no hidden layers" and "utilized softmax activation function in the
 output layer", trained with cross-entropy. Here it is a single linear layer on the flattened
 ``(time, features)`` input returning logits; the softmax lives in the cross-entropy loss (and in
 the probabilities the ensemble reports).
@@ -29,7 +29,7 @@ class LinearSoftmax(nn.Module):
     -----
     The gradient of a logit with respect to the input is that class's weight map, so
     Integrated Gradients without input multiplication returns the weights themselves
-    (the "W" importance of seed 004, §2.8).
+    (the "W" importance of Gotsopoulos et al. 2018, §2.8).
     """
 
     def __init__(self, n_features: int, n_timepoints: int, n_classes: int) -> None:

@@ -1,11 +1,11 @@
-"""Bidirectional LSTM with additive temporal attention (seed 000, §2.2).
+"""Bidirectional LSTM with additive temporal attention (Lewis et al. 2023, §2.2).
 
 Architecture of Rahman et al.'s "LSTM + attention" model: a bi-LSTM reads the timecourses, an
 attention network of two feed-forward layers turns the concatenated forward/backward hidden state
 of every time step into one score, the scores are soft-maxed over time, the hidden states are
 summed with these weights and a linear layer classifies the summary. The attention path gives a
 direct gradient route from the output to every input time step, which is what keeps saliency
-from vanishing (seed 000, §2.2).
+from vanishing (Lewis et al. 2023, §2.2).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from torch import nn
 class LSTMAttention(nn.Module):
     """Bi-LSTM + additive attention classifier for ``(batch, time, features)`` input.
 
-    Implements the model of seed 000, §2.2 (figure 1).
+    Implements the model of Lewis et al. 2023, §2.2 (figure 1).
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
-"""Spatiotemporal deep neural network (stDNN), a two-layer 1D CNN (seed 001, Methods).
+"""Spatiotemporal deep neural network (stDNN), a two-layer 1D CNN (Strock et al. 2025, Methods).
 
-Seed 001 ("stDNN classifier model for the simulated fMRI datasets"): a 1D convolution over time
+Strock et al. 2025 ("stDNN classifier model for the simulated fMRI datasets"): a 1D convolution over time
 that integrates all regions by summing over input channels, ReLU and average pooling; a second 1D
 convolution and ReLU; adaptive average pooling that reduces each channel to a single time step;
 flattening and a linear classification layer. For ABIDE the seed uses max pooling and dropout,
@@ -14,7 +14,7 @@ from torch import nn
 
 
 class STDNN(nn.Module):
-    """Two-block 1D CNN over time for ``(batch, time, features)`` input (seed 001, Methods).
+    """Two-block 1D CNN over time for ``(batch, time, features)`` input (Strock et al. 2025, Methods).
 
     Parameters
     ----------
@@ -31,7 +31,7 @@ class STDNN(nn.Module):
         Temporal kernel width of both convolutions (zero "same" padding, odd sizes keep the
         length exactly).
     pool : {"avg", "max"}, default="avg"
-        Pooling after the first block: average for the simulated data, max for ABIDE (seed 001).
+        Pooling after the first block: average for the simulated data, max for ABIDE (Strock et al. 2025).
     pool_size : int, default=2
         Width of that pooling window (skipped when the series is shorter than it).
     dropout : float, default=0.0

@@ -200,7 +200,7 @@ def write_group_importance_map(group_dir: Path, method: str, importance: pd.Data
 
     Writes ``space-<tpl>_desc-<method>_importance.nii.gz`` (``desc-<method>_importance.nii.gz``
     when the template space is unknown) and its JSON sidecar under ``group_dir``. The values are
-    the ``importance_norm`` column of ``desc-<method>_importance.tsv`` (seed 000 §2.7, max
+    the ``importance_norm`` column of ``desc-<method>_importance.tsv`` (Lewis et al. 2023 §2.7, max
     normalized to 1): for atlas regions each region's value fills its voxels; for ICA
     components the image is ``Σ_k importance_norm_k · map_k`` with every spatial map scaled to
     a peak of 1 (:func:`xaibids.features.ica.paint_components`), so voxels shared by important

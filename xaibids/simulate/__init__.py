@@ -3,19 +3,19 @@
 Kinds (``xaibids-simulate KIND OUT_DIR``):
 
 ``boxes``, ``var``
-    The synthetic datasets of seed 000 (§2.5; metrics §2.6, Table 1),
+    The synthetic datasets of Lewis et al. 2023 (§2.5; metrics §2.6, Table 1),
     :mod:`xaibids.simulate.synthetic`.
 ``rnn-ei``
-    The small-world RNN excitation/inhibition simulator of seed 001 (Materials and Methods),
+    The small-world RNN excitation/inhibition simulator of Strock et al. 2025 (Materials and Methods),
     :mod:`xaibids.simulate.rnn`.
 ``bold``
     ``rnn-ei`` dynamics painted into the regions of a real atlas on the MNI152 template and
     written as fMRIPrep-style derivatives, :mod:`xaibids.simulate.bold`.
 ``t1-atrophy``
     MNI152 T1w volumes with class-dependent intensity loss in chosen atlas regions (the setting
-    of seed 002), raw and/or fMRIPrep-style, :mod:`xaibids.simulate.t1`.
+    of Kan et al. 2020), raw and/or fMRIPrep-style, :mod:`xaibids.simulate.t1`.
 ``voxel-patterns``
-    The overlapping voxel patterns of seed 004 (§2.5, scenarios 1–3) as 4D "trial" images,
+    The overlapping voxel patterns of Gotsopoulos et al. 2018 (§2.5, scenarios 1–3) as 4D "trial" images,
     :mod:`xaibids.simulate.voxels`.
 
 Every kind writes a valid BIDS raw dataset at ``OUT_DIR`` (``participants.tsv`` with the

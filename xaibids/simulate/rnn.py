@@ -1,4 +1,4 @@
-"""Small-world RNN simulator of excitation/inhibition (E/I) imbalance (seed 001, Materials and
+"""Small-world RNN simulator of excitation/inhibition (E/I) imbalance (Strock et al. 2025, Materials and
 Methods, "Simulated fMRI data with a recurrent neural network model").
 
 What the seed's text gives:
@@ -189,7 +189,7 @@ def simulate_rnn_ei(n_subjects: int = 400, seed: int = 0, n_nodes: int = 100, k:
                     snr_db: float = 0.0, n_timepoints: int = 100, neural_noise: float = 0.1,
                     burn_in: int = 0, tr: float = 1.0,
                     excitability: str = "input") -> TimeseriesSimulation:
-    """The RNN E/I-imbalance dataset of seed 001 (see the module docstring for the model).
+    """The RNN E/I-imbalance dataset of Strock et al. 2025 (see the module docstring for the model).
 
     Defaults are the seed's central condition (5 % prevalence, δ = 0.3, 0 dB; Fig 2) and its
     code's dynamics (σ_ε = 0.1, 100 steps of 1 s, no burn-in).
@@ -234,7 +234,7 @@ def simulate_rnn_ei(n_subjects: int = 400, seed: int = 0, n_nodes: int = 100, k:
         "groundtruth_features": features_table(names, network),
     }
     description = (
-        f"The small-world RNN E/I-imbalance simulator of seed 001 (Materials and Methods; "
+        f"The small-world RNN E/I-imbalance simulator of Strock et al. 2025 (Materials and Methods; "
         f"equations from the seed's published code): {n_nodes} nodes on a connected "
         f"Watts–Strogatz graph (k = {k}, p = {rewire_p:g}; adjacency A in `rnn_adjacency.tsv`), "
         f"recurrent weights W_0 = A/ρ for group `control`; for group `hyperexcitable` "

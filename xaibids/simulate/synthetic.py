@@ -1,4 +1,4 @@
-"""The synthetic ``boxes`` and ``var`` datasets of seed 000 (§2.5, evaluated as in §2.6, Table 1).
+"""The synthetic ``boxes`` and ``var`` datasets of Lewis et al. 2023 (§2.5, evaluated as in §2.6, Table 1).
 
 Both follow the seed's description; the quantities the seed leaves open are parameters with
 the defaults documented below (and recorded in ``simulation.json`` of every dataset).
@@ -11,7 +11,7 @@ import pandas as pd
 
 from xaibids.simulate.base import TimeseriesSimulation, balanced_labels, stream
 
-#: Sampling period written for the abstract (non-fMRI) sequences of seed 000: one step = 1 s.
+#: Sampling period written for the abstract (non-fMRI) sequences of Lewis et al. 2023: one step = 1 s.
 STEP_SECONDS = 1.0
 
 
@@ -23,7 +23,7 @@ def _feature_names(n_features: int) -> list[str]:
 def simulate_boxes(n_subjects: int = 100, seed: int = 0, n_timepoints: int = 200,
                    n_features: int = 30, window: int = 10, n_target: int = 15,
                    box_mean: float = 0.0, box_std: float = 1.0) -> TimeseriesSimulation:
-    """The *boxes* dataset (seed 000, §2.5).
+    """The *boxes* dataset (Lewis et al. 2023, §2.5).
 
     Each sample is Gaussian noise N(0, 1) of ``n_timepoints`` (200) steps × ``n_features`` (30)
     features with a random class label. A window of ``window`` (10) consecutive steps is drawn
@@ -59,7 +59,7 @@ def simulate_boxes(n_subjects: int = 100, seed: int = 0, n_timepoints: int = 200
                   n_features=n_features, window=window, n_target=n_target, box_mean=box_mean,
                   box_std=box_std)
     description = (
-        f"The *boxes* dataset of seed 000 (§2.5): every sample is Gaussian noise N(0, 1) of "
+        f"The *boxes* dataset of Lewis et al. 2023 (§2.5): every sample is Gaussian noise N(0, 1) of "
         f"{n_timepoints} steps × {n_features} features. In a window of {window} consecutive steps "
         f"drawn uniformly per sample, the first {n_target} features (group `class0`) or the last "
         f"{n_target} features (group `class1`) are perturbed by adding Gaussian noise "
@@ -100,7 +100,7 @@ def var_process(matrix: np.ndarray, noise: np.ndarray, burn_in: int = 0) -> np.n
 def simulate_var(n_subjects: int = 100, seed: int = 0, n_timepoints: int = 200,
                  n_features: int = 30, window: int = 15, alpha: float = 0.5,
                  radius: float = 0.9, burn_in: int = 50) -> TimeseriesSimulation:
-    """The *VAR* dataset (seed 000, §2.5).
+    """The *VAR* dataset (Lewis et al. 2023, §2.5).
 
     Every sample starts as Gaussian noise (µ = 0, σ = 1) whose dynamics follow a vector
     autoregression ``x_t = A x_{t-1} + e_t`` with one positive semi-definite matrix ``A``
@@ -144,7 +144,7 @@ def simulate_var(n_subjects: int = 100, seed: int = 0, n_timepoints: int = 200,
     tables = {f"var_{key}": pd.DataFrame(mat, index=names, columns=names).rename_axis("feature")
               .reset_index() for key, mat in (("A", mat_a), ("B", mat_b), ("C", mat_c))}
     description = (
-        f"The *VAR* dataset of seed 000 (§2.5): Gaussian noise (µ = 0, σ = 1) driven by a "
+        f"The *VAR* dataset of Lewis et al. 2023 (§2.5): Gaussian noise (µ = 0, σ = 1) driven by a "
         f"first-order vector autoregression x_t = A x_(t-1) + e_t ({n_timepoints} steps × "
         f"{n_features} features after {burn_in} burn-in steps), with one positive semi-definite "
         f"matrix A for all samples. {window} successive steps at a random position are replaced "

@@ -1,6 +1,6 @@
-"""``voxel-patterns``: the overlapping category patterns of seed 004 (§2.4–2.5, scenarios 1–3).
+"""``voxel-patterns``: the overlapping category patterns of Gotsopoulos et al. 2018 (§2.4–2.5, scenarios 1–3).
 
-Seed 004 builds its simulations from real fMRI samples whose voxels were randomly permuted
+Gotsopoulos et al. 2018 builds its simulations from real fMRI samples whose voxels were randomly permuted
 (spatially white) and z-scored per voxel, i.e. unit-variance noise, and adds "normally
 distributed noise" of low mean to the voxels of each category's pattern: "Gaussian noise with
 mean 0.05 and unit variance was added to the regions" (scenario 2; scenario 3: 0.05 on the left
@@ -33,7 +33,7 @@ Scenario 3 — "complex patterns, multiple magnitudes"
 A dataset with ``n_classes`` < 5 uses the first ``n_classes`` categories of the layout (the
 layout itself is always the seed's five-category one). With ``design="between"`` (the default)
 each subject belongs to one category (``group`` = ``cat1`` … ``cat<n>``) and has ``n_trials``
-volumes of that category. With ``design="within"``, as in seed 004's data (every subject saw
+volumes of that category. With ``design="within"``, as in Gotsopoulos et al. 2018's data (every subject saw
 every category, §2.1–2.2), each subject's ``n_trials`` volumes cycle through the categories in
 a random order, the events' ``trial_type`` names each volume's category, and
 ``participants.tsv`` has no class column (classify with ``--target trial_type``). Which voxels
@@ -146,7 +146,7 @@ def simulate_voxel_patterns(root: Path, n_subjects: int = 40, seed: int = 0, sce
                             effect_sd: float = 1.0) -> dict:
     """Write the ``voxel-patterns`` dataset into the empty (staging) folder ``root``."""
     if scenario not in (1, 2, 3):
-        raise ValueError("--scenario must be 1, 2 or 3 (seed 004 §2.5: 1 overlapping patterns "
+        raise ValueError("--scenario must be 1, 2 or 3 (Gotsopoulos et al. 2018 §2.5: 1 overlapping patterns "
                          "of the same size, 2 complex patterns with the same magnitude, 3 "
                          "complex patterns with two magnitudes).")
     if int(n_classes) != n_classes or not 2 <= n_classes <= N_CATEGORIES:
@@ -252,11 +252,11 @@ def simulate_voxel_patterns(root: Path, n_subjects: int = 40, seed: int = 0, sce
 
     # ---- raw ---------------------------------------------------------------------------
     bidsio.write_dataset_description(root, "xaibids simulated dataset: voxel-patterns", "raw",
-                                     TOOL, "Simulated overlapping voxel patterns (seed 004).")
+                                     TOOL, "Simulated overlapping voxel patterns (Gotsopoulos et al. 2018).")
     frame = pd.DataFrame({"participant_id": [f"sub-{s}" for s in subj]})
     if design == "between":
         frame["group"] = [lev[c] for c in groups]
-    desc = {lv: f"category {k + 1} of seed 004's scenario {scenario}: "
+    desc = {lv: f"category {k + 1} of Gotsopoulos et al. 2018's scenario {scenario}: "
                 f"{int(in_pattern[k].sum())} pattern voxels" for k, lv in enumerate(lev)}
     bidsio.write_participants(root, frame, {"group": {
         "Description": "Simulated category of the participant (the classification target); "
@@ -269,7 +269,7 @@ def simulate_voxel_patterns(root: Path, n_subjects: int = 40, seed: int = 0, sce
     bidsio.write_json(root / f"task-{TASK}_bold.json", {
         "TaskName": TASK, "RepetitionTime": TR,
         "TaskDescription": "Simulated trials: each volume is one sample (trial-average "
-                           "activation map) of seed 004's simulation; RepetitionTime is "
+                           "activation map) of Gotsopoulos et al. 2018's simulation; RepetitionTime is "
                            "nominal."})
     text = _readme(params, reproduce, lev, counts, in_pattern, informative)
     bidsio.write_text(root / "README", text)
@@ -277,7 +277,7 @@ def simulate_voxel_patterns(root: Path, n_subjects: int = 40, seed: int = 0, sce
     # ---- derivative with the ground truth -------------------------------------------------
     bidsio.write_dataset_description(
         deriv, "xaibids simulated voxel patterns: ground truth", "derivative", TOOL,
-        "Grid mask, per-class pattern masks and the voxel truth table of seed 004's scenarios.",
+        "Grid mask, per-class pattern masks and the voxel truth table of Gotsopoulos et al. 2018's scenarios.",
         extra={"DatasetLinks": {"raw": "../../"}, "SourceDatasets": [{"URL": "bids:raw:"}]})
     bidsio.write_bidsignore(deriv, PATTERN_BIDSIGNORE)
     bidsio.write_json(deriv / "simulation.json", {
@@ -312,7 +312,7 @@ def command_line(params: dict) -> str:
 def _readme(params, reproduce, lev, counts, in_pattern, informative) -> str:
     if params["design"] == "within":
         where = ("Classes (events, column `trial_type`; every participant has trials of every "
-                 "class, in a random order, as in seed 004's data):")
+                 "class, in a random order, as in Gotsopoulos et al. 2018's data):")
         sizes = "\n".join(f"  - `{lv}`: {int(in_pattern[k].sum())} pattern voxels"
                           for k, lv in enumerate(lev))
     else:
@@ -327,7 +327,7 @@ Generated by `{TOOL}` (xaibids {__version__}) with
 
     {reproduce}
 
-Scenario {params['scenario']} of the simulations of seed 004 (§2.4–2.5): unit-variance Gaussian
+Scenario {params['scenario']} of the simulations of Gotsopoulos et al. 2018 (§2.4–2.5): unit-variance Gaussian
 noise in every voxel (the seed's voxel-permuted, z-scored fMRI samples) and, in the voxels of
 the trial's category pattern, added Gaussian noise of mean {params['effect_mean']:g}{right}
 and SD {params['effect_sd']:g} (the seed: "Gaussian noise with mean 0.05 and unit variance").
@@ -364,9 +364,9 @@ scenario 1: the block shared by categories 1 and 2).
 - `derivatives/patterns/sub-<label>/func/sub-<label>_task-patterns_desc-groundtruth_mask.nii.gz`:
   **ground truth**, 1 in the informative voxels (the same for every participant).
 - `derivatives/patterns/groundtruth_class-<group>_mask.nii.gz`: **ground truth** per class, the
-  category's pattern (seed 004 scores per-category importance maps against these).
+  category's pattern (Gotsopoulos et al. 2018 scores per-category importance maps against these).
 - `derivatives/patterns/groundtruth_features.tsv`: **the voxel truth table** for voxel accuracy,
-  FDR and FOR (seed 004 §3.2), one row per voxel of the mask: `feature` (`v<i>-<j>-<k>`), voxel
+  FDR and FOR (Gotsopoulos et al. 2018 §3.2), one row per voxel of the mask: `feature` (`v<i>-<j>-<k>`), voxel
   indices `i`, `j`, `k`, world coordinates `x`, `y`, `z` (mm), `relevant` (informative for this
   dataset), `pattern_<group>` (1 = in that class's pattern) and `mean_<group>` (effect mean).
 - `derivatives/patterns/groundtruth.tsv`: per participant `group`, `onset` 0, `duration` (the

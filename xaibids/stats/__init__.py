@@ -1,4 +1,4 @@
-"""Group statistics of stabilized attribution maps (seed 000 §2.7–2.8, §3; seed 001; seed 002).
+"""Group statistics of stabilized attribution maps (Lewis et al. 2023 §2.7–2.8, §3; Strock et al. 2025; Kan et al. 2020).
 
 The lead's entry points are :func:`compute_group_statistics` and :func:`write_group_statistics`
 (plus :func:`rank_regions` / :func:`write_region_ranking` for voxel maps); which features are

@@ -1,6 +1,6 @@
-"""Shared validation and subject handling for the group statistics (seed 000 §2.7–2.8).
+"""Shared validation and subject handling for the group statistics (Lewis et al. 2023 §2.7–2.8).
 
-Seed 000 works *per subject* (§2.4: "one map for each subject"; §2.7: "for each subject"). A
+Lewis et al. 2023 works *per subject* (§2.4: "one map for each subject"; §2.7: "for each subject"). A
 dataset may hold several runs of one subject; every statistic here first reduces the samples of a
 subject to one value by averaging (time-summed importance: arithmetic mean over the subject's
 runs; correlations: mean of the Fisher z values over the subject's runs), so that each subject
@@ -113,7 +113,7 @@ def statistical_units(subjects, y) -> list[str] | None:
     """The unit each sample counts toward in the group statistics.
 
     Its subject (as :func:`subject_index` expects), except where classes vary within subjects
-    (single trials of several categories, seed 004): there a subject's samples of one class form
+    (single trials of several categories, Gotsopoulos et al. 2018): there a subject's samples of one class form
     one unit, ``<subject>|<class index>``, so that each subject counts once per class. Returns
     None when ``subjects`` is None.
     """

@@ -1,6 +1,6 @@
-"""Communities of class-mean connectivity matrices (seed 000 §3.3, Fig. 8).
+"""Communities of class-mean connectivity matrices (Lewis et al. 2023 §3.3, Fig. 8).
 
-Seed 000 estimates the communities of each class's co-saliency and sFNC matrix "with the
+Lewis et al. 2023 estimates the communities of each class's co-saliency and sFNC matrix "with the
 Clauset-Newman-Moore greedy algorithm" and reports "the overall modularity of each sex" (§3.3;
 its refs. [30], [31]). Here:
 
@@ -17,7 +17,7 @@ its refs. [30], [31]). Here:
   ordering of features (by community, then original order) reorders matrices for plots as in
   Fig. 8.
 
-Note: seed 000 reports sFNC modularities of 0.985 and 1.081; Newman modularity of a graph with
+Note: Lewis et al. 2023 reports sFNC modularities of 0.985 and 1.081; Newman modularity of a graph with
 non-negative weights is below 1, so those values cannot be reproduced with this definition.
 """
 
@@ -84,7 +84,7 @@ def community_graph(matrix) -> nx.Graph:
 
 
 def detect_communities(matrix, resolution: float = 1.0) -> Communities:
-    """Clauset–Newman–Moore greedy modularity communities of a matrix (seed 000 §3.3, Fig. 8).
+    """Clauset–Newman–Moore greedy modularity communities of a matrix (Lewis et al. 2023 §3.3, Fig. 8).
 
     Parameters
     ----------

@@ -1,6 +1,6 @@
-"""Co-saliency and static functional network connectivity (seed 000 §2.8, §3.3, Figs. 7–8).
+"""Co-saliency and static functional network connectivity (Lewis et al. 2023 §2.8, §3.3, Figs. 7–8).
 
-Seed 000, §2.8: "we computed the pairwise correlation of the processed saliency maps, which we
+Lewis et al. 2023, §2.8: "we computed the pairwise correlation of the processed saliency maps, which we
 call 'co-saliency', using Pearson correlation" — per subject, the correlation between features of
 the stabilized attribution timecourses (time × features). §3.3 / Fig. 7 compares the classes with
 t-values "masked by the FDR corrected significance, where α = .01", side by side with the same
@@ -45,7 +45,7 @@ R_CLIP = 1e-7
 
 
 def correlation_edges(timecourses, max_values: int = 4_000_000):
-    """Per-sample Pearson correlation between features, upper triangle (seed 000 §2.8).
+    """Per-sample Pearson correlation between features, upper triangle (Lewis et al. 2023 §2.8).
 
     Parameters
     ----------
@@ -214,7 +214,7 @@ def connectivity_statistics(
     communities: bool = True,
     samples=None,
 ) -> ConnectivityStatistics:
-    """Per-subject correlation matrices compared between classes (seed 000 §2.8, §3.3).
+    """Per-subject correlation matrices compared between classes (Lewis et al. 2023 §2.8, §3.3).
 
     Parameters
     ----------
@@ -229,7 +229,7 @@ def connectivity_statistics(
     subjects : array-like of shape (n_samples,), optional
         Subject of each sample; a subject's runs are averaged (Fisher z).
     alpha : float, default=0.01
-        FDR level (seed 000 §3.3, Fig. 7).
+        FDR level (Lewis et al. 2023 §3.3, Fig. 7).
     equal_var : bool, default=True
         Student t-test (True, the seed's) or Welch (False).
     communities : bool, default=True

@@ -1,15 +1,15 @@
-"""All group statistics of one attribution method, computed and written (seed 000 §2.7–2.8, §3).
+"""All group statistics of one attribution method, computed and written (Lewis et al. 2023 §2.7–2.8, §3).
 
 :func:`compute_group_statistics` runs, on the stabilized out-of-fold maps of one method and the
 input timecourses:
 
 1. feature (and domain) importance with Cohen's d and its bootstrap interval
-   (:mod:`xaibids.stats.importance`; seed 000 §2.7, §3.2);
+   (:mod:`xaibids.stats.importance`; Lewis et al. 2023 §2.7, §3.2);
 2. co-saliency — correlations of the attribution timecourses — and static FNC — correlations
    of the input timecourses — compared between classes with FDR-corrected t-tests
-   (:mod:`xaibids.stats.connectivity`; seed 000 §2.8, §3.3, Fig. 7);
+   (:mod:`xaibids.stats.connectivity`; Lewis et al. 2023 §2.8, §3.3, Fig. 7);
 3. Clauset–Newman–Moore communities and modularity of each class-mean matrix
-   (:mod:`xaibids.stats.communities`; seed 000 §3.3, Fig. 8).
+   (:mod:`xaibids.stats.communities`; Lewis et al. 2023 §3.3, Fig. 8).
 
 :func:`write_group_statistics` writes them as tab-separated tables (``n/a`` for missing values)
 with JSON sidecars under the group folder. sFNC does not depend on the attribution method: its
@@ -54,7 +54,7 @@ class GroupStatistics:
     domains : pandas.DataFrame or None
         :func:`~xaibids.stats.importance.domain_importance` table (with feature groups only).
     cosaliency : ConnectivityStatistics
-        Co-saliency of the stabilized maps (seed 000 §2.8).
+        Co-saliency of the stabilized maps (Lewis et al. 2023 §2.8).
     sfnc : ConnectivityStatistics
         Static FNC of the input timecourses.
     parameters : dict
@@ -97,7 +97,7 @@ def compute_group_statistics(
     withheld: str | None = None,
     selection_importance=None,
 ) -> GroupStatistics:
-    """Compute every group statistic of one attribution method (seed 000 §2.7–2.8, §3).
+    """Compute every group statistic of one attribution method (Lewis et al. 2023 §2.7–2.8, §3).
 
     Parameters
     ----------
@@ -122,7 +122,7 @@ def compute_group_statistics(
         ``feature -> domain`` mapping, or a TSV with columns ``feature`` and ``group``
         (:func:`~xaibids.stats.importance.load_feature_groups`); adds the domain table.
     alpha : float, default=0.01
-        FDR level of the edge tests (seed 000 §3.3).
+        FDR level of the edge tests (Lewis et al. 2023 §3.3).
     n_boot : int, default=1000
         Bootstrap resamples for the interval of Cohen's d (0 skips it).
     random_state : int, default=0
@@ -246,15 +246,15 @@ def _importance_sidecar(stats: GroupStatistics, method: str, domains: bool) -> d
     p = stats.parameters
     c0, c1 = stats.classes[0], stats.classes[1]
     d_text = (f"Cohen's d (pooled SD) of the per-subject {'domain' if domains else 'feature'} "
-              f"importance, {c1} minus {c0} (seed 000 §2.7); n/a with more than two classes or "
+              f"importance, {c1} minus {c0} (Lewis et al. 2023 §2.7); n/a with more than two classes or "
               "zero variance.")
     sidecar = {
         "Description": (
             (f"Importance of each domain (group of features) in the stabilized {method} maps: "
              "per subject, the sum over the domain's features of the time-summed map, then the "
-             "statistics of the feature table (seed 000 §3.2).") if domains else
+             "statistics of the feature table (Lewis et al. 2023 §3.2).") if domains else
             (f"Importance of each feature in the stabilized {method} maps: per subject the map "
-             "summed over time, averaged over subjects (seed 000 §2.7); max-normalized; "
+             "summed over time, averaged over subjects (Lewis et al. 2023 §2.7); max-normalized; "
              "selected by the rule in SelectionDescription.")),
         "Method": method,
         **{k: p[k] for k in ("NBoot", "CILevel", "RandomState", "NSubjectsAttributed",
@@ -288,10 +288,10 @@ def _importance_sidecar(stats: GroupStatistics, method: str, domains: bool) -> d
         sidecar[f"mean_{label}"] = {"Description": f"Mean per-subject importance in class {label}."}
     if not domains:
         sidecar.update({
-            "roi_score": {"Description": "Seed 001's ROI score: |median over time| of each "
+            "roi_score": {"Description": "Strock et al. 2025's ROI score: |median over time| of each "
                                          "subject's stabilized map, mean over subjects."},
             "roi_score_norm": {"Description": "roi_score divided by its maximum over features."},
-            "roi_selected": {"Description": "roi_score_norm >= 0.5 (seed 001)."},
+            "roi_selected": {"Description": "roi_score_norm >= 0.5 (Strock et al. 2025)."},
         })
         for label in stats.classes:
             sidecar[f"roi_score_{label}"] = {"Description": f"roi_score over the subjects of "
@@ -320,7 +320,7 @@ def _connectivity_files(conn: ConnectivityStatistics, folder: Path, desc: str, w
     for label, entity in zip(conn.classes, entities):
         sidecar = {
             "Description": (f"Class-mean {what} matrix of class {label}: one row and one column "
-                            "per feature, in the order of the 'node' column (seed 000 §2.8, "
+                            "per feature, in the order of the 'node' column (Lewis et al. 2023 §2.8, "
                             "Fig. 7). Diagonal 1; n/a for features never defined in the class."),
             **base,
             "Class": label,
@@ -336,7 +336,7 @@ def _connectivity_files(conn: ConnectivityStatistics, folder: Path, desc: str, w
         "Description": (f"Per-edge comparison of the per-subject {what} between classes: "
                         f"two-sample {ttest} t-test of the Fisher z values (scipy.stats.ttest_ind, "
                         "t = " f"{c1} minus {c0}), Benjamini-Hochberg FDR over the tested edges "
-                        "(statsmodels multipletests, fdr_bh) (seed 000 §3.3, Fig. 7). Rows follow "
+                        "(statsmodels multipletests, fdr_bh) (Lewis et al. 2023 §3.3, Fig. 7). Rows follow "
                         "the upper triangle of the matrices, row by row."),
         **base,
         "Alpha": conn.alpha,
@@ -364,7 +364,7 @@ def _connectivity_files(conn: ConnectivityStatistics, folder: Path, desc: str, w
     sidecar = {
         "Description": (
             f"Communities of each class-mean {what} matrix by Clauset-Newman-Moore greedy "
-            "modularity maximization (networkx greedy_modularity_communities; seed 000 §3.3, "
+            "modularity maximization (networkx greedy_modularity_communities; Lewis et al. 2023 §3.3, "
             "Fig. 8). Graph: one node per feature, edges weighted by the positive class-mean "
             "correlations (negative and undefined entries and the diagonal left out). Rows of a "
             "class list its features in community order, to reorder matrices for plots."),
@@ -440,7 +440,7 @@ def write_group_statistics(stats: GroupStatistics, group_dir, method: str) -> li
     sidecar = {
         "Description": ("Newman modularity of the Clauset-Newman-Moore communities of each "
                         "class-mean co-saliency and sFNC matrix (networkx modularity on the "
-                        "positive-weight graph; seed 000 §3.3, Fig. 8). One file for all "
+                        "positive-weight graph; Lewis et al. 2023 §3.3, Fig. 8). One file for all "
                         "attribution methods."),
         "Resolution": 1.0,
         "measure": {"Description": "<method>Cosaliency (attribution timecourses of that method) "

@@ -1,9 +1,9 @@
-"""Group-level feature importance from stabilized maps (seed 000 §2.7, §3.2; seed 001 Methods).
+"""Group-level feature importance from stabilized maps (Lewis et al. 2023 §2.7, §3.2; Strock et al. 2025 Methods).
 
-Seed 000, §2.7: the selected saliency maps are summed along the temporal axis for each subject,
+Lewis et al. 2023, §2.7: the selected saliency maps are summed along the temporal axis for each subject,
 giving one value per feature, and group differences per feature are measured with Cohen's d;
 §3.2 / Fig. 6 and the Discussion read the effects per functional *domain* as well (SC, AUD, SM,
-VIS, CC, DMN, CB). Seed 001 (Methods, "XAI methods"): attributions are normalized by their maximum
+VIS, CC, DMN, CB). Strock et al. 2025 (Methods, "XAI methods"): attributions are normalized by their maximum
 across regions and regions with a normalized attribution of at least 0.5 are taken as the
 detected ones.
 
@@ -38,7 +38,7 @@ BOOTSTRAP_BATCH = 50
 
 
 def cohens_d(a, b, axis: int = 0):
-    """Cohen's d with the pooled standard deviation (seed 000, §2.7).
+    """Cohen's d with the pooled standard deviation (Lewis et al. 2023, §2.7).
 
     ``d = (mean(a) - mean(b)) / s_pooled`` with
     ``s_pooled = sqrt(((n_a - 1) var_a + (n_b - 1) var_b) / (n_a + n_b - 2))`` and unbiased
@@ -144,7 +144,7 @@ def bootstrap_cohens_d_ci(a, b, n_boot: int = 1000, ci_level: float = 0.95, rand
 
 
 def subject_importance(maps, y, classes, feature_names, subjects=None, who="group_importance"):
-    """Time-summed stabilized importance per subject (seed 000, §2.7).
+    """Time-summed stabilized importance per subject (Lewis et al. 2023, §2.7).
 
     Parameters
     ----------
@@ -183,7 +183,7 @@ def subject_importance(maps, y, classes, feature_names, subjects=None, who="grou
     index = subject_index(y, subjects, who)
     rows = np.flatnonzero(attributed)
     # (n, F): summed along time (§2.7); the magnitude, so signed maps (--positive none) do not
-    # cancel -- identical for the non-negative maps of seed 000
+    # cancel -- identical for the non-negative maps of Lewis et al. 2023
     per_sample = np.nansum(np.abs(maps[rows]), axis=1)
     per_subject = index.aggregate(per_sample, rows)
     keep = np.isfinite(per_subject).any(axis=1)
@@ -229,7 +229,7 @@ def group_importance(
     withheld: str | None = None,
     selection_importance: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """Per-feature importance of a set of (stabilized, out-of-fold) maps (seed 000, §2.7).
+    """Per-feature importance of a set of (stabilized, out-of-fold) maps (Lewis et al. 2023, §2.7).
 
     Parameters
     ----------
@@ -272,22 +272,22 @@ def group_importance(
         One row per feature with columns
 
         - ``feature``: the feature name;
-        - ``importance``: the map summed over time, averaged over subjects (seed 000, §2.7);
-        - ``importance_norm``: importance divided by its maximum over features (seed 001);
+        - ``importance``: the map summed over time, averaged over subjects (Lewis et al. 2023, §2.7);
+        - ``importance_norm``: importance divided by its maximum over features (Strock et al. 2025);
         - ``statistic`` (and for ``empirical-null`` ``level_z``, ``contrast_z``), ``p_value``,
           ``q_value``, ``selected``: the selection rule's statistics, p-value,
           Benjamini-Hochberg q-value (n/a for rules without error control) and outcome
           (:func:`xaibids.stats.selection.select_features`); the rule's description is in
           ``table.attrs["selection"]`` (sidecar entries);
         - ``cohens_d``: Cohen's d of the time-summed importance, ``classes[1]`` minus
-          ``classes[0]`` (seed 000, §2.7); NaN when there are more than two classes;
+          ``classes[0]`` (Lewis et al. 2023, §2.7); NaN when there are more than two classes;
         - ``cohens_d_ci_low``, ``cohens_d_ci_high``: percentile bootstrap interval of d
           (subjects resampled within each class);
         - ``mean_<class>``: the average time-summed importance within each class;
-        - ``roi_score``, ``roi_score_norm``, ``roi_selected``: seed 001's score
+        - ``roi_score``, ``roi_score_norm``, ``roi_selected``: Strock et al. 2025's score
           (:func:`roi_scores`), max-normalized and thresholded at 0.5 -- the one to read for
           signed maps (``--positive none``); ``roi_score_<class>``: the same score over the
-          subjects of one class (seed 001 scores the affected class);
+          subjects of one class (Strock et al. 2025 scores the affected class);
         - ``group``: the feature's domain, only when ``feature_groups`` is given.
     """
     _check_boot(n_boot, ci_level)
@@ -318,7 +318,7 @@ def group_importance(
     table["roi_score"] = scores
     table["roi_score_norm"] = scores_norm
     table["roi_selected"] = table["roi_score_norm"] >= SELECTION_THRESHOLD
-    # seed 001 scores the affected class alone (signed median, hyperexcitable subjects)
+    # Strock et al. 2025 scores the affected class alone (signed median, hyperexcitable subjects)
     y_arr = np.asarray(y)
     subj = None if subjects is None else np.asarray(subjects)
     for index, label in enumerate(classes):
@@ -337,9 +337,9 @@ def group_importance(
 
 
 def roi_scores(maps, y, classes, feature_names, subjects=None) -> np.ndarray:
-    """Seed 001's ROI score per feature, averaged over subjects.
+    """Strock et al. 2025's ROI score per feature, averaged over subjects.
 
-    Seed 001 (Methods, "XAI methods"): "We obtain the influence of an ROI by taking the absolute
+    Strock et al. 2025 (Methods, "XAI methods"): "We obtain the influence of an ROI by taking the absolute
     value of the median of the xAI across time step", normalized by the maximum across ROIs and
     thresholded at 0.5. The median is taken of the *signed* map, so attributions that change
     sign over time cancel; on non-negative maps (``--positive abs``) it is the median
@@ -371,7 +371,7 @@ def domain_importance(
     ci_level: float = 0.95,
     random_state=0,
 ) -> pd.DataFrame:
-    """Importance per domain (group of features; seed 000 §3.2, Fig. 6 and Discussion).
+    """Importance per domain (group of features; Lewis et al. 2023 §3.2, Fig. 6 and Discussion).
 
     The importance of a domain for a subject is the sum over its features of the time-summed
     stabilized importance (maps are sum-normalized, so it is the share of the map falling in

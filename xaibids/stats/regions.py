@@ -1,6 +1,6 @@
-"""Atlas ranking of voxel-wise attribution maps (seed 002, Results, Table 2).
+"""Atlas ranking of voxel-wise attribution maps (Kan et al. 2020, Results, Table 2).
 
-Seed 002: "For each region of each brain atlas, we estimated fractions of voxels of this region
+Kan et al. 2020: "For each region of each brain atlas, we estimated fractions of voxels of this region
 included into the mask [...]. We normalized these fractions, so the values for all regions would
 sum up to 1. The top-5 scored regions of each atlas with the largest values are presented in
 Table 2." The mask is the map thresholded at ``t`` ("t = 0.65 [...] for Grad CAM and Meaningful
@@ -9,10 +9,10 @@ Perturbations masks and t = 0.04 for Guided Backpropagation").
 Here:
 
 - a 4D map (x, y, z, time) is first reduced to 3D by summing over its last axis (the time-summed
-  importance of seed 000 §2.7);
+  importance of Lewis et al. 2023 §2.7);
 - the mask is ``map >= threshold`` — by default on the map divided by its maximum absolute
   value (``relative=True``), so ``threshold`` is a fraction of the peak; with ``relative=False``
-  the threshold is in the map's own units (as for seed 002's guided backpropagation);
+  the threshold is in the map's own units (as for Kan et al. 2020's guided backpropagation);
 - ``measure="region_fraction"`` (default, the seed's): per region, the fraction of its voxels in
   the mask, then normalized to sum to 1 over regions. ``measure="mask_fraction"``: the fraction
   of the mask's atlas-labelled voxels lying in each region (large regions weigh more);
@@ -28,7 +28,7 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 
-#: Default relative threshold (seed 002, Grad-CAM and Meaningful Perturbations masks).
+#: Default relative threshold (Kan et al. 2020, Grad-CAM and Meaningful Perturbations masks).
 REGION_THRESHOLD = 0.65
 
 
@@ -68,7 +68,7 @@ def rank_regions(
     measure: str = "region_fraction",
     top: int | None = None,
 ) -> pd.DataFrame:
-    """Rank atlas regions by the share of a thresholded map they hold (seed 002, Table 2).
+    """Rank atlas regions by the share of a thresholded map they hold (Kan et al. 2020, Table 2).
 
     Parameters
     ----------
@@ -87,7 +87,7 @@ def rank_regions(
     relative : bool, default=True
         Divide the map by its maximum absolute value before thresholding.
     measure : {"region_fraction", "mask_fraction"}, default="region_fraction"
-        Seed 002's fraction of each region in the mask, or the fraction of the mask in each
+        Kan et al. 2020's fraction of each region in the mask, or the fraction of the mask in each
         region; either is normalized to sum to 1.
     top : int, optional
         Keep only the ``top`` best-ranked regions.
@@ -263,7 +263,7 @@ def write_region_ranking(table: pd.DataFrame, group_dir, method: str,
     sidecar = {
         "Description": (f"Atlas regions ranked by their share of the thresholded {method} "
                         "attribution map: per region the fraction of its voxels inside the mask "
-                        "(or of the mask inside it), normalized to sum to 1 (seed 002, Table 2)."),
+                        "(or of the mask inside it), normalized to sum to 1 (Kan et al. 2020, Table 2)."),
         **(parameters or {}),
         "region": {"Description": "Region name from the atlas labels."},
         "index": {"Description": "Value of the region in the atlas image."},

@@ -1,18 +1,18 @@
-"""Group statistics of voxel-wise attribution maps (``--features t1`` and ``trials``, seed 002).
+"""Group statistics of voxel-wise attribution maps (``--features t1`` and ``trials``, Kan et al. 2020).
 
-Voxel maps have no time axis, so the co-saliency and sFNC of timecourses (seed 000 §2.8) do not
+Voxel maps have no time axis, so the co-saliency and sFNC of timecourses (Lewis et al. 2023 §2.8) do not
 apply. What is computed instead:
 
 - **region importance**: each subject's stabilized map averaged within every atlas region (the
   atlas resampled onto the map grid with nearest-neighbour interpolation; a mean, not a sum,
-  so that regions do not rank by their size, as seed 002's ranking divides by it), then the per-feature
-  importance, class means and Cohen's d with its bootstrap interval of seed 000 §2.7
+  so that regions do not rank by their size, as Kan et al. 2020's ranking divides by it), then the per-feature
+  importance, class means and Cohen's d with its bootstrap interval of Lewis et al. 2023 §2.7
   (:func:`xaibids.stats.importance.group_importance`) with the regions as features;
 - **group map**: the mean of the subjects' stabilized maps (each subject once), written as a
   NIfTI image in the template space;
-- **region ranking** of the group map: seed 002's share of the thresholded map per region
+- **region ranking** of the group map: Kan et al. 2020's share of the thresholded map per region
   (Results, Table 2; :func:`xaibids.stats.regions.rank_regions`);
-- **class maps**: the group map of each class's samples, seed 004's category importance maps
+- **class maps**: the group map of each class's samples, Gotsopoulos et al. 2018's category importance maps
   (:func:`class_mean_maps`).
 
 On a grid in no template space (single trials of raw BOLD) only the group and class maps are
@@ -94,7 +94,7 @@ def compute_volume_statistics(maps, y, classes, grid, atlas_labels: np.ndarray,
     regions : pandas.DataFrame
         ``index`` and ``name`` of the atlas regions.
     threshold : float, default=0.65
-        Relative threshold of the region ranking (seed 002).
+        Relative threshold of the region ranking (Kan et al. 2020).
     selection, withheld
         The rule of the regions' ``selected`` column and why nothing may be selected, as
         :func:`xaibids.stats.compute_group_statistics`.
@@ -154,11 +154,11 @@ def subject_mean_map(maps, y, subjects=None) -> np.ndarray:
 
 
 def class_mean_maps(maps, y, n_classes: int, units=None) -> np.ndarray:
-    """Seed 004's category importance maps: per class, the mean stabilized map of its samples.
+    """Gotsopoulos et al. 2018's category importance maps: per class, the mean stabilized map of its samples.
 
     Each unit's samples of the class are averaged first (``units`` as for
     :func:`subject_mean_map`), then the units; a class without attributed samples gets a map of
-    zeros. Returns ``(n_classes, n_voxels)``. Seed 004 (§2.8) derives one importance map per
+    zeros. Returns ``(n_classes, n_voxels)``. Gotsopoulos et al. 2018 (§2.8) derives one importance map per
     category from the classifier; with maps explaining each sample's true class, the maps of a
     class's samples are that category's evidence.
     """
@@ -193,7 +193,7 @@ def write_class_maps(class_maps: np.ndarray, classes, group_dir, method: str, af
         atomic_write_text(path.with_name(f"{stem}.json"), json.dumps({
             "Description": f"Mean stabilized {method} map of the samples of class {label!r} "
                            "(each subject's samples of the class averaged first), the "
-                           "category importance map of seed 004; 0 outside the brain mask.",
+                           "category importance map of Gotsopoulos et al. 2018; 0 outside the brain mask.",
             "Class": str(label)}, indent=2) + "\n")
         written.append(path)
     return written
@@ -249,7 +249,7 @@ def write_volume_statistics(stats: VolumeStatistics, group_dir, method: str, aff
     sidecar = {
         "Description": (f"Importance of each {atlas or 'atlas'} region: every subject's "
                         f"stabilized {method} voxel map averaged within the region, then class "
-                        "means and Cohen's d (seed 000 §2.7) with the regions as features."),
+                        "means and Cohen's d (Lewis et al. 2023 §2.7) with the regions as features."),
         "Atlas": atlas, **parameters, **stats.parameters["Selection"],
     }
     written = write_table(stats.importance, group_dir, f"desc-{method}_importance", sidecar)

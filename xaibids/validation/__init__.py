@@ -1,4 +1,4 @@
-"""Validation of attribution maps against simulated ground truth (seeds 000, 001, 004).
+"""Validation of attribution maps against simulated ground truth (the method papers (Lewis et al. 2023, Strock et al. 2025, Gotsopoulos et al. 2018)).
 
 :mod:`xaibids.validation.metrics` holds the metrics as plain NumPy functions;
 :mod:`xaibids.validation.groundtruth` reads what ``xaibids-simulate`` writes;

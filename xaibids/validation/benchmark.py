@@ -9,8 +9,8 @@ ensemble is :func:`xaibids.learning.ensemble.run_ensemble` and the scoring
 
 Paper numbers
 -------------
-:data:`SEED000_TABLE1`: seed 000, Table 1 (mean and SD over 3 000 test samples) for its LSTM +
-attention model and for input-cell attention. :data:`SEED001_F1`: seed 001 reports F1 = 1.0 for
+:data:`SEED000_TABLE1`: Lewis et al. 2023, Table 1 (mean and SD over 3 000 test samples) for its LSTM +
+attention model and for input-cell attention. :data:`SEED001_F1`: Strock et al. 2025 reports F1 = 1.0 for
 IG at the 0.5 threshold in every RNN condition it shows (Fig 2).
 
 CI presets
@@ -18,17 +18,17 @@ CI presets
 :data:`CI_PRESETS` hold the settings the tests use; ``docs/benchmarks.md`` explains each choice
 and records what they give. In short:
 
-* ``boxes``: seed 000's geometry (200 steps × 30 features, 10 × 15 box) with the box perturbation
-  drawn from N(1, 1) instead of the simulator's default N(0, 1). Seed 000 leaves the noise's
+* ``boxes``: Lewis et al. 2023's geometry (200 steps × 30 features, 10 × 15 box) with the box perturbation
+  drawn from N(1, 1) instead of the simulator's default N(0, 1). Lewis et al. 2023 leaves the noise's
   parameters open; its boxes are visible in Fig 4 and its models reach 99 % test accuracy, whereas
   zero-mean noise (a variance change only) is not learnable at CI size (chance accuracy with
   1 000 subjects). ``lstm-attn`` at its default size (hidden 64), Adam at 5e-3.
-* ``rnn-ei``: seed 001's condition of the issue (0 dB, 5 % prevalence, δ = 0.3, 100 nodes,
+* ``rnn-ei``: Strock et al. 2025's condition of the issue (0 dB, 5 % prevalence, δ = 0.3, 100 nodes,
   100 volumes) on the simulator's default model, which follows the seed's code
   (``excitability="input"``), with the seed's 400 subjects. ``stdnn`` with 4 channels per layer,
   Adam at 3e-3 with weight decay 0.1, batches of 128, 40 epochs without early stopping. Without
   the weight decay the networks spread their weights over the 95 unaffected nodes, which follow
-  the network's global activity: the affected nodes still rank first, but seed 001's 0.5
+  the network's global activity: the affected nodes still rank first, but Strock et al. 2025's 0.5
   threshold selects 26 nodes (F1 0.32 with 1 200 subjects; ``docs/benchmarks.md``).
 """
 
@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: Seed 000, Table 1: mean (SD) over 3 000 holdout samples.
+#: Lewis et al. 2023, Table 1: mean (SD) over 3 000 holdout samples.
 SEED000_TABLE1 = {
     "boxes": {
         "lstm-attn": {"euclidean_distance": (1.24, 0.23), "overlap": (0.33, 0.07),
@@ -57,9 +57,9 @@ SEED000_TABLE1 = {
                                  "weighted_jaccard": (0.05, 0.03)},
     },
 }
-#: Seed 000, §3.1: holdout accuracy of its LSTM + attention model.
+#: Lewis et al. 2023, §3.1: holdout accuracy of its LSTM + attention model.
 SEED000_ACCURACY = {"boxes": 0.99, "var": 0.92}
-#: Seed 001, Fig 2: F1 of IG at the 0.5 threshold in every RNN condition.
+#: Strock et al. 2025, Fig 2: F1 of IG at the 0.5 threshold in every RNN condition.
 SEED001_F1 = 1.0
 
 

@@ -3,7 +3,7 @@
 Three families, each defined exactly as its seed defines it (section references are to the
 files in ``shared/seeds``):
 
-Saliency quality against an element-wise mask (seed 000, §2.6 and Table 1)
+Saliency quality against an element-wise mask (Lewis et al. 2023, §2.6 and Table 1)
     :func:`overlap_fraction`, :func:`weighted_jaccard`, :func:`euclidean_distance`. The seed
     represents each sample's truth "as a binary matrix in which only the elements within the
     perturbed regions are ones", passes every map "through an absolute function", and uses "both
@@ -16,17 +16,17 @@ Saliency quality against an element-wise mask (seed 000, §2.6 and Table 1)
 
     * the map is rescaled to [0, 1] over all its elements (``sklearn.preprocessing.minmax_scale``
       of the flattened map: ``(a - min) / (max - min)``) — here after the absolute value of
-      seed 000; the mask stays binary;
+      Lewis et al. 2023; the mask stays binary;
     * weighted Jaccard ``J = sum(min(M, A)) / sum(max(M, A))``;
     * Euclidean distance ``||M - A||_2 / ||M||_2`` (divided by the norm of the mask, so an
       all-zero map scores 1 and a perfect one 0).
 
     The overlap is scale-free, so it is computed on ``|a|`` directly; the sum normalization of
-    the stabilized maps (seed 000, §2.4) changes none of the three metrics. This reading puts
+    the stabilized maps (Lewis et al. 2023, §2.4) changes none of the three metrics. This reading puts
     Table 1's values on the right scale (e.g. boxes: Euclidean 1.24 for the LSTM); a binary
     mask against a sum-normalized map would give distances near ``sqrt(150) ≈ 12`` instead.
 
-ROI detection (seed 001, Methods, "XAI methods")
+ROI detection (Strock et al. 2025, Methods, "XAI methods")
     :func:`roi_scores`, :func:`normalize_max`, :func:`select_features`,
     :func:`precision_recall_f1`: "We obtain the influence of an ROI by taking the absolute value
     of the median of the xAI across time step. To evaluate the performance of the attribution
@@ -34,7 +34,7 @@ ROI detection (seed 001, Methods, "XAI methods")
     compare ROI with attribution above 0.5 with ROI affected [...] using standard recall,
     precision and F1 metrics."
 
-Voxel (feature) detection (seed 004, §2.9 and §3.2)
+Voxel (feature) detection (Gotsopoulos et al. 2018, §2.9 and §3.2)
     :func:`detection_rates`: for a thresholded map, "voxel accuracy [...] (i.e. the percentage of
     correctly defined voxels as important or not) as well as False Discovery Rate (FDR) and False
     Omission Rate (FOR)". Here a voxel is a feature (region or component).
@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Seed 001's threshold on max-normalized ROI scores.
+#: Strock et al. 2025's threshold on max-normalized ROI scores.
 ROI_THRESHOLD = 0.5
 
 
@@ -81,7 +81,7 @@ def minmax_rescale(attribution) -> np.ndarray:
 
 
 def overlap_fraction(attribution, mask) -> float:
-    """Share of the absolute map inside the mask (seed 000, §2.6, Figures 4-5).
+    """Share of the absolute map inside the mask (Lewis et al. 2023, §2.6, Figures 4-5).
 
     ``sum(|a| [M = 1]) / sum(|a|)``: "the sum of all salient values within the window over the
     sum of the entire map". NaN for an all-zero map. Higher is better (Table 1: 0.33 boxes,
@@ -93,7 +93,7 @@ def overlap_fraction(attribution, mask) -> float:
 
 
 def weighted_jaccard(attribution, mask) -> float:
-    """Weighted Jaccard similarity of the rescaled absolute map and the mask (seed 000, §2.6).
+    """Weighted Jaccard similarity of the rescaled absolute map and the mask (Lewis et al. 2023, §2.6).
 
     ``sum(min(M, A)) / sum(max(M, A))`` with ``A`` = :func:`minmax_rescale` of ``|a|`` and
     ``M`` the binary mask (definition of [7]; see the module docstring). In [0, 1], higher is
@@ -106,7 +106,7 @@ def weighted_jaccard(attribution, mask) -> float:
 
 
 def euclidean_distance(attribution, mask) -> float:
-    """Euclidean distance of the rescaled absolute map to the mask (seed 000, §2.6).
+    """Euclidean distance of the rescaled absolute map to the mask (Lewis et al. 2023, §2.6).
 
     ``||M - A||_2 / ||M||_2`` with ``A`` = :func:`minmax_rescale` of ``|a|`` (definition of [7];
     see the module docstring). 0 for a perfect map, 1 for an all-zero map; lower is better
@@ -118,7 +118,7 @@ def euclidean_distance(attribution, mask) -> float:
 
 
 def saliency_quality(attribution, mask) -> dict[str, float]:
-    """The three metrics of seed 000's Table 1 for one map: ``overlap``, ``weighted_jaccard``,
+    """The three metrics of Lewis et al. 2023's Table 1 for one map: ``overlap``, ``weighted_jaccard``,
     ``euclidean_distance``."""
     return {
         "overlap": overlap_fraction(attribution, mask),
@@ -128,7 +128,7 @@ def saliency_quality(attribution, mask) -> dict[str, float]:
 
 
 def roi_scores(attribution) -> np.ndarray:
-    """Seed 001's influence of each ROI: ``|median over time|`` of a ``(time, features)`` map.
+    """Strock et al. 2025's influence of each ROI: ``|median over time|`` of a ``(time, features)`` map.
 
     NaN entries (time points a feature lacks) are ignored by the median; a feature with no value
     at all scores NaN.
@@ -145,7 +145,7 @@ def roi_scores(attribution) -> np.ndarray:
 
 
 def normalize_max(scores) -> np.ndarray:
-    """Divide non-negative scores by their maximum (seed 001); all-zero or all-NaN → zeros."""
+    """Divide non-negative scores by their maximum (Strock et al. 2025); all-zero or all-NaN → zeros."""
     s = np.asarray(scores, dtype=np.float64)
     if np.any(s[np.isfinite(s)] < 0):
         raise ValueError("normalize_max needs non-negative scores.")
@@ -156,7 +156,7 @@ def normalize_max(scores) -> np.ndarray:
 
 
 def select_features(scores, threshold: float = ROI_THRESHOLD) -> np.ndarray:
-    """Seed 001's selection: max-normalized score *above* ``threshold`` (strictly; NaN → not).
+    """Strock et al. 2025's selection: max-normalized score *above* ``threshold`` (strictly; NaN → not).
 
     xaibids' own ``group/desc-<method>_importance.tsv`` marks ``importance_norm >= 0.5``; the two
     differ only for a score of exactly half the maximum.
@@ -177,7 +177,7 @@ def confusion_counts(selected, relevant) -> dict[str, int]:
 
 def precision_recall_f1(selected, relevant) -> dict[str, float]:
     """Standard precision ``tp/(tp+fp)``, recall ``tp/(tp+fn)`` and F1 ``2tp/(2tp+fp+fn)``
-    (seed 001, Methods). F1 equals the harmonic mean of precision and recall wherever both are
+    (Strock et al. 2025, Methods). F1 equals the harmonic mean of precision and recall wherever both are
     defined, and is 0 (not NaN) when relevant features exist but none was selected."""
     c = confusion_counts(selected, relevant)
     return {
@@ -188,7 +188,7 @@ def precision_recall_f1(selected, relevant) -> dict[str, float]:
 
 
 def detection_rates(selected, relevant) -> dict[str, float]:
-    """Seed 004 (§3.2): ``accuracy`` ``(tp+tn)/n``, ``fdr`` ``fp/(fp+tp)`` and ``for``
+    """Gotsopoulos et al. 2018 (§3.2): ``accuracy`` ``(tp+tn)/n``, ``fdr`` ``fp/(fp+tp)`` and ``for``
     ``fn/(fn+tn)`` of a thresholded map against the truth."""
     c = confusion_counts(selected, relevant)
     n = c["tp"] + c["fp"] + c["fn"] + c["tn"]
@@ -200,10 +200,10 @@ def detection_rates(selected, relevant) -> dict[str, float]:
 
 
 def roi_detection(attribution, relevant, threshold: float = ROI_THRESHOLD) -> dict[str, float]:
-    """Seed 001 and seed 004 scores of one ``(time, features)`` map against relevant features.
+    """Strock et al. 2025 and Gotsopoulos et al. 2018 scores of one ``(time, features)`` map against relevant features.
 
     ``relevant`` is a boolean vector over features. Returns ``precision``, ``recall``, ``f1``
-    (seed 001) and ``accuracy``, ``fdr``, ``for`` (seed 004) of the features whose
+    (Strock et al. 2025) and ``accuracy``, ``fdr``, ``for`` (Gotsopoulos et al. 2018) of the features whose
     :func:`roi_scores`, max-normalized, lie above ``threshold``.
     """
     selected = select_features(roi_scores(attribution), threshold)

@@ -9,8 +9,8 @@ Two entry points share one implementation:
 
 Voxel maps (``--features t1``: ``sub-<l>/anat/…_desc-<method>_attribution.nii.gz`` with no
 TSV beside them) are scored against the dataset's ``*_desc-groundtruth_mask.nii.gz`` with the
-same metrics, the features being the brain's voxels (seed 004 §3.2 scores *voxel* accuracy,
-FDR and FOR; seed 001's ``|median over time|`` of a single volume is the voxel's
+same metrics, the features being the brain's voxels (Gotsopoulos et al. 2018 §3.2 scores *voxel* accuracy,
+FDR and FOR; Strock et al. 2025's ``|median over time|`` of a single volume is the voxel's
 ``|value|``); the ``importance_*`` rows then score the region importance table against the
 regions of ``groundtruth_features.tsv``.
 
@@ -29,18 +29,18 @@ The result is one long table (:data:`COLUMNS`):
 
 Per-subject metrics (one row per map, plus the mean row):
 
-- ``overlap``, ``weighted_jaccard``, ``euclidean_distance``: seed 000 §2.6 / Table 1, against
+- ``overlap``, ``weighted_jaccard``, ``euclidean_distance``: Lewis et al. 2023 §2.6 / Table 1, against
   the element-wise mask (only where the dataset has ``*_desc-groundtruth_mask.tsv``);
-- ``roi_precision``, ``roi_recall``, ``roi_f1``: seed 001, the features whose
+- ``roi_precision``, ``roi_recall``, ``roi_f1``: Strock et al. 2025, the features whose
   ``|median over time|`` score, max-normalized, is above 0.5, against the subject's relevant
   features (``groundtruth.tsv``);
-- ``feature_accuracy``, ``feature_fdr``, ``feature_for``: seed 004 §3.2 rates of the same
+- ``feature_accuracy``, ``feature_fdr``, ``feature_for``: Gotsopoulos et al. 2018 §3.2 rates of the same
   selection.
 
 Group-level metrics (only where the relevant features are the same for every subject —
 ``groundtruth_features.tsv``, or one shared set in ``groundtruth.tsv``; not for ``boxes``):
 
-- ``group_roi_*`` (``precision``, ``recall``, ``f1``, ``accuracy``, ``fdr``, ``for``): seed 001's
+- ``group_roi_*`` (``precision``, ``recall``, ``f1``, ``accuracy``, ``fdr``, ``for``): Strock et al. 2025's
   ROI scores of all maps averaged over subjects (every map sums to one, so each subject weighs
   the same), then max-normalized and thresholded at 0.5;
 - ``importance_*`` (same six): the ``selected`` column of xaibids' own
@@ -50,12 +50,12 @@ Group-level metrics (only where the relevant features are the same for every sub
 - ``importance_r_precision`` and ``importance_auc``: how well the importance *ranking* recovers
   the truth, without the 0.5 threshold (see :func:`_ranking_rows`).
 - ``class_<label>_roi_*`` (same six; voxel maps of datasets with per-class truth,
-  ``groundtruth_class-<label>_mask.nii.gz`` as ``voxel-patterns`` writes): seed 004's category
+  ``groundtruth_class-<label>_mask.nii.gz`` as ``voxel-patterns`` writes): Gotsopoulos et al. 2018's category
   maps, the group map of each class's samples
   (``group/[space-<tpl>_]desc-<method>_class-<label>_importance.nii.gz``) max-normalized and
   thresholded at 0.5, against that class's pattern.
 
-With the default ``--positive abs`` the maps are non-negative and seed 001's ``|median over
+With the default ``--positive abs`` the maps are non-negative and Strock et al. 2025's ``|median over
 time|`` is the median of the absolute values; with ``--positive none`` the maps stay signed and
 it is exactly the seed's absolute value of the signed median.
 """
@@ -114,8 +114,8 @@ def score_subject(attribution: np.ndarray, mask: np.ndarray | None = None,
                   threshold: float = M.ROI_THRESHOLD) -> dict[str, float]:
     """Per-subject metrics of one ``(time, features)`` map.
 
-    ``mask`` (same shape, boolean) gives the seed-000 metrics, ``relevant`` (boolean per
-    feature) the seed-001/004 ones; either may be None.
+    ``mask`` (same shape, boolean) gives the Lewis et al. 2023 metrics, ``relevant`` (boolean per
+    feature) the Strock et al. 2025/004 ones; either may be None.
     """
     out: dict[str, float] = {}
     if mask is not None:
@@ -166,16 +166,16 @@ def score_maps(maps, feature_names: list[str], subjects: list[str], method: str 
     method : str
         Attribution method, written to the ``method`` column.
     masks : sequence of (ndarray or None), optional
-        Element-wise truth per map (same shape as the map), for the seed-000 metrics.
+        Element-wise truth per map (same shape as the map), for the Lewis et al. 2023 metrics.
     relevant : sequence of (set of str, boolean ndarray or None), optional
-        Relevant features per map (names, or one flag per feature), for the seed-001/004
+        Relevant features per map (names, or one flag per feature), for the Strock et al. 2025/004
         metrics.
     dataset_relevant : set of str or boolean ndarray, optional
         Features relevant for every subject, for the ``group_roi_*`` and ``importance_*`` rows.
     importance : pandas.DataFrame, optional
         xaibids' group importance table (``feature``, ``selected``) for ``importance_*``.
     threshold : float
-        Seed 001's threshold on max-normalized ROI scores.
+        Strock et al. 2025's threshold on max-normalized ROI scores.
     """
     n_maps = len(maps)
     if len(subjects) != n_maps:
@@ -365,7 +365,7 @@ def score_class_maps(group_dir: Path, truth: GroundTruth, method: str,
     Reads ``group/…desc-<method>_class-<label>_importance.nii.gz`` and the truth's
     ``groundtruth_class-<label>_mask.nii.gz`` (resampled nearest-neighbour onto the map's grid),
     restricted to ``domain``; the map's absolute values, max-normalized, select the voxels at or
-    above ``threshold`` (seed 001's rule). An empty table when either file is missing.
+    above ``threshold`` (Strock et al. 2025's rule). An empty table when either file is missing.
     """
     import nibabel as nb
 
@@ -490,21 +490,21 @@ def write_metrics(table: pd.DataFrame, output_dir: str | os.PathLike,
 
 _RATE_TEXT = {
     "precision": "precision tp/(tp+fp)", "recall": "recall tp/(tp+fn)",
-    "f1": "F1 2tp/(2tp+fp+fn)", "accuracy": "accuracy (tp+tn)/n (seed 004 §3.2)",
-    "fdr": "false discovery rate fp/(fp+tp) (seed 004 §3.2)",
-    "for": "false omission rate fn/(fn+tn) (seed 004 §3.2)",
+    "f1": "F1 2tp/(2tp+fp+fn)", "accuracy": "accuracy (tp+tn)/n (Gotsopoulos et al. 2018 §3.2)",
+    "fdr": "false discovery rate fp/(fp+tp) (Gotsopoulos et al. 2018 §3.2)",
+    "for": "false omission rate fn/(fn+tn) (Gotsopoulos et al. 2018 §3.2)",
 }
 METRIC_DESCRIPTIONS = {
-    "overlap": "Seed 000 §2.6: share of the absolute map inside the ground-truth mask "
+    "overlap": "Lewis et al. 2023 §2.6: share of the absolute map inside the ground-truth mask "
                "(higher is better; Table 1: boxes 0.33, VAR 0.56).",
-    "weighted_jaccard": "Seed 000 §2.6 / [7]: sum(min(M, A)) / sum(max(M, A)), A = min-max "
+    "weighted_jaccard": "Lewis et al. 2023 §2.6 / [7]: sum(min(M, A)) / sum(max(M, A)), A = min-max "
                         "rescaled |map| (higher is better; Table 1: boxes 0.22, VAR 0.10).",
-    "euclidean_distance": "Seed 000 §2.6 / [7]: ||M - A|| / ||M||, A = min-max rescaled |map| "
+    "euclidean_distance": "Lewis et al. 2023 §2.6 / [7]: ||M - A|| / ||M||, A = min-max rescaled |map| "
                           "(lower is better; Table 1: boxes 1.24, VAR 4.57).",
-    **{_ROI_NAMES[r]: f"Seed 001: {_RATE_TEXT[r]} of the features whose |median over time| "
+    **{_ROI_NAMES[r]: f"Strock et al. 2025: {_RATE_TEXT[r]} of the features whose |median over time| "
                       "score, max-normalized, is above 0.5, against the subject's relevant "
                       "features." for r in _RATES},
-    **{f"group_roi_{r}": f"Seed 001: {_RATE_TEXT[r]} of the features whose ROI score averaged "
+    **{f"group_roi_{r}": f"Strock et al. 2025: {_RATE_TEXT[r]} of the features whose ROI score averaged "
                          "over subjects, max-normalized, is above 0.5, against the dataset's "
                          "relevant features." for r in _RATES},
     **{f"importance_{r}": f"{_RATE_TEXT[r]} of the features marked selected in "

@@ -57,7 +57,7 @@ def init_t1_preproc_wf(t1w, settings, output_dir, sources, random_seed, num_thre
             f"{TEMPLATE_SPACE}) by an affine registration with ANTs [@avants2008], as ClinicaDL's "
             "t1-linear pipeline [@wen2020clinicadl]; the registered image was masked with the "
             "template's brain mask, z-scored within it and resampled onto a "
-            f"{resolution:g} mm grid cropped to the brain's bounding box (as seed 002's "
+            f"{resolution:g} mm grid cropped to the brain's bounding box (as Kan et al. 2020's "
             "~58 x 70 x 58 volumes). "
         )
     preprocess = pe.Node(
