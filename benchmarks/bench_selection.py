@@ -41,16 +41,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
-#: Strock et al. 2025 Fig 2's conditions (SNR dB, prevalence, severity).
-CONDITIONS = {
-    "snr-10": (-10.0, 0.05, 0.3),
-    "snr0": (0.0, 0.05, 0.3),
-    "snr10": (10.0, 0.05, 0.3),
-    "prev0.01": (0.0, 0.01, 0.3),
-    "prev0.10": (0.0, 0.10, 0.3),
-    "sev0.1": (0.0, 0.05, 0.1),
-    "sev0.5": (0.0, 0.05, 0.5),
-}
+from xaibids.validation.benchmark import SEED001_CONDITIONS as CONDITIONS  # noqa: E402
+
 RULES = ("empirical-null", "roi-score", "fixed")
 
 

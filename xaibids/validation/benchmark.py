@@ -61,6 +61,16 @@ SEED000_TABLE1 = {
 SEED000_ACCURACY = {"boxes": 0.99, "var": 0.92}
 #: Strock et al. 2025, Fig 2: F1 of IG at the 0.5 threshold in every RNN condition.
 SEED001_F1 = 1.0
+#: Strock et al. 2025 Fig 2's conditions (SNR dB, prevalence, severity), keyed by a short name.
+SEED001_CONDITIONS = {
+    "snr-10": (-10.0, 0.05, 0.3),
+    "snr0": (0.0, 0.05, 0.3),
+    "snr10": (10.0, 0.05, 0.3),
+    "prev0.01": (0.0, 0.01, 0.3),
+    "prev0.10": (0.0, 0.10, 0.3),
+    "sev0.1": (0.0, 0.05, 0.1),
+    "sev0.5": (0.0, 0.05, 0.5),
+}
 
 
 @dataclass
