@@ -709,7 +709,7 @@ def write_group_outputs(config, source, dataset, result, ens_config, feature_gro
         top = stats.importance.sort_values("importance_norm", ascending=False).head(5)
         LOGGER.info("%s: top features %s.", method, ", ".join(
             f"{r.feature}{_where(r)} ({r.importance_norm:.2f})" for r in top.itertuples()))
-        _log_selection(method, stats.importance, "features")
+        _log_selection(method, stats.importance, "features", st.selection)
     return verdict
 
 
@@ -733,12 +733,12 @@ def write_verdict(config, dataset, result, group_dir: Path):
     return verdict
 
 
-def _log_selection(method: str, table: pd.DataFrame, what: str) -> None:
-    """One line on what the selection rule selected (the first ten names)."""
+def _log_selection(method: str, table: pd.DataFrame, what: str, rule: str) -> None:
+    """One line on what the selection ``rule`` selected (the first ten names)."""
     chosen = [str(f) for f in table.loc[table["selected"].astype(bool), "feature"]]
     names = ", ".join(chosen[:10]) + (" ..." if len(chosen) > 10 else "")
     LOGGER.info("%s: %d of %d %s selected (%s rule)%s.", method, len(chosen), len(table), what,
-                table.attrs["selection"]["SelectionRule"], f": {names}" if chosen else "")
+                rule, f": {names}" if chosen else "")
 
 
 def _where(row) -> str:
@@ -790,7 +790,7 @@ def write_volume_outputs(config, source, dataset, result, group_dir: Path,
         top = stats.ranking.head(5)
         LOGGER.info("%s: top %s regions %s.", method, atlas.name,
                     ", ".join(f"{r.region} ({r.share:.2f})" for r in top.itertuples()))
-        _log_selection(method, stats.importance, f"{atlas.name} regions")
+        _log_selection(method, stats.importance, f"{atlas.name} regions", st.selection)
 
 
 def write_reliability_outputs(config, source, dataset, result, ens_config,
