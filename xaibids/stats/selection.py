@@ -111,7 +111,7 @@ class SelectionRule:
             return (
                 "Per feature, the centred log-ratio of its per-subject importance tested for "
                 "its level (mean over subjects, one-sided) and its class contrast (Welch's t, "
-                "or a one-way ANOVA with more classes, two-sided), each standardized by an "
+                "two-sided; with more classes a one-way ANOVA), each standardized by an "
                 "empirical null (median and MAD over features; Efron 2004) with p-values from "
                 "Student's t with 0.37 x features degrees of freedom; the smaller p doubled "
                 f"(Bonferroni), Benjamini-Hochberg q-values; selected where q <= {self.alpha:g} "
