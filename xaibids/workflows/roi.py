@@ -43,8 +43,11 @@ def init_roi_timeseries_wf(run, atlas, atlas_files, settings, output_dir, source
     workflow.__desc__ = (
         f"Regional BOLD timecourses were extracted as the mean signal within each of the "
         f"{len(atlas.labels)} regions of the {atlas.name} atlas (nearest-neighbour resampled to "
-        f"the BOLD grid) with nilearn's `NiftiLabelsMasker` [@nilearn]. Confounds were "
-        f"regressed out ({CONFOUND_TEXT[settings.confounds]}) in the same step as "
+        f"the BOLD grid) with nilearn's `NiftiLabelsMasker` [@nilearn]. "
+        + ("No confounds were regressed out; the signal was cleaned with "
+           if settings.confounds == "none" else
+           f"Confounds were regressed out ({CONFOUND_TEXT[settings.confounds]}) in the same "
+           "step as ")
         + ("linear detrending, " if settings.detrend else "")
         + (", ".join(band) + " filtering, " if band else "")
         + (f"and {settings.standardize} standardization" if settings.standardize != "none"
