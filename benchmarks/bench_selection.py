@@ -47,16 +47,13 @@ RULES = ("empirical-null", "roi-score", "fixed")
 
 
 def rates(selected, truth) -> dict:
-    import numpy as np
+    """Precision, recall and F1 (``xaibids.validation.metrics``), the number selected and the
+    false-positive rate (false selections over the unaffected nodes)."""
+    from xaibids.validation.metrics import confusion_counts, precision_recall_f1
 
-    selected, truth = np.asarray(selected, bool), np.asarray(truth, bool)
-    tp, fp = int((selected & truth).sum()), int((selected & ~truth).sum())
-    fn = int((~selected & truth).sum())
-    precision = tp / (tp + fp) if tp + fp else float("nan")
-    recall = tp / (tp + fn) if tp + fn else float("nan")
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else float("nan")
-    return {"n_selected": int(selected.sum()), "precision": precision, "recall": recall,
-            "f1": f1, "false_positive_rate": fp / max(int((~truth).sum()), 1)}
+    counts = confusion_counts(selected, truth)
+    return {"n_selected": counts["tp"] + counts["fp"], **precision_recall_f1(selected, truth),
+            "false_positive_rate": counts["fp"] / max(counts["fp"] + counts["tn"], 1)}
 
 
 def baselines(X, y, folds, seed: int) -> dict:

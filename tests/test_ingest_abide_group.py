@@ -66,7 +66,7 @@ def test_abide_group_paints_cc200(abide_group_run):
 
     perf = pd.read_csv(out / "group" / "desc-performance_metrics.tsv", sep="\t")
     ens = perf[perf["model"].astype(str) == "ensemble"]
-    assert list(ens["fold"]) == [1, 2]
+    assert list(ens["fold"].astype(str)) == ["1", "2", "all"]  # the folds, then the verdict
     assert ens["balanced_accuracy"].between(0, 1).all()
 
     table = pd.read_csv(out / "group" / "desc-ig_importance.tsv", sep="\t")

@@ -550,8 +550,9 @@ def performance_section(group_dir: Path, preds: pd.DataFrame, classes: list[str]
     parts = []
     path = group_dir / "desc-performance_metrics.tsv"
     row = []
-    if path.exists():
-        perf = _fold_rows(read_tsv(path))
+    everything = read_tsv(path) if path.exists() else None
+    if everything is not None:
+        perf = _fold_rows(everything)
         metric = "balanced_accuracy" if "balanced_accuracy" in perf else "accuracy"
         chance = 1.0 / len(classes) if classes else 0.5
         row.append(fig_html(figures.performance_figure(perf, metric, chance=chance),
@@ -572,8 +573,7 @@ def performance_section(group_dir: Path, preds: pd.DataFrame, classes: list[str]
                                     "ROC of the out-of-fold ensemble probabilities."))
     if row:
         parts.append('<div class="row">' + "".join(row) + "</div>")
-    if path.exists():
-        everything = read_tsv(path)
+    if everything is not None:
         overall = everything[everything["fold"].astype(str) == "all"] \
             if "fold" in everything else everything[:0]
         if len(overall):
