@@ -185,6 +185,33 @@ def test_rnn_ei_gain_reading_of_the_text():
     assert (p[~affected] < 0.05 / 100).sum() == 0
 
 
+def test_rnn_ei_local_self_excitation_in_a_stable_network():
+    """``excitability='local'`` with ``coupling`` 0.8 (the ``bold`` kind's default): the affected
+    nodes fluctuate more and more slowly in group ``hyperexcitable``, without drifting away from
+    zero as the seed's ``input`` reading does."""
+    sim = simulate_rnn_ei(n_subjects=60, seed=2, snr_db=10.0, severity=0.5,
+                          excitability="local", coupling=0.8, burn_in=50)
+    feats = sim.tables["groundtruth_features"]
+    affected = feats["relevant"].to_numpy() == 1
+    assert affected.sum() == 5  # 5 % prevalence
+    # the table's excitability is the self-excitation here: 0 in controls, δ where affected
+    assert (feats["excitability_hyperexcitable"] == np.where(affected, 0.5, 0.0)).all()
+    assert (feats["excitability_control"] == 0).all()
+    assert sim.params["coupling"] == 0.8 and "0.8*A/rho" in sim.params["dynamics"]
+    assert "self-excitation" in sim.description
+    log_sd = np.log(sim.data.std(axis=1))
+    t, p = stats.ttest_ind(log_sd[sim.labels == 1], log_sd[sim.labels == 0])
+    assert (t[affected] > 4).all()
+    assert (p[~affected] < 0.05 / 100).sum() <= 1  # graph neighbours follow a little
+    lag1 = [np.mean([np.corrcoef(y[:-1, j], y[1:, j])[0, 1] for y in sim.data[sim.labels == c]])
+            for c in (0, 1) for j in [affected.nonzero()[0][0]]]
+    assert lag1[1] > lag1[0]
+    # no drift: the mean over time stays within the fluctuations (the ``input`` reading's
+    # saturated level is many SDs away from zero)
+    level = np.abs(sim.data.mean(axis=1)) / sim.data.std(axis=1)
+    assert level[sim.labels == 1][:, affected].mean() < 1.0
+
+
 def test_rnn_snr_sets_measurement_noise():
     lo = simulate_rnn_ei(n_subjects=2, seed=4, snr_db=-10, n_timepoints=50, burn_in=20)
     hi = simulate_rnn_ei(n_subjects=2, seed=4, snr_db=10, n_timepoints=50, burn_in=20)
@@ -198,6 +225,7 @@ def test_rnn_snr_sets_measurement_noise():
     ("boxes", {"window": 0}, "window"),
     ("var", {"alpha": 2.0}, "alpha"),
     ("rnn-ei", {"prevalence": 0.0}, "prevalence"),
+    ("rnn-ei", {"coupling": 1.5}, "coupling"),
     ("boxes", {"n_nodes": 3}, "do not apply"),
 ])
 def test_bad_options_write_nothing(tmp_path, kind, opts, match):

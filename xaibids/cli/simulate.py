@@ -24,7 +24,9 @@ _SEED_REFS = {
               "canonical HRF (TR 1 s, 100 volumes) and measurement noise at a given SNR.",
     "bold": "rnn-ei dynamics of each atlas region painted into voxels on the MNI152 template, "
             "with smooth noise, motion and a brain mask, written as fMRIPrep-style "
-            "derivatives.",
+            "derivatives; by default a stable network (coupling 0.8) whose affected regions "
+            "have a raised self-excitation (a larger, slower BOLD fluctuation that survives "
+            "fMRIPrep's confound regression).",
     "t1-atrophy": "Kan et al. 2020's setting with a known answer: nilearn's MNI152 template as every "
                   "subject's T1w, with a smooth-edged intensity loss (--severity) in chosen "
                   "atlas regions (--regions) for group 'atrophy', a per-subject smooth intensity "
@@ -86,12 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("rnn-ei", help=_SEED_REFS["rnn-ei"], description=_SEED_REFS["rnn-ei"])
     _common(p)
-    _rnn_options(p, n_timepoints=100, tr=1.0)
+    _rnn_options(p, "rnn-ei")
     p.add_argument("--n-nodes", type=int, help="number of nodes/regions (default 100)")
 
     p = sub.add_parser("bold", help=_SEED_REFS["bold"], description=_SEED_REFS["bold"])
     _common(p)
-    _rnn_options(p, n_timepoints=100, tr=2.0)
+    _rnn_options(p, "bold")
     p.add_argument("--atlas", help="atlas: a bundled name (default harvard-oxford), a NIfTI "
                                    "with a labels TSV, or a BIDS-Atlas dataset")
     p.add_argument("--voxel-size", type=int, help="voxel size in mm of the grid (default 5)")
@@ -157,23 +159,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _rnn_options(p: argparse.ArgumentParser, n_timepoints: int, tr: float) -> None:
+#: Defaults of the RNN options that differ between the kinds (the simulator functions' own).
+RNN_DEFAULTS = {
+    "rnn-ei": dict(n_timepoints=100, tr=1.0, severity=0.3, burn_in=0, excitability="input",
+                   coupling=1.0),
+    "bold": dict(n_timepoints=100, tr=2.0, severity=0.5, burn_in=50, excitability="local",
+                 coupling=0.8),
+}
+
+
+def _rnn_options(p: argparse.ArgumentParser, kind: str) -> None:
+    d = RNN_DEFAULTS[kind]
     p.add_argument("--snr-db", type=float, help="signal-to-noise ratio in dB (default 0)")
     p.add_argument("--prevalence", type=float,
                    help="fraction of nodes with raised excitability (default 0.05)")
-    p.add_argument("--severity", type=float, help="excitability increase δ (default 0.3)")
+    p.add_argument("--severity", type=float,
+                   help=f"excitability increase δ (default {d['severity']:g})")
     p.add_argument("--k", type=int, help="ring neighbours of the small-world graph (default 10)")
     p.add_argument("--rewire-p", type=float, help="rewiring probability (default 0.1)")
     p.add_argument("--neural-noise", type=float, help="SD of the intrinsic noise (default 0.1)")
-    p.add_argument("--burn-in", type=int, help="discarded initial RNN steps (default 0, as in "
-                                               "Strock et al. 2025's code: x_0 ~ N(0, 1))")
-    p.add_argument("--excitability", choices=["input", "gain"],
-                   help="how excitability changes: 'input' (default, Strock et al. 2025's code): each "
-                        "affected node gets an extra input of weight δ/ρ from every node; "
-                        "'gain': the affected nodes' weights on their neighbours × (1 + δ) (a "
-                        "reading of the seed's text, far weaker)")
-    p.add_argument("--n-timepoints", type=int, help=f"volumes per subject (default {n_timepoints})")
-    p.add_argument("--tr", type=float, help=f"repetition time in s (default {tr:g})")
+    p.add_argument("--burn-in", type=int,
+                   help=f"discarded initial RNN steps (default {d['burn_in']}; 0 is Strock et "
+                        "al. 2025's code: x_0 ~ N(0, 1))")
+    p.add_argument("--excitability", choices=["input", "gain", "local"],
+                   help=f"how excitability changes (default {d['excitability']}): 'input' "
+                        "(Strock et al. 2025's code): each affected node gets an extra input of "
+                        "weight δ/ρ from every node, a slow drift to saturation; 'gain': the "
+                        "affected nodes' weights on their neighbours × (1 + δ) (a reading of "
+                        "the paper's text, far weaker); 'local': the affected nodes' "
+                        "self-excitation raised by δ, a larger and slower fluctuation in the "
+                        "BOLD band (use with --coupling below 1)")
+    p.add_argument("--coupling", type=float,
+                   help=f"global coupling c of W_0 = c·A/ρ, in (0, 1] (default "
+                        f"{d['coupling']:g}; 1 is Strock et al. 2025's critical network)")
+    p.add_argument("--n-timepoints", type=int,
+                   help=f"volumes per subject (default {d['n_timepoints']})")
+    p.add_argument("--tr", type=float, help=f"repetition time in s (default {d['tr']:g})")
 
 
 def main(argv: list[str] | None = None) -> int:

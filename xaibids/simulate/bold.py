@@ -1,7 +1,13 @@
 """``bold``: the RNN E/I dynamics of Strock et al. 2025 painted into the voxels of a real atlas.
 
 Each atlas region is one node of the small-world RNN of :mod:`xaibids.simulate.rnn` (Strock et al. 2025,
-Materials and Methods); its noise-free BOLD signal is written into every voxel of the region on
+Materials and Methods). By default the network is stable (global coupling 0.8, 50 burn-in steps)
+and the class effect is physiological (``excitability="local"``): the affected regions' recurrent
+self-excitation is raised, so their BOLD signal fluctuates more and more slowly, within the
+BOLD band, and drives their graph neighbours a little more; nothing drifts, so fMRIPrep's
+standard confound regression keeps the effect. Strock et al. 2025's own effect (a drift to a
+saturated level in a critical network) is ``--excitability input --coupling 1 --burn-in 0
+--severity 0.3``. Each region's noise-free BOLD signal is written into every voxel of the region on
 a coarse grid of nilearn's MNI152 template, and the image gets what real preprocessed data
 have: spatially smooth noise, a slow drift, intensity changes caused by head motion, and a
 brain mask. The result is written as fMRIPrep-style derivatives (preprocessed BOLD, brain
@@ -21,6 +27,11 @@ displacement of voxel ``v`` under the subject's rigid motion at volume ``t`` (tr
 small-angle rotations about the grid centre): the first-order intensity change of moving the
 image. The motion parameters written to the confounds are these translations (mm) and
 rotations (rad).
+
+The confounds are computed from the images as fMRIPrep computes them: white-matter and CSF
+signals from unlabeled bright voxels and the ventricles, which carry no neural signal and so no
+class effect; the global signal (which does); DVARS, FD, aCompCor/tCompCor, cosines; the motion
+parameters with their expansions, whose intensity artefacts are in the voxels.
 
 Choices not fixed by the seeds (all parameters): default atlas Harvard-Oxford (maximum
 probability at 25 %, via :func:`xaibids.features.atlases.load_atlas`), 5 mm voxels, 100
@@ -46,7 +57,9 @@ from xaibids.simulate import bidsio
 from xaibids.simulate.base import balanced_labels, stream
 from xaibids.simulate.rnn import (
     build_network,
+    change_text,
     clean_signals,
+    dynamics_text,
     noise_sd_for_snr,
     reference_signal_variance,
 )
@@ -239,10 +252,11 @@ def _displacements(motion: np.ndarray, coords: np.ndarray) -> np.ndarray:
 def simulate_bold(root: Path, n_subjects: int = 40, seed: int = 0,
                   atlas: str = "harvard-oxford", voxel_size: int = 5, n_timepoints: int = 100,
                   tr: float = 2.0, snr_db: float = 0.0, prevalence: float = 0.05,
-                  severity: float = 0.3, k: int = 10, rewire_p: float = 0.1,
-                  neural_noise: float = 0.1, burn_in: int = 0, smoothness: float = 8.0,
+                  severity: float = 0.5, k: int = 10, rewire_p: float = 0.1,
+                  neural_noise: float = 0.1, burn_in: int = 50, smoothness: float = 8.0,
                   signal_change: float = 2.0, motion_scale: float = 1.0,
-                  affected: str | None = None, excitability: str = "input") -> dict:
+                  affected: str | None = None, excitability: str = "local",
+                  coupling: float = 0.8) -> dict:
     """Write the ``bold`` dataset into the empty (staging) folder ``root``; return its params."""
     if n_subjects < 2:
         raise ValueError("--n-subjects must be at least 2 (one per class).")
@@ -282,7 +296,7 @@ def simulate_bold(root: Path, n_subjects: int = 40, seed: int = 0,
                 f"{voxel_size} mm grid; use names from its labels (e.g. {node_names[:3]}).")
         chosen = np.array(sorted(node_names.index(w) for w in wanted))
     network = build_network(len(nodes), k, rewire_p, prevalence, severity, rng0, affected=chosen,
-                            excitability=excitability)
+                            excitability=excitability, coupling=coupling)
     signals = clean_signals(network, labels, seed, n_timepoints, tr, neural_noise, burn_in)
     signal_var = reference_signal_variance(network, seed, tr, neural_noise, burn_in,
                                            n_timepoints)
@@ -374,7 +388,7 @@ def simulate_bold(root: Path, n_subjects: int = 40, seed: int = 0,
                   voxel_size=voxel_size, n_timepoints=n_timepoints, tr=tr, snr_db=snr_db,
                   prevalence=prevalence, severity=severity, k=k, rewire_p=rewire_p,
                   neural_noise=neural_noise, burn_in=burn_in, excitability=excitability,
-                  smoothness=smoothness,
+                  coupling=coupling, smoothness=smoothness,
                   signal_change=signal_change, motion_scale=motion_scale,
                   affected=affected, n_nodes=len(nodes),
                   spectral_radius=network.spectral_radius,
@@ -450,12 +464,12 @@ def _write_bold_metadata(root, deriv, params, labels, subj, regions, nodes, netw
              "duration": n_timepoints, "relevant_features": ";".join(gt_regions)}
             for i, lab in enumerate(subj)]
     bidsio.write_tsv(pd.DataFrame(rows), deriv / "groundtruth.tsv")
-    text = _bold_readme(params, gt_regions, reproduce)
+    text = _bold_readme(params, gt_regions, reproduce, change_text(network, params["severity"]))
     bidsio.write_text(root / "README", text)
     bidsio.write_text(deriv / "README", text)
 
 
-def _bold_readme(params: dict, gt_regions: list[str], reproduce: str) -> str:
+def _bold_readme(params: dict, gt_regions: list[str], reproduce: str, change: str) -> str:
     return f"""# xaibids simulated dataset: `bold`
 
 Generated by `{TOOL}` (xaibids {__version__}) with
@@ -467,9 +481,12 @@ one node per region of the atlas `{params['atlas']}` ({params['n_nodes']} region
 signal on the grid), painted into the voxels of each region on a {params['voxel_size']} mm grid of
 nilearn's MNI152 template, with spatially smooth noise (FWHM {params['smoothness']:g} mm, per-voxel
 SNR {params['snr_db']:g} dB), a slow drift, intensity changes from simulated head motion and a
-brain mask. Group `hyperexcitable` has the excitability of the ground-truth regions raised by
-δ = {params['severity']:g}; group `control` does not. {params['n_timepoints']} volumes, TR
-{params['tr']:g} s.
+brain mask. Dynamics: `{dynamics_text(params['excitability'], params['coupling'])}`
+(global coupling {params['coupling']:g}, {params['burn_in']} burn-in steps, intrinsic noise SD
+{params['neural_noise']:g}, SPM's canonical HRF). In group `hyperexcitable` {change} Group
+`control` has the network unchanged. {params['n_timepoints']} volumes, TR {params['tr']:g} s.
+The confounds are computed from the images: white matter and CSF from voxels without neural
+signal (so without the class effect), the global signal from the whole brain mask.
 
 Ground-truth regions: {'; '.join(gt_regions)}.
 

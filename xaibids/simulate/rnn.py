@@ -49,6 +49,17 @@ Deviations from the seed's code, all recorded in ``simulation.json``:
   regression on every node's log-variance reaches ≈ 0.83 accuracy at 0 dB, 5 %, δ = 0.3), and it
   is kept for comparison only.
 
+A third reading, ``excitability="local"``, is not in the seed: it is the default of the ``bold``
+kind (:mod:`xaibids.simulate.bold`), whose class effect must survive fMRIPrep's confound
+regression. The affected nodes' recurrent self-excitation is raised by ``δ``,
+``W_1 = W_0 + δ · diag(1_a)`` (a local shift of the E/I balance towards excitation), in a
+network below criticality (``W_0 = c · A/ρ`` with a global ``coupling`` ``c`` < 1, e.g. 0.8, and
+a burn-in that lets the initial state decay). The affected nodes then fluctuate with a larger
+amplitude and a longer autocorrelation, in the BOLD band after the HRF, and they drive their
+graph neighbours a little more (coupling); nothing drifts or saturates. With ``c`` = 1 (the
+seed's critical network) a raised self-excitation makes the affected nodes unstable, so the
+``local`` reading is meant for ``c`` < 1.
+
 Every subject's ground truth is the set of affected nodes at all time points. The other nodes
 change too through the network (their mean level in group ``hyperexcitable`` rises with
 prevalence and severity), much less than the affected ones; they are not part of the ground
@@ -69,8 +80,8 @@ from xaibids.simulate.base import TimeseriesSimulation, balanced_labels, stream
 #: Reference subjects per group used to measure the signal variance of the SNR (the seed's 400
 #: samples per condition and class).
 REFERENCE_SUBJECTS = 400
-#: The two readings of the excitability change (see the module docstring).
-EXCITABILITY_MODELS = ("input", "gain")
+#: The readings of the excitability change (see the module docstring).
+EXCITABILITY_MODELS = ("input", "gain", "local")
 
 
 @dataclass
@@ -80,7 +91,8 @@ class EINetwork:
     adjacency: np.ndarray
     spectral_radius: float
     affected: np.ndarray
-    excitability: np.ndarray  # (2, n): level of excitability per node in group 0 and 1
+    # (2, n): level of excitability per node in group 0 and 1 (``local``: self-excitation)
+    excitability: np.ndarray
     weights: tuple[np.ndarray, np.ndarray]  # W_0, W_1
     model: str = "input"
 
@@ -98,8 +110,12 @@ def canonical_hrf(tr: float) -> np.ndarray:
 
 def build_network(n_nodes: int, k: int, rewire_p: float, prevalence: float, severity: float,
                   rng: np.random.Generator, affected: np.ndarray | None = None,
-                  excitability: str = "input") -> EINetwork:
-    """Sample the small-world graph and the affected nodes; build ``W_0`` and ``W_1``."""
+                  excitability: str = "input", coupling: float = 1.0) -> EINetwork:
+    """Sample the small-world graph and the affected nodes; build ``W_0`` and ``W_1``.
+
+    ``W_0 = coupling · A/ρ`` (``coupling`` 1: the seed's critical network); ``W_1`` follows the
+    ``excitability`` reading of the module docstring.
+    """
     if n_nodes < 3:
         raise ValueError("the network needs at least 3 nodes.")
     if not 2 <= k < n_nodes:
@@ -110,6 +126,9 @@ def build_network(n_nodes: int, k: int, rewire_p: float, prevalence: float, seve
         raise ValueError("--severity must be non-negative.")
     if excitability not in EXCITABILITY_MODELS:
         raise ValueError(f"--excitability must be one of {', '.join(EXCITABILITY_MODELS)}.")
+    if not 0.0 < coupling <= 1.0:
+        raise ValueError("--coupling must be in (0, 1] (1: the critical network of Strock et "
+                         "al. 2025's code; below 1 the network is stable).")
     graph = nx.connected_watts_strogatz_graph(n_nodes, k, rewire_p, tries=1000,
                                               seed=int(rng.integers(2**31 - 1)))
     adjacency = nx.to_numpy_array(graph, nodelist=range(n_nodes), dtype=float)
@@ -120,7 +139,12 @@ def build_network(n_nodes: int, k: int, rewire_p: float, prevalence: float, seve
         n_affected = max(1, int(round(prevalence * n_nodes)))
         affected = np.sort(rng.choice(n_nodes, n_affected, replace=False))
     affected = np.asarray(affected, dtype=int)
-    w0 = adjacency.T / radius
+    w0 = coupling * adjacency.T / radius
+    if excitability == "local":
+        level = np.zeros((2, n_nodes))
+        level[1, affected] = severity
+        w1 = w0 + np.diag(level[1])
+        return EINetwork(adjacency, radius, affected, level, (w0, w1), excitability)
     level = np.full((2, n_nodes), float(w0.max()))
     level[1, affected] *= 1.0 + severity
     if excitability == "input":
@@ -188,7 +212,7 @@ def simulate_rnn_ei(n_subjects: int = 400, seed: int = 0, n_nodes: int = 100, k:
                     rewire_p: float = 0.1, prevalence: float = 0.05, severity: float = 0.3,
                     snr_db: float = 0.0, n_timepoints: int = 100, neural_noise: float = 0.1,
                     burn_in: int = 0, tr: float = 1.0,
-                    excitability: str = "input") -> TimeseriesSimulation:
+                    excitability: str = "input", coupling: float = 1.0) -> TimeseriesSimulation:
     """The RNN E/I-imbalance dataset of Strock et al. 2025 (see the module docstring for the model).
 
     Defaults are the seed's central condition (5 % prevalence, δ = 0.3, 0 dB; Fig 2) and its
@@ -205,7 +229,7 @@ def simulate_rnn_ei(n_subjects: int = 400, seed: int = 0, n_nodes: int = 100, k:
     rng0 = stream(seed, 0)
     labels = balanced_labels(n_subjects, rng0)
     network = build_network(n_nodes, k, rewire_p, prevalence, severity, rng0,
-                            excitability=excitability)
+                            excitability=excitability, coupling=coupling)
     signals = clean_signals(network, labels, seed, n_timepoints, tr, neural_noise, burn_in)
     signal_var = reference_signal_variance(network, seed, tr, neural_noise, burn_in,
                                            n_timepoints)
@@ -223,11 +247,11 @@ def simulate_rnn_ei(n_subjects: int = 400, seed: int = 0, n_nodes: int = 100, k:
                   prevalence=prevalence, n_affected=int(len(network.affected)),
                   severity=severity, snr_db=snr_db, n_timepoints=n_timepoints,
                   neural_noise=neural_noise, burn_in=burn_in, tr=tr, excitability=excitability,
-                  spectral_radius=network.spectral_radius,
+                  coupling=coupling, spectral_radius=network.spectral_radius,
                   spectral_radius_w1=float(np.abs(np.linalg.eigvals(network.weights[1])).max()),
                   reference_subjects_per_group=REFERENCE_SUBJECTS,
                   reference_signal_variance=signal_var, measurement_noise_sd=noise_sd,
-                  dynamics=dynamics_text(excitability))
+                  dynamics=dynamics_text(excitability, coupling))
     tables = {
         "rnn_adjacency": pd.DataFrame(network.adjacency.astype(int), columns=names)
         .assign(node=names)[["node"] + names],
@@ -237,14 +261,8 @@ def simulate_rnn_ei(n_subjects: int = 400, seed: int = 0, n_nodes: int = 100, k:
         f"The small-world RNN E/I-imbalance simulator of Strock et al. 2025 (Materials and Methods; "
         f"equations from the seed's published code): {n_nodes} nodes on a connected "
         f"Watts–Strogatz graph (k = {k}, p = {rewire_p:g}; adjacency A in `rnn_adjacency.tsv`), "
-        f"recurrent weights W_0 = A/ρ for group `control`; for group `hyperexcitable` "
-        + (f"every one of the {len(network.affected)} affected node(s) "
-           f"({100 * len(network.affected) / n_nodes:g} % prevalence) receives an extra input "
-           f"of weight δ/ρ from every node, δ = {severity:g} (W_1 = W_0 + δ·max(W_0)·1_a 1ᵀ). "
-           if excitability == "input" else
-           f"the gain of the {len(network.affected)} affected node(s) "
-           f"({100 * len(network.affected) / n_nodes:g} % prevalence) on their neighbours is "
-           f"raised by 1 + δ, δ = {severity:g} (W_1 = Λ_1 A/ρ). ")
+        f"recurrent weights W_0 = {_coupling_text(coupling)}A/ρ for group `control`; for group "
+        f"`hyperexcitable` {change_text(network, severity)} "
         + f"Hidden states x_0 ~ N(0, 1), x_t = tanh(W x_(t−1) + ε_t), "
         f"ε ~ N(0, {neural_noise:g}²), are convolved (causally) with SPM's canonical HRF "
         f"(TR = {tr:g} s) and measurement noise is added for an SNR of {snr_db:g} dB relative "
@@ -265,11 +283,31 @@ def simulate_rnn_ei(n_subjects: int = 400, seed: int = 0, n_nodes: int = 100, k:
         atlas="SmallWorld", params=params, tables=tables, description=description)
 
 
-def dynamics_text(excitability: str) -> str:
+def _coupling_text(coupling: float, times: str = "·") -> str:
+    return "" if coupling == 1.0 else f"{coupling:g}{times}"
+
+
+def change_text(network: EINetwork, severity: float) -> str:
+    """What differs in group ``hyperexcitable``, in words (README and dataset description)."""
+    n_aff, n = len(network.affected), network.n_nodes
+    who = f"{n_aff} affected node(s) ({100 * n_aff / n:.3g} % prevalence)"
+    if network.model == "input":
+        return (f"every one of the {who} receives an extra input of weight δ/ρ from every "
+                f"node, δ = {severity:g} (W_1 = W_0 + δ·max(W_0)·1_a 1ᵀ).")
+    if network.model == "gain":
+        return (f"the gain of the {who} on their neighbours is raised by 1 + δ, "
+                f"δ = {severity:g} (W_1 = Λ_1 A/ρ).")
+    return (f"the recurrent self-excitation of the {who} is raised by δ = {severity:g} "
+            "(W_1 = W_0 + δ·diag(1_a)): a local shift of the E/I balance towards excitation "
+            "that raises the amplitude and autocorrelation of their activity.")
+
+
+def dynamics_text(excitability: str, coupling: float = 1.0) -> str:
     """One-line statement of the model, for ``simulation.json``."""
-    change = ("W_1 = W_0 + severity*max(W_0)*1_a 1^T" if excitability == "input"
-              else "W_1 = diag(1+severity on affected) W_0")
-    return (f"W_0 = A/rho; {change}; x_0 ~ N(0,1); x_t = tanh(W x_(t-1) + eps_t); "
+    change = {"input": "W_1 = W_0 + severity*max(W_0)*1_a 1^T",
+              "gain": "W_1 = diag(1+severity on affected) W_0",
+              "local": "W_1 = W_0 + severity*diag(1_a)"}[excitability]
+    return (f"W_0 = {_coupling_text(coupling, '*')}A/rho; {change}; x_0 ~ N(0,1); x_t = tanh(W x_(t-1) + eps_t); "
             "y_t = (HRF * x)_t + omega_t (causal HRF)")
 
 
