@@ -3,11 +3,12 @@
     python benchmarks/bench_selection.py [--full] [--conditions snr0 ...] [--nulls 20]
 
 For every condition of Strock et al. 2025's Fig 2 grid (``rnn-ei`` simulator: SNR, prevalence,
-severity) this script simulates a dataset, trains the ensemble **at xaibids' defaults** (``stdnn``,
-IG with 50 points, ``closest`` stabilization, ``abs`` maps; only the folds and models per fold
-set for time) and scores, against the simulated affected nodes:
+severity) this script simulates a dataset, trains the ensemble **at xaibids' defaults**
+(``region-cnn``, ``--model stdnn`` for the previous default; IG with 50 points, ``closest``
+stabilization, ``abs`` maps; only the folds and models per fold set for time) and scores,
+against the simulated affected nodes:
 
-- every selection rule of ``--selection`` (``contrast``, the default; ``roi-score``; ``fixed``):
+- every selection rule of ``--selection`` (``empirical-null``, the default; ``roi-score``; ``fixed``):
   number selected, precision, recall, F1 and the false-positive rate (false selections over
   unaffected nodes), each only when the verdict says the classifier is above chance;
 - what a user tries first, on the same data and the same folds: a t-test per node of the
@@ -23,11 +24,11 @@ node is selected (the issue's bar: at most 1 of 20 each).
 
 Sizes: 200 subjects, 5 folds × 3 models (the default); ``--full``: 400 subjects (Strock et al.'s
 size), 5 folds × 10 models (xaibids' default ensemble). Writes
-``benchmarks/results/selection[_full].json``.
+``benchmarks/results/selection[_full][_<model>].json``.
 
 ``--cost`` instead times what the verdict and the selection add to a group run (no model is
 trained for either): both on 1 000 subjects × 400 features, against the time of one forward
-pass of a default ``stdnn`` over those subjects (``benchmarks/results/selection_cost.json``).
+pass of a ``stdnn`` (the default until region-cnn) over those subjects (``benchmarks/results/selection_cost.json``).
 """
 
 from __future__ import annotations
@@ -56,35 +57,17 @@ def rates(selected, truth) -> dict:
             "false_positive_rate": counts["fp"] / max(counts["fp"] + counts["tn"], 1)}
 
 
-def baselines(X, y, folds, seed: int) -> dict:
-    """t-tests per node with FDR, and logistic regressions on the same folds."""
-    import numpy as np
-    from nilearn.connectome import ConnectivityMeasure
-    from scipy import stats
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import balanced_accuracy_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from statsmodels.stats.multitest import multipletests
+def baselines(X, y, folds) -> dict:
+    """t-tests per node with FDR, and logistic regressions on the same folds
+    (:mod:`xaibids.validation.baselines`)."""
+    from xaibids.validation.baselines import classification_baselines, region_tests
 
-    out = {}
-    sd, mean = X.std(axis=1), X.mean(axis=1)
-    for name, values in (("sd", sd), ("mean", mean)):
-        p = stats.ttest_ind(values[y == 1], values[y == 0]).pvalue
-        out[f"ttest_{name}_selected"] = multipletests(p, method="fdr_bh")[1] <= 0.05
-    connectome = ConnectivityMeasure(kind="correlation", vectorize=True, discard_diagonal=True)
-    features = {"sd": sd, "connectome": connectome.fit_transform(list(X))}
-    for name, values in features.items():
-        pred = np.empty_like(y)
-        for train, test in folds:
-            model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-            pred[test] = model.fit(values[train], y[train]).predict(values[test])
-        out[f"logreg_{name}_balanced_accuracy"] = float(balanced_accuracy_score(y, pred))
-    return out
+    out = {f"ttest_{name}_selected": test["selected"] for name, test in region_tests(X, y).items()}
+    return out | classification_baselines(X, y, folds)
 
 
 def run_condition(snr, prevalence, severity, n_subjects, n_folds, n_models, seed, shuffle=None,
-                  device="cpu") -> dict:
+                  device="cpu", model=None) -> dict:
     """Simulate, run the default ensemble, and score every rule and baseline."""
     import numpy as np
 
@@ -99,7 +82,8 @@ def run_condition(snr, prevalence, severity, n_subjects, n_folds, n_models, seed
     dataset = as_dataset(sim)
     if shuffle is not None:
         dataset = replace(dataset, y=np.random.default_rng([seed, shuffle]).permutation(dataset.y))
-    config = EnsembleConfig(n_folds=n_folds, n_models=n_models, random_seed=seed, device=device)
+    config = EnsembleConfig(n_folds=n_folds, n_models=n_models, random_seed=seed, device=device,
+                            **({"model": model} if model else {}))
     with tempfile.TemporaryDirectory() as tmp:
         result = run_ensemble(dataset, config, tmp, progress=False)
     verdict = out_of_fold_verdict(result.map_info, len(dataset.classes), random_state=seed)
@@ -117,7 +101,7 @@ def run_condition(snr, prevalence, severity, n_subjects, n_folds, n_models, seed
             row["truth_ranks_contrast"] = sorted(int(r) + 1 for r in np.flatnonzero(truth[order]))
         order = np.argsort(-table["importance"].to_numpy())
         row["truth_ranks_importance"] = sorted(int(r) + 1 for r in np.flatnonzero(truth[order]))
-    base = baselines(dataset.X, dataset.y, result.folds, seed)
+    base = baselines(dataset.X, dataset.y, result.folds)
     for key in [k for k in base if k.endswith("_selected")]:
         row[key.removesuffix("_selected")] = rates(base.pop(key), truth)
     row.update(base)
@@ -171,11 +155,15 @@ def main(argv=None) -> int:
                         default=list(CONDITIONS))
     parser.add_argument("--nulls", type=int, default=20,
                         help="label-shuffled copies of the central condition")
+    parser.add_argument("--model", help="architecture (default: xaibids' default); results go "
+                                         "to selection[_full]_<model>.json")
     parser.add_argument("--cost", action="store_true",
                         help="only time the verdict and the selection (selection_cost.json)")
     args = parser.parse_args(argv)
 
     import torch
+
+    from xaibids.learning.ensemble import EnsembleConfig
 
     torch.set_num_threads(args.threads)
     if args.cost:
@@ -186,16 +174,17 @@ def main(argv=None) -> int:
                                args)
         return 0
     n_subjects, n_models = (400, 10) if args.full else (200, 3)
-    name = "selection" + ("_full" if args.full else "")
+    name = "selection" + ("_full" if args.full else "") + (f"_{args.model}" if args.model else "")
     output = args.output or HERE / "results" / f"{name}.json"
     report = {"benchmark": name, "description": __doc__.split("\n\n")[0],
               "n_subjects": n_subjects, "n_folds": 5, "n_models": n_models,
+              "model": args.model or EnsembleConfig.model,
               "paper_f1": 1.0, "conditions": {}, "nulls": []}
     print(f"{'condition':<10} {'BA':>5} {'p':>7} " + " ".join(f"{r + ' F1':>13}" for r in RULES)
           + f" {'t-test SD F1':>13} {'LR sd BA':>9} {'LR conn BA':>10}   s")
     for key in args.conditions:
         row = run_condition(*CONDITIONS[key], n_subjects, 5, n_models, args.random_seed,
-                            device=args.device)
+                            device=args.device, model=args.model)
         report["conditions"][key] = dict(zip(("snr_db", "prevalence", "severity"),
                                              CONDITIONS[key])) | row
         v = row["verdict"]
@@ -206,7 +195,8 @@ def main(argv=None) -> int:
               flush=True)
     for index in range(args.nulls):
         row = run_condition(*CONDITIONS["snr0"], n_subjects, 5, n_models,
-                            args.random_seed + 1000 + index, shuffle=index, device=args.device)
+                            args.random_seed + 1000 + index, shuffle=index, device=args.device,
+                            model=args.model)
         report["nulls"].append(row)
         v = row["verdict"]
         print(f"null {index:>3}  BA {v['balanced_accuracy']:.2f} p {v['p_value']:.4f} "

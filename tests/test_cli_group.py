@@ -47,7 +47,7 @@ def test_group_runs_participant_step_and_writes_maps(group_run):
     assert nii.shape == atlas.img.shape
     meta = json.loads(maps[0].with_suffix(".json").read_text())
     assert meta["Sources"][0].startswith("bids::sub-01/func/")
-    assert meta["Model"] == "stdnn" and len(meta["ModelSeeds"]) == 2
+    assert meta["Model"] == "region-cnn" and len(meta["ModelSeeds"]) == 2
     perf = pd.read_csv(out / "group" / "desc-performance_metrics.tsv", sep="\t")
     assert {"fold", "n_models", "accuracy", "balanced_accuracy", "loss", "p_value", "ci_low",
             "ci_high", "above_chance"} <= set(perf.columns)
@@ -147,7 +147,7 @@ def test_group_unknown_target_is_a_clear_error(group_run, capsys):
 
 
 @pytest.mark.parametrize("option, phrase", [
-    (["--attribution", "ig", "weight"], "does not support the 'stdnn' model"),
+    (["--attribution", "ig", "weight"], "does not support the 'region-cnn' model"),
     (["--model", "cnn3d"], "--model cnn3d classifies 3D volumes"),
     (["--reports-only"], "holds no xaibids outputs"),
     (["--feature-groups", "/nonexistent/groups.tsv"], "--feature-groups file"),

@@ -19,7 +19,8 @@ def _data(seed=1, n=80):
     return X, y
 
 
-@pytest.mark.parametrize("name, kwargs", [("stdnn", {"channels": (4, 4)}), ("linear", {})])
+@pytest.mark.parametrize("name, kwargs", [("region-cnn", {"filters": 2}), ("stdnn", {"channels": (4, 4)}),
+                                          ("linear", {})])
 @pytest.mark.parametrize("validation", [True, False], ids=["early-stopping", "all-epochs"])
 def test_batched_models_equal_one_by_one_training(name, kwargs, validation):
     X, y = _data()

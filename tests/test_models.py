@@ -1,13 +1,15 @@
-"""Tests of the model zoo (Lewis et al. 2023 §2.2, Strock et al. 2025 Methods, Gotsopoulos et al. 2018 §2.7)."""
+"""Tests of the model zoo (Lewis et al. 2023 §2.2, Strock et al. 2025 Methods, Gotsopoulos et al. 2018 §2.7,
+Schirrmeister et al. 2017 §2.4.2)."""
 
 import pytest
 import torch
 
-from xaibids.models import MODEL_NAMES, LSTMAttention, build_model
+from xaibids.models import MODEL_NAMES, LSTMAttention, RegionCNN, build_model
 
 #: Models of timecourses (cnn3d, for volumes, has tests/test_models_cnn3d.py).
 TIMESERIES_MODELS = [name for name in MODEL_NAMES if name != "cnn3d"]
 SMALL = {
+    "region-cnn": {"filters": 2, "kernel_size": 3},
     "lstm-attn": {"hidden_size": 6, "attention_size": 5},
     "stdnn": {"channels": (4, 4), "kernel_size": 3},
     "linear": {},
@@ -46,7 +48,7 @@ def test_lstm_attention_weights_are_a_softmax_over_time():
 
 
 def test_build_model_errors():
-    with pytest.raises(ValueError, match="Unknown model 'cnn'.*lstm-attn, stdnn, linear, cnn3d"):
+    with pytest.raises(ValueError, match="Unknown model 'cnn'.*region-cnn, lstm-attn, stdnn, linear, cnn3d"):
         build_model("cnn", 5, 10, 2)
     with pytest.raises(ValueError, match="n_classes"):
         build_model("stdnn", 5, 10, 1)
@@ -60,3 +62,65 @@ def test_linear_rejects_other_lengths():
     model = build_model("linear", 5, 10, 2)
     with pytest.raises(ValueError, match=r"expects input of shape \(batch, 10, 5\)"):
         model(torch.randn(2, 11, 5))
+
+
+def test_region_cnn_keeps_regions_apart():
+    """No layer mixes regions before the classifier: changing one region's timecourse changes
+    only that region's features, and each region's features see its amplitude."""
+    torch.manual_seed(0)
+    model = RegionCNN(n_features=6, n_timepoints=30, n_classes=2)
+    x = torch.randn(3, 30, 6)
+    changed = x.clone()
+    changed[:, :, 2] *= 3.0
+    before, after = model.region_features(x), model.region_features(changed)
+    assert before.shape == (3, 6, 4)
+    differs = (before - after).abs().amax(dim=(0, 2)) > 1e-6
+    assert differs.tolist() == [False, False, True, False, False, False]
+    # log-power pooling: three times the amplitude is log(9) more power, up to the bias and eps
+    assert torch.all(after[:, 2] > before[:, 2])
+
+
+def test_region_cnn_learns_which_region_has_more_variance():
+    """A logistic regression on the regions' SD solves this; so must the default model."""
+    generator = torch.Generator().manual_seed(1)
+    y = torch.arange(40) % 2
+    x = torch.randn(40, 50, 8, generator=generator)
+    x[y == 1, :, 5] *= 1.6
+    torch.manual_seed(0)
+    model = RegionCNN(n_features=8, n_timepoints=50, n_classes=2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(150):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    assert (model(x).argmax(dim=1) == y).float().mean() >= 0.9
+    weight = model.classifier.weight.detach().reshape(2, 8, 4)
+    assert (weight[1] - weight[0]).abs().sum(dim=1).argmax() == 5
+
+
+def test_region_cnn_option_errors():
+    for option, match in ((dict(filters=0), "filters must be"), (dict(pool="max"), "pool must be"),
+                          (dict(eps=0.0), "eps must be"), (dict(dropout=1.0), "dropout must be")):
+        with pytest.raises(ValueError, match=match):
+            build_model("region-cnn", 5, 10, 2, **option)
+
+
+@pytest.mark.parametrize("name, citation", [("region-cnn", "schirrmeister2017"),
+                                            ("stdnn", "seed001"), ("lstm-attn", "seed000"),
+                                            ("linear", "seed004")])
+def test_methods_text_describes_and_cites_each_timecourse_model(name, citation):
+    import numpy as np
+
+    from xaibids.cli.group import ensemble_config, group_methods
+    from xaibids.config import Config
+    from xaibids.learning.dataset import TimeseriesDataset
+
+    subjects = [f"sub-{i}" for i in range(4)]
+    dataset = TimeseriesDataset(X=np.zeros((4, 10, 3)), y=np.array([0, 1, 0, 1]),
+                                classes=["a", "b"], subjects=subjects, sources=subjects,
+                                feature_names=list("abc"))
+    config = Config()
+    config.learning.model = name
+    text = group_methods(config, ensemble_config(config, dataset, None), dataset, "timecourses")
+    assert f"[@{citation}]" in text
+    assert ("4 temporal filters of 5 time points" in text) is (name == "region-cnn")

@@ -90,7 +90,7 @@ class LearningSettings:
     n_models: int = 10  # 0 → chosen by the stability of the maps ("auto")
     max_models: int = 64
     ensemble_stability: float = 0.95  # 0.99 was never reached (docs/benchmarks.md)
-    model: str = "stdnn"
+    model: str = "region-cnn"
     epochs: int = 100
     device: str = "auto"
     batched_training: str = "auto"

@@ -1,10 +1,13 @@
 """``xaibids demo OUT_DIR``: simulate a small BOLD dataset and run both levels on it.
 
-The dataset is the ``bold`` simulation (``xaibids-simulate bold``): the small-world E/I network
-of Strock et al. 2025 painted into the Harvard-Oxford regions of the MNI152 template, with a few regions
-whose excitability differs between the classes. The demo ends by scoring the maps against
-the simulated truth with :mod:`xaibids.validation` (also written to
-``group/desc-validation_metrics.tsv``).
+The dataset is the ``bold`` simulation at its defaults (``xaibids-simulate bold``): the
+small-world E/I network of Strock et al. 2025 painted into the Harvard-Oxford regions of the
+MNI152 template, with a few regions whose self-excitation differs between the classes, and
+fMRIPrep-style confounds. Both levels run at their defaults; only the dataset size, the folds
+and the models per fold are chosen for speed. The demo ends by scoring the maps against the
+simulated truth with :mod:`xaibids.validation` (also written to
+``group/desc-validation_metrics.tsv``) and by running, on the same timecourses and folds, the
+baselines a user would try first (:mod:`xaibids.validation.baselines`).
 """
 
 from __future__ import annotations
@@ -19,21 +22,6 @@ import pandas as pd
 
 LOGGER = logging.getLogger("xaibids")
 
-#: Simulation settings of the demo: Strock et al. 2025's easiest corner (severity 0.5, 10 dB per voxel),
-#: 100 volumes (Strock et al. 2025's code simulates 100 steps).
-DEMO_SIMULATION = {"severity": 0.5, "snr_db": 10.0, "n_timepoints": 100}
-#: Participant-level denoising of the demo: detrending only. The simulated class effect
-#: (Strock et al. 2025's code) is a slow drift of the hyperexcitable regions to a saturated level;
-#: fMRIPrep's 24 motion regressors (random walks) plus cosines on 100 volumes regress most of
-#: that slow signal out, and with ``--confounds simple`` the demo's classifier is at chance.
-DEMO_PARTICIPANT = ["--confounds", "none"]
-#: Group-level training of the demo: with 40 subjects for 113 regions, an L2 penalty keeps the
-#: network from spreading its weights (and so its attributions) over every region; measured on
-#: the demo data, it moves the simulated regions from ranks 8-62 to 1-21 of 113 at the same
-#: balanced accuracy (docs/benchmarks.md, "Demo").
-DEMO_GROUP = ["--weight-decay", "0.1"]
-
-
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="xaibids demo",
@@ -46,8 +34,9 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulation and the run")
     parser.add_argument("--n-models", type=int, default=5, help="models per fold")
     parser.add_argument("--n-folds", type=int, default=4, help="cross-validation folds")
-    parser.add_argument("--epochs", type=int, default=40, help="maximum training epochs")
-    parser.add_argument("--model", default="stdnn", help="network architecture")
+    parser.add_argument("--epochs", type=int, help="maximum training epochs (default: the "
+                                                  "group level's)")
+    parser.add_argument("--model", help="network architecture (default: the group level's)")
     return parser
 
 
@@ -64,22 +53,52 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"xaibids demo: simulating {opts.n_subjects} subjects into {bids_dir}",
               file=sys.stderr)
-        simulate("bold", bids_dir, n_subjects=opts.n_subjects, seed=opts.seed,
-                 **DEMO_SIMULATION)
+        simulate("bold", bids_dir, n_subjects=opts.n_subjects, seed=opts.seed)
     fmriprep = bids_dir / "derivatives" / "fmriprep"
     common = [str(bids_dir), str(results), "-d", f"fmriprep={fmriprep}",
               "-w", str(out_dir / "work"), "--atlas", "harvard-oxford",
               "--random-seed", str(opts.seed)]
-    code = xaibids_main(common[:2] + ["participant"] + common[2:] + DEMO_PARTICIPANT)
+    code = xaibids_main(common[:2] + ["participant"] + common[2:])
     if code:
         return code
-    code = xaibids_main(common[:2] + ["group"] + common[2:] + DEMO_GROUP + [
-        "--target", "group", "--model", opts.model, "--n-folds", str(opts.n_folds),
-        "--n-models", str(opts.n_models), "--epochs", str(opts.epochs)])
+    chosen = [("--model", opts.model), ("--epochs", opts.epochs)]
+    code = xaibids_main(common[:2] + ["group"] + common[2:] + [
+        "--target", "group", "--n-folds", str(opts.n_folds), "--n-models", str(opts.n_models)]
+        + [str(x) for option, value in chosen if value is not None for x in (option, value)])
     if code:
         return code
     print(summarize(results, bids_dir))
     return 0
+
+
+def baselines_on_the_same_folds(results: Path, bids_dir: Path, relevant: list[str]) -> str:
+    """The baselines a user tries first (:mod:`xaibids.validation.baselines`), on the demo's
+    timecourses and on the group level's folds (each subject's ``Fold`` in its map's sidecar)."""
+    import numpy as np
+
+    from xaibids.learning.dataset import assemble_dataset
+    from xaibids.validation.baselines import classification_baselines, region_tests, truth_ranks
+
+    runs = [(path.name.split("_")[0], str(path))
+            for path in sorted(results.glob("sub-*/func/*_timeseries.tsv"))]
+    participants = pd.read_csv(bids_dir / "participants.tsv", sep="\t",
+                               dtype=str).set_index("participant_id")
+    dataset = assemble_dataset(runs, participants, "group")
+    fold_of = {}
+    for path in results.glob("sub-*/func/*_desc-ig_attribution.json"):
+        fold_of[path.name.split("_")[0]] = json.loads(path.read_text())["Fold"]
+    fold = np.array([fold_of[s] for s in dataset.subjects])
+    folds = [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in np.unique(fold)]
+    accuracy = classification_baselines(dataset.X, dataset.y, folds)
+    sd_test = region_tests(dataset.X, dataset.y)["sd"]
+    truth = np.isin(dataset.feature_names, relevant)
+    n_selected, n_true = int(sd_test["selected"].sum()), int((sd_test["selected"] & truth).sum())
+    return (f"  baselines on the same timecourses and folds: logistic regression on the "
+            f"regions' SD {accuracy['logreg_sd_balanced_accuracy']:.3f}, on the correlation "
+            f"matrix {accuracy['logreg_connectome_balanced_accuracy']:.3f} (balanced "
+            f"accuracy); a t-test of the regions' SD ranks the simulated regions "
+            f"{', '.join(map(str, truth_ranks(sd_test['t'], truth)))} and selects {n_selected} "
+            f"({n_true} simulated) at FDR 0.05")
 
 
 def summarize(results: Path, bids_dir: Path) -> str:
@@ -109,7 +128,7 @@ xaibids demo finished.
 {report_line}  results:            {results}
   validation metrics: {metrics_path}
   methods text:       {results / 'logs' / 'CITATION.md'}
-  participant level:  detrending only ({' '.join(DEMO_PARTICIPANT)}), group level {' '.join(DEMO_GROUP)}
+  settings:           both levels at their defaults (see {results / 'logs' / 'config.toml'})
   balanced accuracy:  {ens['balanced_accuracy'].mean():.3f} (mean over {len(ens)} folds)
   verdict:            {sidecars['desc-performance_metrics']['Verdict']}
   simulated relevant regions ({len(relevant)}): {', '.join(relevant)}
@@ -119,4 +138,5 @@ xaibids demo finished.
   selection ({rule['SelectionRule']} rule): {n_selected} of {len(importance)} regions selected, \
 precision {summary['importance_precision']:.2f}, recall {summary['importance_recall']:.2f}, \
 F1 {summary['importance_f1']:.2f}
-    rule: {rule['SelectionDescription']}"""
+    rule: {rule['SelectionDescription']}
+{baselines_on_the_same_folds(results, bids_dir, relevant)}"""

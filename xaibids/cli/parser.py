@@ -16,7 +16,7 @@ from xaibids.features.atlases import BUNDLED_ATLASES
 from xaibids.features.timeseries import CONFOUND_STRATEGIES, STANDARDIZE_CHOICES
 from xaibids.stats.selection import SELECTION_RULES
 
-MODELS = ("lstm-attn", "stdnn", "cnn3d", "linear")
+MODELS = ("region-cnn", "lstm-attn", "stdnn", "cnn3d", "linear")
 #: Keys of :data:`xaibids.attribution.METHODS` (spelled out so that ``--help`` does not import
 #: torch; a test keeps the two equal).
 ATTRIBUTION_METHODS = ("ig", "saliency", "inputxgradient", "deeplift", "guidedbackprop",
@@ -256,7 +256,10 @@ def get_parser() -> argparse.ArgumentParser:
           help="--n-models auto stops at n when the stabilized maps of n and 2n models, and "
                "of 2n and 4n, correlate at least this much (with --stabilize closest: their "
                "mean maps, which the selection targets)")
-    g.add("--model", choices=MODELS, default="stdnn", help="network architecture")
+    g.add("--model", choices=MODELS, default="region-cnn",
+          help="network architecture: region-cnn (temporal filters per region, log-power, "
+               "linear classifier; learns from a few dozen subjects), lstm-attn (Lewis et al. "
+               "2023), stdnn (Strock et al. 2025), linear and cnn3d (volumes)")
     g.add("--epochs", type=positive_int, default=100, help="maximum training epochs")
     g.add("--learning-rate", type=positive_float, default=1e-3, metavar="RATE",
           help="Adam's learning rate")
@@ -274,8 +277,8 @@ def get_parser() -> argparse.ArgumentParser:
     g.add("--device", choices=["auto", "cpu", "cuda"], default="auto",
           help="where to train (auto: CUDA when present)")
     g.add("--batched-training", choices=["auto", "on", "off"], default="auto",
-          help="train a fold's stdnn or linear models together as one vmapped network (auto: "
-               "on CUDA); weights equal one-by-one training up to rounding")
+          help="train a fold's region-cnn, stdnn or linear models together as one vmapped "
+               "network (auto: on CUDA); weights equal one-by-one training up to rounding")
 
     g = _Group(parser.add_argument_group("Attribution (group level)"))
     g.add("--attribution", nargs="+", choices=ATTRIBUTION_METHODS, default=["ig"],

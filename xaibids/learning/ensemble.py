@@ -79,7 +79,7 @@ class EnsembleConfig:
 
     Attributes
     ----------
-    model : {"lstm-attn", "stdnn", "linear"}
+    model : {"region-cnn", "lstm-attn", "stdnn", "linear", "cnn3d"}
         Architecture (:func:`xaibids.models.build_model`).
     n_folds : int
         Cross-validation folds (Lewis et al. 2023 uses 10).
@@ -138,7 +138,7 @@ class EnsembleConfig:
         weights equal one-by-one training up to floating-point rounding.
     """
 
-    model: str = "stdnn"
+    model: str = "region-cnn"
     n_folds: int = 5
     n_models: int = 10
     epochs: int = 100

@@ -276,7 +276,7 @@ def train_model(
 #: Models whose ensemble can be trained as one batched network (:func:`train_models_batched`):
 #: no batch normalization (vmap cannot update its running statistics in place) and no LSTM (no
 #: batching rule for its fused kernel).
-BATCHABLE_MODELS = ("stdnn", "linear")
+BATCHABLE_MODELS = ("region-cnn", "stdnn", "linear")
 
 
 def _per_model_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

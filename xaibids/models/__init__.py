@@ -1,5 +1,9 @@
-"""Deep classifiers for ``(batch, time, features)`` samples, built by name.
+"""Deep classifiers for ``(batch, time, features)`` samples, built by name (``region-cnn`` is
+the default of the group level).
 
+``region-cnn``
+    Temporal filters shared by all regions, log-power pooling per region and a linear
+    classifier (after Schirrmeister et al. 2017's ShallowConvNet, without mixing regions).
 ``lstm-attn``
     Bidirectional LSTM with additive temporal attention (Lewis et al. 2023, §2.2).
 ``stdnn``
@@ -23,13 +27,16 @@ import torch
 from xaibids.models.cnn3d import CNN3D
 from xaibids.models.linear import LinearSoftmax
 from xaibids.models.lstm_attn import LSTMAttention
+from xaibids.models.region_cnn import RegionCNN
 from xaibids.models.stdnn import STDNN
 
-MODEL_NAMES = ("lstm-attn", "stdnn", "linear", "cnn3d")
+MODEL_NAMES = ("region-cnn", "lstm-attn", "stdnn", "linear", "cnn3d")
 
-_CLASSES = {"lstm-attn": LSTMAttention, "stdnn": STDNN, "linear": LinearSoftmax, "cnn3d": CNN3D}
+_CLASSES = {"region-cnn": RegionCNN, "lstm-attn": LSTMAttention, "stdnn": STDNN,
+            "linear": LinearSoftmax, "cnn3d": CNN3D}
 
-__all__ = ["MODEL_NAMES", "build_model", "CNN3D", "LSTMAttention", "STDNN", "LinearSoftmax"]
+__all__ = ["MODEL_NAMES", "build_model", "CNN3D", "LSTMAttention", "RegionCNN", "STDNN",
+           "LinearSoftmax"]
 
 
 def build_model(name: str, n_features: int, n_timepoints: int, n_classes: int, **kw) -> torch.nn.Module:
@@ -37,7 +44,7 @@ def build_model(name: str, n_features: int, n_timepoints: int, n_classes: int, *
 
     Parameters
     ----------
-    name : {"lstm-attn", "stdnn", "linear", "cnn3d"}
+    name : {"region-cnn", "lstm-attn", "stdnn", "linear", "cnn3d"}
         Model architecture (see :data:`MODEL_NAMES`).
     n_features : int
         Features (regions, components) per time step.
