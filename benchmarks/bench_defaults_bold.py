@@ -19,7 +19,8 @@ precision, recall and F1; per strategy the baselines' balanced accuracy and the 
 ranks and F1.
 
 Sizes: 40 subjects, 4 folds x 5 models (the demo's); ``--full``: 100 subjects, 5 folds x 10
-models (the group level's default ensemble). Writes ``benchmarks/results/defaults_bold[_full].json``.
+models (the group level's default ensemble). Writes
+``benchmarks/results/defaults_bold[_full].json``.
 """
 
 from __future__ import annotations

@@ -230,3 +230,22 @@ def test_failed_subject_others_finish(tmp_path, run_cli):
     assert not list(out.glob("sub-02/func/*_timeseries.tsv"))
     crash = list((out / "logs" / "sub-02").glob("*/crash-*.txt"))
     assert crash and "NaN or infinite values" in crash[0].read_text()
+    # the terminal gets the message and the crash file, the crash file keeps the traceback
+    assert (f"sub-02: {bad} holds NaN or infinite values in 1 voxel(s) inside the brain mask"
+            in err) and f"(traceback in the crash file {crash[0]})" in err
+    assert "Traceback" not in err and "Traceback" in crash[0].read_text()
+
+
+def test_nipype_crash_records_lose_their_traceback_in_the_terminal():
+    import logging
+
+    from xaibids.errors import CrashTracebackFilter
+
+    record = logging.LogRecord("nipype.workflow", logging.ERROR, __file__, 1,
+                               "Saving crash info to %s\n%s", ("/x/crash-1.txt", "Traceback ..."),
+                               None)
+    assert CrashTracebackFilter().filter(record)
+    assert record.getMessage() == "Saving crash info to /x/crash-1.txt"
+    other = logging.LogRecord("nipype.workflow", logging.ERROR, __file__, 1, "Node %s failed",
+                              ("extract",), None)
+    assert CrashTracebackFilter().filter(other) and other.getMessage() == "Node extract failed"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from xaibids.errors import XaibidsError
+from xaibids.errors import XaibidsError, crash_message
 from xaibids.inputs.layout import (
     SubjectData,
     build_layout,
@@ -279,9 +279,12 @@ def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
                                     snapshot(ex.output_dir, f"sub-{s.subject}"))
             record_completion(ex.output_dir, key, settings, inputs, written, ex.run_uuid,
                               ex.version)
+        if s.subject in failed:
+            for crash_file in sorted(crash_dirs[s.subject].glob("crash-*")):
+                LOGGER.error("sub-%s: %s (traceback in the crash file %s)", s.subject,
+                             crash_message(crash_file) or "a workflow node failed", crash_file)
         status = "FAILED" if s.subject in failed else "done"
-        crash = f" — see {crash_dirs[s.subject]}" if s.subject in failed else ""
-        LOGGER.info("sub-%s: %s (%d input(s))%s", s.subject, status, len(s.to_extract), crash)
+        LOGGER.info("sub-%s: %s (%d input(s))", s.subject, status, len(s.to_extract))
     LOGGER.info("Participant level finished in %.0f s: %d of %d subject(s) succeeded.",
                 time.time() - start, len(to_run) - len(failed), len(to_run))
     if failed or failed_run:

@@ -28,6 +28,13 @@ def setup_logging(verbose_count: int) -> None:
     nipype_config.set("logging", "interface_level", "DEBUG" if verbose_count >= 2 else "WARNING")
     nipype_config.set("execution", "check_version", "false")
     nipype_logging.update_logging(nipype_config)
+    from xaibids.errors import CrashTracebackFilter
+
+    workflow_logger = logging.getLogger("nipype.workflow")
+    for old in [f for f in workflow_logger.filters if isinstance(f, CrashTracebackFilter)]:
+        workflow_logger.removeFilter(old)
+    if not verbose_count:  # with -v the node tracebacks are printed too
+        workflow_logger.addFilter(CrashTracebackFilter())
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[Config, dict]:

@@ -62,12 +62,14 @@ class RegionCNN(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(filters, int) or filters < 1:
-            raise ValueError(f"region-cnn option filters must be a positive integer, got {filters!r}.")
+            raise ValueError(
+                f"region-cnn option filters must be a positive integer, got {filters!r}.")
         if not isinstance(kernel_size, int) or kernel_size < 1:
             raise ValueError(
                 f"region-cnn option kernel_size must be a positive integer, got {kernel_size!r}.")
         if pool not in POOLS:
-            raise ValueError(f"region-cnn option pool must be one of {', '.join(POOLS)}, got {pool!r}.")
+            raise ValueError(
+                f"region-cnn option pool must be one of {', '.join(POOLS)}, got {pool!r}.")
         if not float(eps) > 0:
             raise ValueError(f"region-cnn option eps must be positive, got {eps!r}.")
         if not 0.0 <= float(dropout) < 1.0:
@@ -86,7 +88,8 @@ class RegionCNN(nn.Module):
         self.classifier = nn.Linear(n_features * filters, n_classes)
 
     def region_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The pooled filter outputs ``(batch, features, filters)`` of ``x`` ``(batch, time, features)``."""
+        """The pooled filter outputs ``(batch, features, filters)`` of ``x``
+        ``(batch, time, features)``."""
         h = self.temporal(x.transpose(1, 2).unsqueeze(1))  # (batch, filters, features, time)
         if self.pool == "logpower":
             pooled = torch.log(h.pow(2).mean(dim=-1) + self.eps)

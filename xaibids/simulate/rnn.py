@@ -307,7 +307,8 @@ def dynamics_text(excitability: str, coupling: float = 1.0) -> str:
     change = {"input": "W_1 = W_0 + severity*max(W_0)*1_a 1^T",
               "gain": "W_1 = diag(1+severity on affected) W_0",
               "local": "W_1 = W_0 + severity*diag(1_a)"}[excitability]
-    return (f"W_0 = {_coupling_text(coupling, '*')}A/rho; {change}; x_0 ~ N(0,1); x_t = tanh(W x_(t-1) + eps_t); "
+    return (f"W_0 = {_coupling_text(coupling, '*')}A/rho; {change}; x_0 ~ N(0,1); "
+            "x_t = tanh(W x_(t-1) + eps_t); "
             "y_t = (HRF * x)_t + omega_t (causal HRF)")
 
 

@@ -32,6 +32,7 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
+from xaibids.errors import XaibidsError, crash_message
 from xaibids.interfaces.learning import (
     AttributeFold,
     MergeFolds,
@@ -266,9 +267,12 @@ def run_group_ensemble(dataset, ens_config, checkpoint_dir, work_dir, plugin="Mu
     try:
         graph = workflow.run(plugin=plugin, plugin_args=plugin_args)
     except RuntimeError as err:
-        raise RuntimeError(f"The group training graph failed ({err}); the crash files are in "
-                           f"{own_dir / 'crash'}. Finished models stay checkpointed in "
-                           f"{checkpoint_dir}, so a rerun resumes.") from err
+        crash_files = sorted((own_dir / "crash").glob("crash-*"))
+        messages = sorted({crash_message(path) for path in crash_files} - {""})
+        raise XaibidsError(
+            f"The group training graph failed: {'; '.join(messages) or err}. The tracebacks are "
+            f"in the crash file(s) in {own_dir / 'crash'}. Finished models stay checkpointed in "
+            f"{checkpoint_dir}, so a rerun resumes.") from err
     merged = [node for node in graph.nodes() if node.name == "merge_folds"]
     if len(merged) != 1:
         raise RuntimeError("The group training graph ran without its merge_folds node.")
