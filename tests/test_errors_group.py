@@ -178,3 +178,23 @@ def test_input_datasets_read_only_at_group_level(dataset, tmp_path, run_cli):
         assert code == 0, err
     assert len(list(out.glob("sub-*/func/*_desc-ig_attribution.tsv"))) == 6
     assert (out / "dataset_description.json").exists()
+
+
+def test_failed_training_node_reads_like_an_error(dataset, tmp_path, run_cli, monkeypatch):
+    """A node of the group training graph that fails ends the run with one paragraph: the
+    node's message and where the crash files are, no Python traceback."""
+    import xaibids.learning.ensemble as ensemble
+
+    def broken(*args, **kwargs):
+        raise ValueError("the training data hold something impossible")
+
+    monkeypatch.setattr(ensemble, "train_fold_chunk", broken)  # in-process with Linear
+    plugin = tmp_path / "plugin.yml"
+    plugin.write_text("plugin: Linear\nplugin_args: {}\n")
+    bids, deriv = dataset
+    code, err = run_cli([bids, tmp_path / "out", "group", "-d", f"fmriprep={deriv}",
+                         "-w", tmp_path / "work", "--use-plugin", plugin] + FAST)
+    assert code == 1
+    assert ("xaibids: error: The group training graph failed: the training data hold "
+            "something impossible. The tracebacks are in the crash file(s) in") in err
+    assert "Traceback" not in err
