@@ -336,3 +336,22 @@ def test_derivatives_sink_replaces_files_atomically(tmp_path, monkeypatch):
     assert final.read_text() == "roi-1\n1.0\n"
     assert sorted(p.name for p in out.rglob("*")) == sorted(
         ["sub-01", "func", final.name, final.with_suffix(".json").name])
+
+
+@pytest.mark.parametrize("n_vols, phrase", [(12, "no signal is left"), (40, "more than half"),
+                                            (120, None)])
+def test_confounds_that_eat_the_run_are_warned_about(tmp_path, caplog, n_vols, phrase):
+    """nilearn's 'simple' strategy on fMRIPrep's columns is 24 motion + 2 tissue regressors +
+    cosines; with the constant and the trend that is all of a short run."""
+    from xaibids.features.timeseries import confounds_for
+
+    _, deriv = make_fmriprep_dataset(tmp_path, subjects=("01",), n_vols=n_vols)
+    bold = next(deriv.glob("sub-01/func/*_desc-preproc_bold.nii.gz"))
+    with caplog.at_level("WARNING", logger="xaibids"):
+        conf, _ = confounds_for(str(bold), "simple")
+    assert len(conf) == n_vols
+    warned = [r.getMessage() for r in caplog.records if "regresses" in r.getMessage()]
+    if phrase is None:
+        assert not warned
+    else:
+        assert len(warned) == 1 and phrase in warned[0] and "--confounds simple" in warned[0]

@@ -112,12 +112,24 @@ def confounds_for(bold_path: str, strategy: str, **kwargs):
     if strategy == "none":
         return None, None
     try:
-        return load_confounds_strategy(str(bold_path), denoise_strategy=strategy, **kwargs)
+        conf, sample_mask = load_confounds_strategy(str(bold_path), denoise_strategy=strategy,
+                                                    **kwargs)
     except Exception as err:  # nilearn raises ValueError/FileNotFoundError with its own text
         raise ExtractionError(
             f"Could not load '{strategy}' confounds for {bold_path}: {err}. Check the "
             "*_desc-confounds_timeseries.tsv/.json beside it, or choose another --confounds."
         ) from None
+    n_volumes = len(conf) if sample_mask is None else len(sample_mask)
+    n_regressors = conf.shape[1] + 2  # with the constant and the linear trend
+    if n_regressors >= n_volumes / 2:
+        LOGGER.warning(
+            "%s: --confounds %s regresses %d regressors (with a constant and a trend) out of %d "
+            "volumes; %s Use a strategy with fewer regressors (e.g. --confounds none) or "
+            "longer runs.", Path(bold_path).name, strategy, n_regressors, n_volumes,
+            "no signal is left (the timecourses are zero)." if n_regressors >= n_volumes else
+            "more than half of the degrees of freedom go to confounds, and a class effect "
+            "can go with them.")
+    return conf, sample_mask
 
 
 def extract_roi_timeseries(
