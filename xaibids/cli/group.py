@@ -160,6 +160,7 @@ def group_methods(config, ens_config, dataset, feature_kind: str, trials: bool =
     maps (None: no region statistics)."""
     from xaibids.attribution.ig import INITIAL_PANELS, PANEL_POINTS
     from xaibids.learning.ensemble import resolve_device, uses_batched_training
+    from xaibids.models import model_options
     from xaibids.outputs.methods import describe_methods, render_template
     from xaibids.stats.verdict import N_PERMUTATIONS
 
@@ -169,6 +170,7 @@ def group_methods(config, ens_config, dataset, feature_kind: str, trials: bool =
         n_subjects=len(set(dataset.subjects)), n_runs=len(dataset.subjects),
         n_timepoints=dataset.X.shape[1], n_features=dataset.X.shape[2], grid=dataset.grid,
         feature_kind=feature_kind, cv_group=config.learning.cv_group, ens=ens_config,
+        model=model_options(ens_config.model, **ens_config.model_kwargs),
         trials=trials, target_in_events=target_in_events, volume_atlas=volume_atlas,
         batched=uses_batched_training(ens_config, resolve_device(ens_config.device)),
         methods=describe_methods(ens_config),

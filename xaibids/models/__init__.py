@@ -35,8 +35,16 @@ MODEL_NAMES = ("region-cnn", "lstm-attn", "stdnn", "linear", "cnn3d")
 _CLASSES = {"region-cnn": RegionCNN, "lstm-attn": LSTMAttention, "stdnn": STDNN,
             "linear": LinearSoftmax, "cnn3d": CNN3D}
 
-__all__ = ["MODEL_NAMES", "build_model", "CNN3D", "LSTMAttention", "RegionCNN", "STDNN",
-           "LinearSoftmax"]
+__all__ = ["MODEL_NAMES", "build_model", "model_options", "CNN3D", "LSTMAttention", "RegionCNN",
+           "STDNN", "LinearSoftmax"]
+
+
+def model_options(name: str, **kw) -> dict:
+    """The architecture options a model of ``name`` is built with: its defaults updated by ``kw``
+    (for the methods text, which states the values actually used)."""
+    parameters = inspect.signature(_CLASSES[name].__init__).parameters
+    return {key: p.default for key, p in parameters.items()
+            if p.default is not inspect.Parameter.empty} | dict(kw)
 
 
 def build_model(name: str, n_features: int, n_timepoints: int, n_classes: int, **kw) -> torch.nn.Module:
