@@ -29,7 +29,7 @@ def test_demo_runs_both_levels_and_scores_against_truth(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_full_demo_recovers_the_simulated_regions(tmp_path):
-    """The default demo (about 6 minutes on 2 cores), both levels at their defaults, classifies
+    """The default demo (4 min 45 s of CPU time), both levels at their defaults, classifies
     well, ranks the simulated regions first and selects them (docs/benchmarks.md, "Demo", gives
     the measured values: balanced accuracy 0.875, ranks 1-6, F1 0.92)."""
     assert main(["demo", str(tmp_path / "demo")]) == 0
