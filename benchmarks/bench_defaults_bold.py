@@ -38,21 +38,15 @@ STRATEGIES = ("simple", "scrubbing", "compcor", "none")
 
 def extract(bids: Path, out: Path, work: Path, strategy: str):
     """The participant level at its defaults but ``--confounds``; the timecourses as a dataset."""
-    import pandas as pd
-
     from xaibids.cli.run import main as xaibids_main
-    from xaibids.learning.dataset import assemble_dataset
+    from xaibids.learning.dataset import output_timecourses
 
     code = xaibids_main([str(bids), str(out), "participant", "-d",
                          f"fmriprep={bids / 'derivatives' / 'fmriprep'}", "-w", str(work),
                          "--atlas", "harvard-oxford", "--confounds", strategy])
     if code:
         raise RuntimeError(f"the participant level failed with --confounds {strategy}")
-    runs = [(path.name.split("_")[0], str(path))
-            for path in sorted(out.glob("sub-*/func/*_timeseries.tsv"))]
-    participants = pd.read_csv(bids / "participants.tsv", sep="\t",
-                               dtype=str).set_index("participant_id")
-    return assemble_dataset(runs, participants, "group")
+    return output_timecourses(out, bids / "participants.tsv", "group")
 
 
 def score_model(dataset, relevant, model: str, n_folds: int, n_models: int, seed: int) -> dict:

@@ -76,14 +76,10 @@ def baselines_on_the_same_folds(results: Path, bids_dir: Path, relevant: list[st
     timecourses and on the group level's folds (each subject's ``Fold`` in its map's sidecar)."""
     import numpy as np
 
-    from xaibids.learning.dataset import assemble_dataset
+    from xaibids.learning.dataset import output_timecourses
     from xaibids.validation.baselines import classification_baselines, region_tests, truth_ranks
 
-    runs = [(path.name.split("_")[0], str(path))
-            for path in sorted(results.glob("sub-*/func/*_timeseries.tsv"))]
-    participants = pd.read_csv(bids_dir / "participants.tsv", sep="\t",
-                               dtype=str).set_index("participant_id")
-    dataset = assemble_dataset(runs, participants, "group")
+    dataset = output_timecourses(results, bids_dir / "participants.tsv", "group")
     fold_of = {}
     for path in results.glob("sub-*/func/*_desc-ig_attribution.json"):
         fold_of[path.name.split("_")[0]] = json.loads(path.read_text())["Fold"]

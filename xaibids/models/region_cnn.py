@@ -81,8 +81,7 @@ class RegionCNN(nn.Module):
         self.pool = pool
         self.eps = float(eps)
         # one filter bank over time for every region: a (1, kernel) 2D convolution of the
-        # (regions, time) plane is the same as a 1D convolution of each region on its own, and
-        # twice as fast on CPUs as folding regions into the batch of a Conv1d
+        # (regions, time) plane is a 1D convolution of each region on its own
         self.temporal = nn.Conv2d(1, filters, (1, kernel_size), padding=(0, kernel_size // 2))
         self.dropout = nn.Dropout(float(dropout))
         self.classifier = nn.Linear(n_features * filters, n_classes)
