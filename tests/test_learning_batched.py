@@ -19,10 +19,13 @@ def _data(seed=1, n=80):
     return X, y
 
 
-@pytest.mark.parametrize("name, kwargs", [("region-cnn", {"filters": 2}), ("stdnn", {"channels": (4, 4)}),
-                                          ("linear", {})])
+# region-cnn with its group lasso (the default) and without it: the penalized models train
+# through all 40 epochs here, so only the others show models stopping at different epochs
+@pytest.mark.parametrize("name, kwargs, stops_differ", [
+    ("region-cnn", {"filters": 2}, False), ("region-cnn", {"filters": 2, "sparsity": 0.0}, True),
+    ("stdnn", {"channels": (4, 4)}, True), ("linear", {}, True)])
 @pytest.mark.parametrize("validation", [True, False], ids=["early-stopping", "all-epochs"])
-def test_batched_models_equal_one_by_one_training(name, kwargs, validation):
+def test_batched_models_equal_one_by_one_training(name, kwargs, stops_differ, validation):
     X, y = _data()
     fit, val = slice(0, 60), slice(60, 80) if validation else slice(0, 0)
     seeds = [3, 7, 11, 19]
@@ -41,7 +44,7 @@ def test_batched_models_equal_one_by_one_training(name, kwargs, validation):
         assert info["epochs_run"] == ref_info["epochs_run"]
         assert info["val_loss"] == pytest.approx(ref_info["val_loss"], rel=1e-5)
         stops.add(info["epochs_run"])
-    if validation:  # the models stopped at different epochs, each on its own validation loss
+    if validation and stops_differ:  # each model stopped on its own validation loss
         assert len(stops) > 1
 
 

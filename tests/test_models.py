@@ -98,9 +98,38 @@ def test_region_cnn_learns_which_region_has_more_variance():
     assert (weight[1] - weight[0]).abs().sum(dim=1).argmax() == 5
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_region_cnn_group_lasso_leaves_one_region(batched):
+    """With the default sparsity (the group lasso, also in the validation loss that early
+    stopping watches) the classifier keeps the one region whose variance differs and leaves
+    the others' weights near zero; without it, they keep weights of a similar size."""
+    import numpy as np
+
+    from xaibids.config import LearningSettings
+    from xaibids.learning.training import train_model, train_models_batched
+
+    assert RegionCNN(4, 10, 2).sparsity == LearningSettings().sparsity > 0
+    rng = np.random.default_rng(1)
+    y = np.arange(80) % 2
+    x = rng.standard_normal((80, 50, 8)).astype(np.float32)
+    x[y == 1, :, 5] *= 1.6
+
+    def region_norms(sparsity):
+        args = ("region-cnn", {"sparsity": sparsity}, x[:60], y[:60], x[60:], y[60:], 2)
+        state = (train_models_batched(*args, seeds=[0], epochs=300)[0][0] if batched
+                 else train_model(*args, seed=0, epochs=300)[0])
+        return state["classifier.weight"].reshape(2, 8, 4).pow(2).sum(dim=(0, 2)).sqrt()
+
+    sparse, dense = region_norms(LearningSettings().sparsity), region_norms(0.0)
+    others = [r for r in range(8) if r != 5]
+    assert sparse.argmax() == 5 and sparse[others].max() < 0.05 * sparse[5]
+    assert dense[others].max() > 0.2 * dense[5]  # 0.44 here
+
+
 def test_region_cnn_option_errors():
     for option, match in ((dict(filters=0), "filters must be"), (dict(pool="max"), "pool must be"),
-                          (dict(eps=0.0), "eps must be"), (dict(dropout=1.0), "dropout must be")):
+                          (dict(eps=0.0), "eps must be"), (dict(dropout=1.0), "dropout must be"),
+                          (dict(sparsity=-0.1), "sparsity must be")):
         with pytest.raises(ValueError, match=match):
             build_model("region-cnn", 5, 10, 2, **option)
 

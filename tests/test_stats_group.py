@@ -33,7 +33,7 @@ def test_compute_group_statistics_contents():
                                      feature_groups=GROUPS, n_boot=200)
     imp = stats.importance
     assert list(imp.columns) == ["feature", "importance", "importance_norm", "statistic",
-                                 "level_z", "contrast_z", "p_value", "q_value", "selected",
+                                 "share_t", "contrast_z", "p_value", "q_value", "selected",
                                  "cohens_d", "cohens_d_ci_low", "cohens_d_ci_high",
                                  "mean_control", "mean_ASD-1", "roi_score", "roi_score_norm",
                                  "roi_selected", "roi_score_control", "roi_score_ASD-1",

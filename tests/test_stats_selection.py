@@ -34,11 +34,13 @@ def _select(values, labels, rule=None, n_classes=2, **kwargs):
                            mean / mean.max(), **kwargs)
 
 
-def test_features_differing_between_classes_are_found():
+def test_features_larger_in_one_class_are_found():
+    # a feature the model leans on in one class only raises its level over all subjects too
     values, labels = _importance(bias=0.1)
     chosen = _select(values, labels)
     assert set(np.flatnonzero(chosen.selected)) == set(RELEVANT)
     assert chosen.nulls["contrast"].null == "empirical"
+    assert np.all(chosen.columns["contrast_z"][list(RELEVANT)] > 2)  # reported, class 1 larger
     assert np.all(chosen.columns["q_value"][chosen.selected] <= 0.05)
     assert np.all(chosen.columns["q_value"] >= chosen.columns["p_value"] - 1e-12)
 
@@ -49,14 +51,28 @@ def test_features_the_model_leans_on_in_every_class_are_found():
     values, labels = _importance(effect=0.0, level=1.5, bias=0.1, seed=2)
     chosen = _select(values, labels)
     assert set(np.flatnonzero(chosen.selected)) == set(RELEVANT)
-    np.testing.assert_array_equal(chosen.columns["statistic"][list(RELEVANT)],
-                                  chosen.columns["level_z"][list(RELEVANT)])
+    np.testing.assert_array_equal(chosen.columns["statistic"], chosen.nulls["level"].z)
+
+
+def test_a_trace_below_an_even_share_is_not_selected():
+    # a sparse model: five features carry the maps, the others are near zero and tightly so,
+    # and one keeps a trace of weight (a third of an even share): it stands out from the bulk,
+    # but the model does not rely on it
+    rng = np.random.default_rng(4)
+    values = np.exp(rng.normal(np.log(1e-4), 0.3, (80, 100)))
+    values[:, list(RELEVANT)] = rng.uniform(0.15, 0.2, (80, len(RELEVANT)))
+    values[:, 50] = rng.uniform(0.002, 0.004, 80)
+    values /= values.sum(axis=1, keepdims=True)
+    chosen = _select(values, np.repeat([0, 1], 40))
+    assert chosen.nulls["level"].p_value[50] < 1e-6  # the level alone would select it
+    assert chosen.columns["share_t"][50] < 0
+    assert set(np.flatnonzero(chosen.selected)) == set(RELEVANT)
 
 
 def test_nothing_is_selected_on_class_biased_null_features():
     # no relevant feature, but each feature's attribution differs between the classes by a
-    # fixed amount (the explained logit): the t-test's own null selects many, the empirical
-    # null none
+    # fixed amount (the explained logit): a t-test of that contrast against its own null
+    # selects many, the rule none
     from scipy import stats
     from statsmodels.stats.multitest import multipletests
 
@@ -129,7 +145,7 @@ def test_group_importance_table_and_sidecar():
     names = [f"f{i}" for i in range(30)]
     table = group_importance(maps, labels, ["a", "b"], names, n_boot=0)
     assert list(table.columns[:9]) == ["feature", "importance", "importance_norm", "statistic",
-                                       "level_z", "contrast_z", "p_value", "q_value", "selected"]
+                                       "share_t", "contrast_z", "p_value", "q_value", "selected"]
     assert table["selected"].tolist() == [i == 4 for i in range(30)]
     side = table.attrs["selection"]
     assert side["SelectionRule"] == "empirical-null" and side["SelectionAlpha"] == 0.05

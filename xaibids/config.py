@@ -91,6 +91,7 @@ class LearningSettings:
     max_models: int = 64
     ensemble_stability: float = 0.95  # 0.99 was never reached (docs/benchmarks.md)
     model: str = "region-cnn"
+    sparsity: float = 0.2  # region-cnn's group lasso; RegionCNN's own default (tested)
     epochs: int = 100
     device: str = "auto"
     batched_training: str = "auto"

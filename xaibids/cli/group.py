@@ -92,6 +92,8 @@ def ensemble_config(config, dataset=None, atlas=None):
     if ac.ig_multiply_by_inputs:
         params.setdefault("ig", {})["multiply_by_inputs"] = True
     model_kwargs, batch_size = {}, lc.batch_size
+    if lc.model == "region-cnn":
+        model_kwargs["sparsity"] = lc.sparsity
     if dataset is not None and dataset.grid is not None:
         if lc.model == "cnn3d":
             model_kwargs["grid"] = list(dataset.grid)

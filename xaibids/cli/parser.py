@@ -260,6 +260,10 @@ def get_parser() -> argparse.ArgumentParser:
           help="network architecture: region-cnn (temporal filters per region, log-power, "
                "linear classifier; learns from a few dozen subjects), lstm-attn (Lewis et al. "
                "2023), stdnn (Strock et al. 2025), linear and cnn3d (volumes)")
+    g.add("--sparsity", type=non_negative_float, default=0.2, metavar="LAMBDA",
+          help="region-cnn: strength of the group-lasso penalty on each region's classifier "
+               "weights, so that the model relies on the regions where the classes differ "
+               "rather than on the regions they drive (0: off)")
     g.add("--epochs", type=positive_int, default=100, help="maximum training epochs")
     g.add("--learning-rate", type=positive_float, default=1e-3, metavar="RATE",
           help="Adam's learning rate")
@@ -326,8 +330,8 @@ def get_parser() -> argparse.ArgumentParser:
           help="bootstrap resamples of the Cohen's d confidence intervals")
     g.add("--selection", choices=SELECTION_RULES, default="empirical-null",
           help="rule of the importance tables' 'selected' column: 'empirical-null' (each "
-               "feature's attribution tested for its level and its class contrast against "
-               "empirical nulls over features, Benjamini-Hochberg FDR at --selection-alpha), "
+               "feature's attribution tested for its level against an empirical null over "
+               "features, Benjamini-Hochberg FDR at --selection-alpha), "
                "'roi-score' (Strock et al. 2025's |median over time| score at 0.5) or 'fixed' "
                "(max-normalized importance at 0.5); the last two have no error control. "
                "Whatever the rule, nothing is selected when the classifier is not above chance")

@@ -210,7 +210,9 @@ def train_model(
         Adam settings.
     patience : int, default=10
         Stop after this many epochs without a lower validation loss; the weights of the best
-        epoch are kept.
+        epoch are kept. For a model with a penalty (``region-cnn``'s ``sparsity``) the
+        validation loss includes it: early stopping watches the objective being minimized,
+        else it stops on separable data before the penalty has made the model sparse.
     device : str or torch.device, default="cpu"
 
     Returns
@@ -231,6 +233,7 @@ def train_model(
                             **model_kwargs).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
         criterion = nn.CrossEntropyLoss()
+        penalized = getattr(model, "sparsity", 0.0) > 0  # region-cnn's group lasso
         generator = torch.Generator().manual_seed(seed)
         Xf = torch.as_tensor(X_fit, dtype=torch.float32, device=device)
         yf = torch.as_tensor(y_fit, dtype=torch.int64, device=device)
@@ -245,12 +248,16 @@ def train_model(
                 batch = batch.to(device)
                 optimizer.zero_grad(set_to_none=True)
                 loss = criterion(model(Xf[batch]), yf[batch])
+                if penalized:
+                    loss = loss + model.penalty()
                 loss.backward()
                 optimizer.step()
             if not has_val:
                 continue
             model.eval()
             val_loss = float(criterion(predict_logits(model, Xv), yv))
+            if penalized:  # stop on the objective being minimized, not on its data term
+                val_loss += float(model.penalty().detach())
             if val_loss < best_loss:
                 best_loss, best_epoch, waited = val_loss, epoch, 0
                 best_state = copy.deepcopy(model.state_dict())
@@ -352,6 +359,7 @@ def train_models_batched(
         params = {k: v.detach().to(device).requires_grad_() for k, v in stacked.items()}
         buffers = {k: v.to(device) for k, v in buffers.items()}
         skeleton = copy.deepcopy(members[0]).to("meta")
+        penalized = getattr(skeleton, "sparsity", 0.0) > 0  # region-cnn's group lasso
         del members
 
         def call(p, b, x):
@@ -388,11 +396,17 @@ def train_models_batched(
                 batch = order[:, start:start + batch_size]
                 optimizer.zero_grad(set_to_none=True)
                 # the sum of the models' losses: each model's gradient is that of its own loss
-                _per_model_loss(train_forward(params, buffers, Xf[batch]), yf[batch]).sum().backward()
+                loss = _per_model_loss(train_forward(params, buffers, Xf[batch]), yf[batch])
+                if penalized:
+                    loss = loss + skeleton.penalty(params["classifier.weight"])
+                loss.sum().backward()
                 optimizer.step()
             if not has_val:
                 continue
-            val_loss = evaluate(Xv, yv).tolist()
+            val_loss = evaluate(Xv, yv)
+            if penalized:  # stop on the objective being minimized, not on its data term
+                val_loss = val_loss + skeleton.penalty(params["classifier.weight"]).detach()
+            val_loss = val_loss.tolist()
             for m in (m for m in range(n_models) if active[m]):
                 if val_loss[m] < best_loss[m]:
                     best_loss[m], best_epoch[m], waited[m] = val_loss[m], epoch, 0

@@ -47,6 +47,13 @@ class RegionCNN(nn.Module):
         about 1); it keeps the logarithm and its gradient finite at an all-zero baseline.
     dropout : float, default=0.0
         Dropout on the ``regions × filters`` features before the classifier.
+    sparsity : float, default=0.2
+        Strength ``λ`` of a group-lasso penalty on the classifier (Yuan & Lin 2006):
+        ``λ Σ_r ||W_r||₂``, where ``W_r`` holds the classifier's weights of region ``r`` (all its
+        filters, all classes), added to the training loss (:meth:`penalty`). It drives the
+        weights of regions whose evidence adds nothing to the others' towards zero, so the
+        classifier relies on the regions where the class difference arises rather than on the
+        regions they drive, and its attributions concentrate there.
     """
 
     def __init__(
@@ -59,6 +66,7 @@ class RegionCNN(nn.Module):
         pool: str = "logpower",
         eps: float = 0.01,
         dropout: float = 0.0,
+        sparsity: float = 0.2,
     ) -> None:
         super().__init__()
         if not isinstance(filters, int) or filters < 1:
@@ -74,12 +82,15 @@ class RegionCNN(nn.Module):
             raise ValueError(f"region-cnn option eps must be positive, got {eps!r}.")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"region-cnn option dropout must be in [0, 1), got {dropout!r}.")
+        if not float(sparsity) >= 0:
+            raise ValueError(f"region-cnn option sparsity must be >= 0, got {sparsity!r}.")
         self.n_features = n_features
         self.n_timepoints = n_timepoints
         self.n_classes = n_classes
         self.filters = filters
         self.pool = pool
         self.eps = float(eps)
+        self.sparsity = float(sparsity)
         # one filter bank over time for every region: a (1, kernel) 2D convolution of the
         # (regions, time) plane is a 1D convolution of each region on its own
         self.temporal = nn.Conv2d(1, filters, (1, kernel_size), padding=(0, kernel_size // 2))
@@ -95,6 +106,16 @@ class RegionCNN(nn.Module):
         else:
             pooled = torch.relu(h).mean(dim=-1)
         return pooled.transpose(1, 2)
+
+    def penalty(self, classifier_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The group-lasso term ``λ Σ_r ||W_r||₂`` of ``sparsity`` (0 when it is 0).
+
+        ``classifier_weight`` defaults to the model's own; a stack of them ``(models, classes,
+        regions × filters)`` (batched training) gives one term per model.
+        """
+        weight = self.classifier.weight if classifier_weight is None else classifier_weight
+        per_region = weight.unflatten(-1, (self.n_features, self.filters))  # (..., C, F, K)
+        return self.sparsity * per_region.pow(2).sum(dim=(-3, -1)).sqrt().sum(dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return class logits for ``x`` of shape ``(batch, time, features)``."""

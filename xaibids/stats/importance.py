@@ -274,7 +274,7 @@ def group_importance(
         - ``feature``: the feature name;
         - ``importance``: the map summed over time, averaged over subjects (Lewis et al. 2023, §2.7);
         - ``importance_norm``: importance divided by its maximum over features (Strock et al. 2025);
-        - ``statistic`` (and for ``empirical-null`` ``level_z``, ``contrast_z``), ``p_value``,
+        - ``statistic`` (and for ``empirical-null`` ``share_t``, ``contrast_z``), ``p_value``,
           ``q_value``, ``selected``: the selection rule's statistics, p-value,
           Benjamini-Hochberg q-value (n/a for rules without error control) and outcome
           (:func:`xaibids.stats.selection.select_features`); the rule's description is in
