@@ -92,7 +92,7 @@ class LearningSettings:
     ensemble_stability: float = 0.95  # 0.99 was never reached (docs/benchmarks.md)
     model: str = "region-cnn"
     sparsity: float = 0.2  # region-cnn's group lasso; RegionCNN's own default (tested)
-    epochs: int = 100
+    epochs: int | None = None  # None → 100, or more to make 400 mini-batch steps
     device: str = "auto"
     batched_training: str = "auto"
     length_policy: str = "crop"

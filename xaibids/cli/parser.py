@@ -264,7 +264,9 @@ def get_parser() -> argparse.ArgumentParser:
           help="region-cnn: strength of the group-lasso penalty on each region's classifier "
                "weights, so that the model relies on the regions where the classes differ "
                "rather than on the regions they drive (0: off)")
-    g.add("--epochs", type=positive_int, default=100, help="maximum training epochs")
+    g.add("--epochs", type=positive_int, default=None,
+          help="maximum training epochs (default: 100, or more when they would be fewer than "
+               "400 mini-batch steps, as with a few dozen subjects)")
     g.add("--learning-rate", type=positive_float, default=1e-3, metavar="RATE",
           help="Adam's learning rate")
     g.add("--patience", type=positive_int, default=10, metavar="EPOCHS",

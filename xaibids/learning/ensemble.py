@@ -87,7 +87,9 @@ class EnsembleConfig:
         Models (random seeds) per fold (Lewis et al. 2023 uses 300).
     epochs, batch_size, learning_rate, weight_decay, patience, val_fraction
         Adam training with early stopping on a stratified validation split of
-        ``val_fraction`` of each fold's training subjects (0: no early stopping).
+        ``val_fraction`` of each fold's training subjects (0: no early stopping). ``epochs``
+        None (the default): 100, or more when they would be fewer than 400 mini-batch steps
+        (:func:`xaibids.learning.training.max_epochs`).
     device : {"auto", "cpu", "cuda"}
         ``auto`` uses CUDA when available.
     random_seed : int
@@ -141,7 +143,7 @@ class EnsembleConfig:
     model: str = "region-cnn"
     n_folds: int = 5
     n_models: int = 10
-    epochs: int = 100
+    epochs: int | None = None
     batch_size: int = 32
     learning_rate: float = 1e-3
     weight_decay: float = 0.0
@@ -219,7 +221,8 @@ class EnsembleConfig:
         counts = (("n_folds", 2), ("n_models", 1), ("epochs", 1), ("batch_size", 1), ("patience", 1),
                   ("ig_steps", 0), ("attribution_batch_size", 1), ("random_seed", 0))
         for name, minimum in counts:
-            if name == "ig_steps" and self.ig_steps == ADAPTIVE:
+            if (name == "ig_steps" and self.ig_steps == ADAPTIVE) or (
+                    name == "epochs" and self.epochs is None):
                 continue
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
