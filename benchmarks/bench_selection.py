@@ -4,7 +4,8 @@
 
 For every condition of Strock et al. 2025's Fig 2 grid (``rnn-ei`` simulator: SNR, prevalence,
 severity) this script simulates a dataset, trains the ensemble **at xaibids' defaults**
-(``region-cnn``, ``--model stdnn`` for the previous default; IG with 50 points, ``closest``
+(``region-cnn`` with its group lasso, ``--sparsity`` to change it; ``--model stdnn`` for the
+previous default; IG with 50 points, ``closest``
 stabilization, ``abs`` maps; only the folds and models per fold set for time) and scores,
 against the simulated affected nodes:
 
@@ -67,7 +68,7 @@ def baselines(X, y, folds) -> dict:
 
 
 def run_condition(snr, prevalence, severity, n_subjects, n_folds, n_models, seed, shuffle=None,
-                  device="cpu", model=None) -> dict:
+                  device="cpu", model=None, sparsity=None) -> dict:
     """Simulate, run the default ensemble, and score every rule and baseline."""
     import numpy as np
 
@@ -83,7 +84,9 @@ def run_condition(snr, prevalence, severity, n_subjects, n_folds, n_models, seed
     if shuffle is not None:
         dataset = replace(dataset, y=np.random.default_rng([seed, shuffle]).permutation(dataset.y))
     config = EnsembleConfig(n_folds=n_folds, n_models=n_models, random_seed=seed, device=device,
-                            **({"model": model} if model else {}))
+                            **({"model": model} if model else {}),
+                            **({"model_kwargs": {"sparsity": sparsity}} if sparsity is not None
+                               else {}))
     with tempfile.TemporaryDirectory() as tmp:
         result = run_ensemble(dataset, config, tmp, progress=False)
     verdict = out_of_fold_verdict(result.map_info, len(dataset.classes), random_state=seed)
@@ -157,6 +160,8 @@ def main(argv=None) -> int:
                         help="label-shuffled copies of the central condition")
     parser.add_argument("--model", help="architecture (default: xaibids' default); results go "
                                          "to selection[_full]_<model>.json")
+    parser.add_argument("--sparsity", type=float,
+                        help="region-cnn's group lasso (default: the model's, 0.2)")
     parser.add_argument("--cost", action="store_true",
                         help="only time the verdict and the selection (selection_cost.json)")
     args = parser.parse_args(argv)
@@ -184,7 +189,7 @@ def main(argv=None) -> int:
           + f" {'t-test SD F1':>13} {'LR sd BA':>9} {'LR conn BA':>10}   s")
     for key in args.conditions:
         row = run_condition(*CONDITIONS[key], n_subjects, 5, n_models, args.random_seed,
-                            device=args.device, model=args.model)
+                            device=args.device, model=args.model, sparsity=args.sparsity)
         report["conditions"][key] = dict(zip(("snr_db", "prevalence", "severity"),
                                              CONDITIONS[key])) | row
         v = row["verdict"]
@@ -196,7 +201,7 @@ def main(argv=None) -> int:
     for index in range(args.nulls):
         row = run_condition(*CONDITIONS["snr0"], n_subjects, 5, n_models,
                             args.random_seed + 1000 + index, shuffle=index, device=args.device,
-                            model=args.model)
+                            model=args.model, sparsity=args.sparsity)
         report["nulls"].append(row)
         v = row["verdict"]
         print(f"null {index:>3}  BA {v['balanced_accuracy']:.2f} p {v['p_value']:.4f} "
