@@ -333,7 +333,8 @@ def get_parser() -> argparse.ArgumentParser:
     g.add("--selection", choices=SELECTION_RULES, default="empirical-null",
           help="rule of the importance tables' 'selected' column: 'empirical-null' (each "
                "feature's attribution tested for its level against an empirical null over "
-               "features, Benjamini-Hochberg FDR at --selection-alpha), "
+               "features and for more than an even share, Benjamini-Hochberg FDR at "
+               "--selection-alpha), "
                "'roi-score' (Strock et al. 2025's |median over time| score at 0.5) or 'fixed' "
                "(max-normalized importance at 0.5); the last two have no error control. "
                "Whatever the rule, nothing is selected when the classifier is not above chance")

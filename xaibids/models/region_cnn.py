@@ -115,7 +115,8 @@ class RegionCNN(nn.Module):
         """
         weight = self.classifier.weight if classifier_weight is None else classifier_weight
         per_region = weight.unflatten(-1, (self.n_features, self.filters))  # (..., C, F, K)
-        return self.sparsity * per_region.pow(2).sum(dim=(-3, -1)).sqrt().sum(dim=-1)
+        # vector_norm's gradient at an all-zero group is 0 (a subgradient), not NaN
+        return self.sparsity * torch.linalg.vector_norm(per_region, dim=(-3, -1)).sum(dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return class logits for ``x`` of shape ``(batch, time, features)``."""
