@@ -170,8 +170,8 @@ def predict_logits(model: nn.Module, X: torch.Tensor, batch_size: int = 256) -> 
 #: Epochs of training at most, by default.
 DEFAULT_EPOCHS = 100
 #: With few samples an epoch is one or two mini-batches, and 100 epochs of one Adam step each
-#: are too few for region-cnn's group lasso to settle (the demo's 40 subjects: balanced
-#: accuracy 0.775 after 100 steps, 0.95 after 400; docs/benchmarks.md): by default training
+#: are too few for region-cnn's group lasso to settle (the demo's 40 subjects, in exploratory
+#: runs: balanced accuracy 0.775 after 100 steps, 0.95 after 400): by default training
 #: may take this many steps however few the samples. Early stopping still ends it sooner.
 MIN_TRAINING_STEPS = 400
 

@@ -17,8 +17,8 @@ rely on?". Three rules (``--selection``):
     - **share**: its mean share exceeds an even share ``1 / n_features`` (one-sample t-test
       across subjects): the model gives it more than its part. A sparse model leaves the
       features it does not use near zero, so tightly that the level test alone would call
-      features with a trace of weight "more than the bulk" (Strock et al. 2025's grid, 10 dB:
-      14 selected, F1 0.53; with the share test, 6 and 0.91).
+      features with a trace of weight "more than the bulk"
+      (``tests/test_stats_selection.py::test_a_trace_below_an_even_share_is_not_selected``).
 
     A feature's p-value is the larger of the two, which is a valid p-value for "either null
     holds" (an intersection-union test, Berger 1982, Technometrics 24:295-300); no correction
@@ -44,9 +44,8 @@ rely on?". Three rules (``--selection``):
     beside it (``contrast_z``: which class a feature's attribution is larger in, the effect
     Lewis et al. 2023 read with Cohen's d, §2.7, §3.2) but not tested: attributions explain the
     *true* class's logit, so the two classes' maps differ through the explained output even
-    for features the model ignores, and on Strock et al. 2025's grid a test of the contrast
-    added the nodes the affected ones drive to the selection (F1 0.67-0.91 where the level
-    alone gave 1.00; docs/benchmarks.md). With fewer than :data:`MIN_EMPIRICAL_FEATURES`
+    for features the model ignores, and in exploratory runs on Strock et al. 2025's grid a
+    test of the contrast added nodes the affected ones drive to the selection. With fewer than :data:`MIN_EMPIRICAL_FEATURES`
     features the null cannot be estimated from them; the theoretical null is used instead (the
     level: a one-sample t-test across subjects of each feature's log-ratio against 0, the
     average feature's) and the sidecar says so.
