@@ -43,7 +43,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
-from xaibids.validation.benchmark import SEED001_CONDITIONS as CONDITIONS  # noqa: E402
+from xaibids.validation.benchmark import STROCK2025_CONDITIONS as CONDITIONS  # noqa: E402
 
 RULES = ("empirical-null", "roi-score", "fixed")
 

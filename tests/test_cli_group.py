@@ -174,7 +174,7 @@ def test_group_boilerplate_names_the_configuration(group_run):
         assert option in text
     bib = (out / "logs" / "CITATION.bib").read_text()
     for key in ("nipype1", "pybids", "nilearn", "pytorch", "sundararajan2017", "captum",
-                "seed000", "seed001", "seed003", "benjamini1995", "clauset2004"):
+                "lewis2023", "strock2025", "thibeausutre2023", "benjamini1995", "clauset2004"):
         assert "{" + key + "," in bib
     assert "[@" not in (out / "logs" / "CITATION.html").read_text()
 
@@ -276,5 +276,5 @@ def test_several_methods_baselines_and_permutations(group_run):
     text = (out6 / "logs" / "CITATION.md").read_text()
     assert "DeepLIFT (maps `desc-deeplift`)" in text and "`--permutations 2`" in text
     bib = (out6 / "logs" / "CITATION.bib").read_text()
-    assert "{shrikumar2017learning," in bib and "{seed004," in bib
+    assert "{shrikumar2017learning," in bib and "{gotsopoulos2018," in bib
     assert "Reliability" in (out6 / "group.html").read_text()

@@ -319,7 +319,7 @@ def test_trials_after_fmriprep_with_confounds_and_regions(tmp_path, run_cli):
     assert "events' column 'trial_type'" in methods and "40 trials" in methods
     assert "keeping each subject's trials within one fold" in methods
     assert "HarvardOxford atlas" in methods and "Co-saliency" not in methods
-    assert "[@seed004]" in methods and "The maps of a trial were stabilized" in methods
+    assert "[@gotsopoulos2018]" in methods and "The maps of a trial were stabilized" in methods
 
 
 def test_trials_run_without_events(trials_run, run_cli, tmp_path):

@@ -135,8 +135,8 @@ def test_region_cnn_option_errors():
 
 
 @pytest.mark.parametrize("name, citation", [("region-cnn", "schirrmeister2017"),
-                                            ("stdnn", "seed001"), ("lstm-attn", "seed000"),
-                                            ("linear", "seed004")])
+                                            ("stdnn", "strock2025"), ("lstm-attn", "lewis2023"),
+                                            ("linear", "gotsopoulos2018")])
 def test_methods_text_describes_and_cites_each_timecourse_model(name, citation):
     import numpy as np
 

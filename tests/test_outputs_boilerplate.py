@@ -8,7 +8,7 @@ import pytest
 from xaibids.outputs import boilerplate
 from xaibids.outputs.boilerplate import write_boilerplate
 
-TEXT = "Maps were stabilized [@seed000; @seed001] with *closest* (`--n-models 3`)."
+TEXT = "Maps were stabilized [@lewis2023; @strock2025] with *closest* (`--n-models 3`)."
 
 
 def test_citations_md_and_bib(tmp_path):
@@ -16,7 +16,7 @@ def test_citations_md_and_bib(tmp_path):
     assert md == tmp_path / "CITATION.md"
     assert TEXT in md.read_text()
     bib = (tmp_path / "CITATION.bib").read_text()
-    assert bib.count("@") == 2 and "{seed000," in bib and "{seed001," in bib
+    assert bib.count("@") == 2 and "{lewis2023," in bib and "{strock2025," in bib
     with pytest.raises(KeyError, match="nokey"):
         write_boilerplate("See [@nokey].", tmp_path / "other")
 

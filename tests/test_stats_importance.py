@@ -196,7 +196,7 @@ def test_load_feature_groups(tmp_path):
         load_feature_groups(none, ["a"])
 
 
-def test_roi_score_is_seed001_abs_median_over_time():
+def test_roi_score_is_strock2025_abs_median_over_time():
     """Strock et al. 2025: |median over time| per subject (signed maps cancel), mean over subjects."""
     from xaibids.stats.importance import group_importance, roi_scores
 

@@ -7,21 +7,21 @@
   chance; on a label-shuffled copy the verdict says "not above chance" and nothing is selected.
 
 The settings (:data:`xaibids.validation.benchmark.CI_PRESETS`) and why they were chosen are in
-``docs/benchmarks.md``; ``benchmarks/bench_seed000_table1.py`` and
-``benchmarks/bench_seed001_grid.py`` run the same code at CI and full size.
+``docs/benchmarks.md``; ``benchmarks/bench_lewis2023_table1.py`` and
+``benchmarks/bench_strock2025_grid.py`` run the same code at CI and full size.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
-from xaibids.validation.benchmark import CI_PRESETS, SEED000_TABLE1, SEED001_F1, run_benchmark
+from xaibids.validation.benchmark import CI_PRESETS, LEWIS2023_TABLE1, STROCK2025_F1, run_benchmark
 
 
-def test_boxes_lstm_attention_beats_seed000_table1():
+def test_boxes_lstm_attention_beats_lewis2023_table1():
     result = run_benchmark(CI_PRESETS["boxes"])
     got = result["summary"]
-    paper = SEED000_TABLE1["boxes"]["lstm-attn"]
+    paper = LEWIS2023_TABLE1["boxes"]["lstm-attn"]
     measured = {m: round(got[m]["value"], 3) for m in paper}
     assert result["accuracy"] >= 0.95, result["accuracy"]
     assert got["overlap"]["value"] > paper["overlap"][0], measured
@@ -35,7 +35,7 @@ def test_rnn_ei_stdnn_detects_affected_nodes_with_f1_one():
     got = result["summary"]
     measured = {m: got[m]["value"] for m in ("group_roi_precision", "group_roi_recall",
                                              "group_roi_f1", "importance_f1", "roi_f1")}
-    assert got["group_roi_f1"]["value"] == SEED001_F1, measured
+    assert got["group_roi_f1"]["value"] == STROCK2025_F1, measured
     assert result["accuracy"] > 0.6, result["accuracy"]
     assert result["verdict"].above_chance, result["verdict"].sentence()
     # the default selection (empirical null, FDR 0.05) selects no unaffected node here; at this

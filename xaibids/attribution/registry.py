@@ -84,7 +84,7 @@ _ENTRIES = [
     _entry("ig", integrated_gradients, "Integrated Gradients",
            "Gradient of the true class's logit integrated along the straight path from a baseline to "
            "the input, by default not multiplied by the input (Lewis et al. 2023).",
-           ("sundararajan2017", "seed000"), uses_baseline=True,
+           ("sundararajan2017", "lewis2023"), uses_baseline=True,
            captum="IntegratedGradients"),
     _entry("saliency", _m.saliency, "Saliency",
            "Absolute gradient of the true class's logit with respect to the input.",
@@ -136,18 +136,18 @@ _ENTRIES = [
            ("smilkov2017smoothgrad",), captum="NoiseTunnel, Saliency"),
     _entry("weight", _m.weight, "Weights (W)",
            "Weights of the linear classifier for the true class.",
-           ("pereira2009machine", "seed004"), models=("linear",)),
+           ("pereira2009machine", "gotsopoulos2018"), models=("linear",)),
     _entry("weightxinput", _m.weightxinput, "Weights x input (WX)",
            "Weights of the linear classifier for the true class times the input.",
-           ("polyn2005category", "seed004"), models=("linear",)),
+           ("polyn2005category", "gotsopoulos2018"), models=("linear",)),
     _entry("outputdiff", _m.outputdiff, "Output difference (OD)",
            "Drop of the true class's softmax probability when one input value is removed (set to zero).",
-           ("seed004",), models=SERIES_MODELS, captum="FeatureAblation"),
+           ("gotsopoulos2018",), models=SERIES_MODELS, captum="FeatureAblation"),
     _entry("mp", meaningful_perturbation, "Meaningful Perturbation",
            "One minus the smallest smooth mask (optimized at low resolution with Adam, L1 and "
            "total-variation penalties and random jitter) whose replacement of the volume by its "
            "Gaussian blur lowers the true class's softmax probability.",
-           ("fong2017interpretable", "seed002"), models=("cnn3d",)),
+           ("fong2017interpretable", "kan2020"), models=("cnn3d",)),
 ]
 
 #: Registered methods by key.

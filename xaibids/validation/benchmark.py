@@ -1,7 +1,7 @@
 """Ground-truth benchmarks: simulate, train the ensemble, score against the seeds' numbers.
 
 Used by the CI-sized tests (``tests/test_validation_benchmarks.py``) and the benchmark scripts
-(``benchmarks/bench_seed000_table1.py``, ``benchmarks/bench_seed001_grid.py``). The data are
+(``benchmarks/bench_lewis2023_table1.py``, ``benchmarks/bench_strock2025_grid.py``). The data are
 simulated in memory (:mod:`xaibids.simulate`; the same arrays ``xaibids-simulate`` writes), the
 ensemble is :func:`xaibids.learning.ensemble.run_ensemble` and the scoring
 :func:`xaibids.validation.score.score_maps` — the code paths of ``xaibids … group`` and
@@ -9,8 +9,8 @@ ensemble is :func:`xaibids.learning.ensemble.run_ensemble` and the scoring
 
 Paper numbers
 -------------
-:data:`SEED000_TABLE1`: Lewis et al. 2023, Table 1 (mean and SD over 3 000 test samples) for its LSTM +
-attention model and for input-cell attention. :data:`SEED001_F1`: Strock et al. 2025 reports F1 = 1.0 for
+:data:`LEWIS2023_TABLE1`: Lewis et al. 2023, Table 1 (mean and SD over 3 000 test samples) for its LSTM +
+attention model and for input-cell attention. :data:`STROCK2025_F1`: Strock et al. 2025 reports F1 = 1.0 for
 IG at the 0.5 threshold in every RNN condition it shows (Fig 2).
 
 CI presets
@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 #: Lewis et al. 2023, Table 1: mean (SD) over 3 000 holdout samples.
-SEED000_TABLE1 = {
+LEWIS2023_TABLE1 = {
     "boxes": {
         "lstm-attn": {"euclidean_distance": (1.24, 0.23), "overlap": (0.33, 0.07),
                       "weighted_jaccard": (0.22, 0.04)},
@@ -58,11 +58,11 @@ SEED000_TABLE1 = {
     },
 }
 #: Lewis et al. 2023, §3.1: holdout accuracy of its LSTM + attention model.
-SEED000_ACCURACY = {"boxes": 0.99, "var": 0.92}
+LEWIS2023_ACCURACY = {"boxes": 0.99, "var": 0.92}
 #: Strock et al. 2025, Fig 2: F1 of IG at the 0.5 threshold in every RNN condition.
-SEED001_F1 = 1.0
+STROCK2025_F1 = 1.0
 #: Strock et al. 2025 Fig 2's conditions (SNR dB, prevalence, severity), keyed by a short name.
-SEED001_CONDITIONS = {
+STROCK2025_CONDITIONS = {
     "snr-10": (-10.0, 0.05, 0.3),
     "snr0": (0.0, 0.05, 0.3),
     "snr10": (10.0, 0.05, 0.3),

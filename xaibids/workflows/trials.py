@@ -33,7 +33,7 @@ def init_trial_maps_wf(run, settings, output_dir, sources, mask_source,
     band = [f"{kind} {value} Hz" for kind, value in (("high-pass", settings.high_pass),
                                                       ("low-pass", settings.low_pass)) if value]
     workflow.__desc__ = (
-        "Single-trial activation maps were made as in [@seed004]: the voxel time courses within "
+        "Single-trial activation maps were made as in [@gotsopoulos2018]: the voxel time courses within "
         "the brain mask were cleaned with nilearn's `NiftiMasker` [@nilearn] ("
         f"{CONFOUND_TEXT[settings.confounds]}"
         + (", linear detrending" if settings.detrend else "")

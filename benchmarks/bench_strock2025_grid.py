@@ -1,6 +1,6 @@
 """Strock et al. 2025, Fig 2: detection of hyperexcitable nodes by IG on stDNN ensembles, over the grid.
 
-    python benchmarks/bench_seed001_grid.py [--full] [--conditions snr0 prev0.01 ...] [--threads 1]
+    python benchmarks/bench_strock2025_grid.py [--full] [--conditions snr0 prev0.01 ...] [--threads 1]
 
 Strock et al. 2025 shows IG detecting the affected nodes of its small-world RNN E/I simulator with
 F1 = 1.0 at the 0.5 threshold in every condition of Fig 2: SNR −10, 0, 10 dB (5 % prevalence,
@@ -10,7 +10,7 @@ trains seeded ``stdnn`` ensembles per fold (``run_ensemble``), and scores the st
 (``xaibids.validation``): Strock et al. 2025's ROI score (``|median over time|``, max-normalized, above 0.5)
 averaged over subjects (``group_roi_*``) and per subject (``roi_*``), and the ``selected``
 column of xaibids' group importance table (``importance_*``). Prints them beside the paper's
-F1 = 1 and writes ``benchmarks/results/seed001_grid.json`` (``seed001_grid_full.json`` with
+F1 = 1 and writes ``benchmarks/results/strock2025_grid.json`` (``strock2025_grid_full.json`` with
 ``--full``).
 
 Sizes: the default is the CI preset of ``tests/test_validation_benchmarks.py`` (400 subjects,
@@ -28,7 +28,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 
-from xaibids.validation.benchmark import SEED001_CONDITIONS as CONDITIONS  # noqa: E402
+from xaibids.validation.benchmark import STROCK2025_CONDITIONS as CONDITIONS  # noqa: E402
 
 REPORTED = ("group_roi_precision", "group_roi_recall", "group_roi_f1", "importance_f1",
             "roi_f1")
@@ -44,10 +44,10 @@ def main(argv=None) -> int:
 
     import torch
 
-    from xaibids.validation.benchmark import CI_PRESETS, SEED001_F1, run_benchmark
+    from xaibids.validation.benchmark import CI_PRESETS, STROCK2025_F1, run_benchmark
 
     torch.set_num_threads(args.threads)
-    name = "seed001_grid" + ("_full" if args.full else "")
+    name = "strock2025_grid" + ("_full" if args.full else "")
     output = args.output or HERE / "results" / f"{name}.json"
     base = CI_PRESETS["rnn-ei"]
     if args.full:
@@ -55,7 +55,7 @@ def main(argv=None) -> int:
     report = {"benchmark": name,
               "description": "Strock et al. 2025 Fig 2 grid: F1 of IG-selected nodes (stdnn ensembles, "
                              "threshold 0.5) against the simulated hyperexcitable nodes.",
-              "paper_f1": SEED001_F1, "results": {}}
+              "paper_f1": STROCK2025_F1, "results": {}}
     print(f"{'condition':<10} {'SNR':>5} {'prev':>5} {'δ':>4} {'acc':>6} "
           + " ".join(f"{m:>19}" for m in REPORTED) + "   paper F1   s")
     for key in args.conditions:
@@ -69,11 +69,11 @@ def main(argv=None) -> int:
         values = {m: got[m]["value"] for m in REPORTED}
         print(f"{key:<10} {snr:>5g} {prevalence:>5g} {severity:>4g} {result['accuracy']:>6.3f} "
               + " ".join(f"{values[m]:>19.3f}" for m in REPORTED)
-              + f"   {SEED001_F1:>8.1f} {wall:>4.0f}", flush=True)
+              + f"   {STROCK2025_F1:>8.1f} {wall:>4.0f}", flush=True)
         report["results"][key] = {"snr_db": snr, "prevalence": prevalence,
                                   "severity": severity, "accuracy": result["accuracy"],
                                   "metrics": {m: got[m] for m in got},
-                                  "meets_paper": values["group_roi_f1"] == SEED001_F1,
+                                  "meets_paper": values["group_roi_f1"] == STROCK2025_F1,
                                   "seconds": {**result["seconds"], "wall": wall},
                                   "settings": result["settings"]}
     write_benchmark_report(report, output, args)

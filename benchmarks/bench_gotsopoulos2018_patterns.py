@@ -1,6 +1,6 @@
 """Gotsopoulos et al. 2018's simulation scenarios 1–3 through ``--features trials``, scored per category.
 
-    python benchmarks/bench_seed004_patterns.py [--full] [--scenarios 1 2 3] [--threads 1]
+    python benchmarks/bench_gotsopoulos2018_patterns.py [--full] [--scenarios 1 2 3] [--threads 1]
 
 Gotsopoulos et al. 2018 (§2.4–2.5) adds low-mean Gaussian patterns of five categories to voxel-permuted fMRI
 samples, classifies single trials with a network without hidden layers under
@@ -14,7 +14,7 @@ For each scenario the command-line path a user runs is timed end to end:
 ``xaibids-simulate voxel-patterns --design within`` (five categories, every subject sees every
 category), ``xaibids … participant --features trials --confounds none`` and ``xaibids … group
 --target trial_type --model linear`` with IG and the weights (``weight``, Gotsopoulos et al. 2018's W), then
-``xaibids-validate``. Printed and written to ``benchmarks/results/seed004_patterns.json``: the
+``xaibids-validate``. Printed and written to ``benchmarks/results/gotsopoulos2018_patterns.json``: the
 balanced accuracy, the per-class accuracy of the out-of-fold predictions, and for each method the
 dataset-level voxel accuracy/FDR/FOR and every category map's precision/recall
 (``class_<c>_roi_*``). The effect mean is raised from the seed's 0.05 (which needs its 2 000
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
                                 for c in ("cat1", "cat2", "cat3", "cat4", "cat5"))
                 print(f"{method:<8}{s['feature_accuracy']:>10.3f}{s['feature_fdr']:>7.3f}"
                       f"{s['feature_for']:>7.3f}   {cats}")
-    name = "seed004_patterns" + ("_full" if args.full else "")
+    name = "gotsopoulos2018_patterns" + ("_full" if args.full else "")
     write_benchmark_report({"benchmark": name, "size": size, "results": results},
                            args.output or HERE / "results" / f"{name}.json", args)
     return 0

@@ -1,6 +1,6 @@
 """Lewis et al. 2023, Table 1: stabilized LSTM + attention maps on the boxes and VAR datasets.
 
-    python benchmarks/bench_seed000_table1.py [--full] [--kinds boxes var] [--threads 1]
+    python benchmarks/bench_lewis2023_table1.py [--full] [--kinds boxes var] [--threads 1]
 
 Simulates the dataset in memory (``xaibids.simulate``), trains seeded ``lstm-attn`` ensembles
 per fold (``run_ensemble``), computes out-of-fold IG maps stabilized as in Lewis et al. 2023 §2.4, and
@@ -8,7 +8,7 @@ scores them as in Lewis et al. 2023 §2.6 (overlap, weighted Jaccard, Euclidean 
 ``xaibids.validation.metrics``). Prints the paper's Table 1 (LSTM + attention and input-cell
 attention, mean ± SD) beside our mean ± SD over subjects, for the stabilized maps and for the
 first model of each fold alone (no stabilization), and writes
-``benchmarks/results/seed000_table1.json`` (``seed000_table1_full.json`` with ``--full``).
+``benchmarks/results/lewis2023_table1.json`` (``lewis2023_table1_full.json`` with ``--full``).
 
 Sizes: the default is the CI size (the boxes test of ``tests/test_validation_benchmarks.py``);
 ``--full`` uses more subjects, folds and models (about an hour on a 2-core CPU). ``--kinds``
@@ -66,16 +66,16 @@ def main(argv=None) -> int:
 
     import torch
 
-    from xaibids.validation.benchmark import SEED000_ACCURACY, SEED000_TABLE1, run_benchmark
+    from xaibids.validation.benchmark import LEWIS2023_ACCURACY, LEWIS2023_TABLE1, run_benchmark
 
     torch.set_num_threads(args.threads)
-    name = "seed000_table1" + ("_full" if args.full else "")
+    name = "lewis2023_table1" + ("_full" if args.full else "")
     output = args.output or HERE / "results" / f"{name}.json"
     chosen = presets(args.full)
     report = {"benchmark": name,
               "description": "Lewis et al. 2023 Table 1 (boxes, VAR): stabilized lstm-attn IG maps vs "
                              "the paper's LSTM + attention and input-cell attention.",
-              "paper": SEED000_TABLE1, "paper_accuracy": SEED000_ACCURACY, "results": {}}
+              "paper": LEWIS2023_TABLE1, "paper_accuracy": LEWIS2023_ACCURACY, "results": {}}
     if output.exists():  # a run of some kinds keeps the file's results of the others
         import json
 
@@ -89,7 +89,7 @@ def main(argv=None) -> int:
         result = run_benchmark(preset, random_seed=args.random_seed, device=args.device)
         wall = time.perf_counter() - start
         ours, single = result["summary"], result["single_model_summary"]
-        paper = SEED000_TABLE1[kind]
+        paper = LEWIS2023_TABLE1[kind]
         rows = []
         print(f"{'metric':<20} {'LSTM+attn (paper)':>18} {'input-cell (paper)':>19} "
               f"{'xaibids stabilized':>20} {'single model':>16}  beats")
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
             print(f"{metric:<20} {fmt(p_mu, p_sd):>18} {fmt(c_mu, c_sd):>19} "
                   f"{fmt(o['value'], o['sd']):>20} {fmt(s['value'], s['sd']):>16}  "
                   f"{'yes' if better else 'NO'}")
-        print(f"{'accuracy':<20} {SEED000_ACCURACY[kind]:>18.2f} {'':>19} "
+        print(f"{'accuracy':<20} {LEWIS2023_ACCURACY[kind]:>18.2f} {'':>19} "
               f"{result['accuracy']:>20.3f}")
         print(f"time: {wall:.0f} s (simulate {result['seconds']['simulate']:.0f}, ensemble "
               f"{result['seconds']['ensemble']:.0f}, score {result['seconds']['score']:.0f})",
