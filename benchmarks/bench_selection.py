@@ -1,6 +1,6 @@
 """Feature selection and the classifier's verdict at the defaults, against truth and baselines.
 
-    python benchmarks/bench_selection.py [--full] [--conditions snr0 ...] [--nulls 20]
+    python benchmarks/bench_selection.py [--full] [--conditions snr0 ...] [--nulls 20] [--jobs 2]
 
 For every condition of Strock et al. 2025's Fig 2 grid (``rnn-ei`` simulator: SNR, prevalence,
 severity) this script simulates a dataset, trains the ensemble **at xaibids' defaults**
@@ -37,7 +37,10 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -46,6 +49,16 @@ sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
 from xaibids.validation.benchmark import STROCK2025_CONDITIONS as CONDITIONS  # noqa: E402
 
 RULES = ("empirical-null", "roi-score", "fixed")
+
+
+class _Deferred:
+    """A call run in this process when its ``result()`` is asked for, as a future's is."""
+
+    def __init__(self, call):
+        self.call = call
+
+    def result(self):
+        return self.call()
 
 
 def rates(selected, truth) -> dict:
@@ -162,6 +175,8 @@ def main(argv=None) -> int:
                                          "to selection[_full]_<model>.json")
     parser.add_argument("--sparsity", type=float,
                         help="region-cnn's group lasso (default: the model's, 0.2)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="conditions run at once, each in a process of --threads")
     parser.add_argument("--cost", action="store_true",
                         help="only time the verdict and the selection (selection_cost.json)")
     args = parser.parse_args(argv)
@@ -187,26 +202,40 @@ def main(argv=None) -> int:
               "paper_f1": 1.0, "conditions": {}, "nulls": []}
     print(f"{'condition':<10} {'BA':>5} {'p':>7} " + " ".join(f"{r + ' F1':>13}" for r in RULES)
           + f" {'t-test SD F1':>13} {'LR sd BA':>9} {'LR conn BA':>10}   s")
-    for key in args.conditions:
-        row = run_condition(*CONDITIONS[key], n_subjects, 5, n_models, args.random_seed,
-                            device=args.device, model=args.model, sparsity=args.sparsity)
-        report["conditions"][key] = dict(zip(("snr_db", "prevalence", "severity"),
-                                             CONDITIONS[key])) | row
-        v = row["verdict"]
-        print(f"{key:<10} {v['balanced_accuracy']:>5.2f} {v['p_value']:>7.4f} "
-              + " ".join(f"{row['rules'][r]['f1']:>13.2f}" for r in RULES)
-              + f" {row['ttest_sd']['f1']:>13.2f} {row['logreg_sd_balanced_accuracy']:>9.2f}"
-              + f" {row['logreg_connectome_balanced_accuracy']:>10.2f} {row['seconds']:>4.0f}",
-              flush=True)
-    for index in range(args.nulls):
-        row = run_condition(*CONDITIONS["snr0"], n_subjects, 5, n_models,
-                            args.random_seed + 1000 + index, shuffle=index, device=args.device,
-                            model=args.model, sparsity=args.sparsity)
-        report["nulls"].append(row)
-        v = row["verdict"]
-        print(f"null {index:>3}  BA {v['balanced_accuracy']:.2f} p {v['p_value']:.4f} "
-              f"selected {row['rules']['empirical-null']['n_selected']} "
-              f"(t-test SD {row['ttest_sd']['n_selected']}) {row['seconds']:.0f} s", flush=True)
+    tasks = [(key, CONDITIONS[key], args.random_seed, None) for key in args.conditions]
+    tasks += [(f"null {index}", CONDITIONS["snr0"], args.random_seed + 1000 + index, index)
+              for index in range(args.nulls)]
+    options = {"device": args.device, "model": args.model, "sparsity": args.sparsity}
+
+    def submit(pool, key, condition, seed, shuffle):
+        args_ = (*condition, n_subjects, 5, n_models, seed)
+        if pool is None:  # one job: in this process, one after the other
+            return _Deferred(partial(run_condition, *args_, shuffle=shuffle, **options))
+        return pool.submit(run_condition, *args_, shuffle=shuffle, **options)
+
+    # conditions are independent (each simulates with its own seed): --jobs runs them in
+    # worker processes of --threads each, with the same results as one after the other
+    with (ProcessPoolExecutor(args.jobs, initializer=torch.set_num_threads,
+                              initargs=(args.threads,)) if args.jobs > 1 else nullcontext()) as pool:
+        futures = [submit(pool, *task) for task in tasks]
+        for (key, condition, _, shuffle), future in zip(tasks, futures):
+            row = future.result()
+            v = row["verdict"]
+            if shuffle is None:
+                report["conditions"][key] = dict(zip(("snr_db", "prevalence", "severity"),
+                                                     condition)) | row
+                print(f"{key:<10} {v['balanced_accuracy']:>5.2f} {v['p_value']:>7.4f} "
+                      + " ".join(f"{row['rules'][r]['f1']:>13.2f}" for r in RULES)
+                      + f" {row['ttest_sd']['f1']:>13.2f}"
+                      + f" {row['logreg_sd_balanced_accuracy']:>9.2f}"
+                      + f" {row['logreg_connectome_balanced_accuracy']:>10.2f}"
+                      + f" {row['seconds']:>4.0f}", flush=True)
+            else:
+                report["nulls"].append(row)
+                print(f"null {shuffle:>3}  BA {v['balanced_accuracy']:.2f} p {v['p_value']:.4f} "
+                      f"selected {row['rules']['empirical-null']['n_selected']} "
+                      f"(t-test SD {row['ttest_sd']['n_selected']}) {row['seconds']:.0f} s",
+                      flush=True)
     if report["nulls"]:
         nulls = report["nulls"]
         report["null_summary"] = {
