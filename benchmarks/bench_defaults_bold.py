@@ -1,7 +1,7 @@
 """The defaults on the BOLD simulator, against the baselines a user tries first (issue 25).
 
     python benchmarks/bench_defaults_bold.py [--full] [--confounds simple scrubbing ...]
-                                             [--models region-cnn stdnn]
+                                             [--models region-cnn stdnn] [--sparsity 0.2]
 
 Simulates ``xaibids-simulate bold`` **at its defaults** (Harvard-Oxford regions, 100 volumes,
 0 dB per voxel, motion, fMRIPrep-style confounds; the class effect a raised self-excitation of
@@ -49,7 +49,8 @@ def extract(bids: Path, out: Path, work: Path, strategy: str):
     return output_timecourses(out, bids / "participants.tsv", "group")
 
 
-def score_model(dataset, relevant, model: str, n_folds: int, n_models: int, seed: int) -> dict:
+def score_model(dataset, relevant, model: str, n_folds: int, n_models: int, seed: int,
+                sparsity: float | None = None) -> dict:
     """The default ensemble with ``model``: verdict, truth ranks, default selection."""
     from xaibids.cli.group import ensemble_config
     from xaibids.config import Config
@@ -62,6 +63,8 @@ def score_model(dataset, relevant, model: str, n_folds: int, n_models: int, seed
     config = Config()
     config.learning.model, config.learning.n_folds = model, n_folds
     config.learning.n_models, config.seeds.random_seed = n_models, seed
+    if sparsity is not None:
+        config.learning.sparsity = sparsity
     ens = ensemble_config(config, dataset)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,7 +84,8 @@ def score_model(dataset, relevant, model: str, n_folds: int, n_models: int, seed
             "folds": result.folds, "seconds": time.perf_counter() - start}
 
 
-def run(n_subjects: int, n_folds: int, n_models: int, strategies, models, seed: int) -> dict:
+def run(n_subjects: int, n_folds: int, n_models: int, strategies, models, seed: int,
+        sparsity: float | None = None) -> dict:
     import numpy as np
     import pandas as pd
 
@@ -103,7 +107,7 @@ def run(n_subjects: int, n_folds: int, n_models: int, strategies, models, seed: 
             row = {"models": {}}
             for model in models:
                 row["models"][model] = score_model(dataset, relevant, model, n_folds, n_models,
-                                                   seed)
+                                                   seed, sparsity)
             folds = row["models"][models[0]].pop("folds")
             for model in models[1:]:
                 row["models"][model].pop("folds")
@@ -134,6 +138,8 @@ def main(argv=None) -> int:
                               "100 subjects, 5 folds x 10 models (the default ensemble)")
     parser.add_argument("--confounds", nargs="+", choices=STRATEGIES, default=list(STRATEGIES))
     parser.add_argument("--models", nargs="+", default=["region-cnn", "stdnn"])
+    parser.add_argument("--sparsity", type=float,
+                        help="region-cnn's group lasso (default: the group level's, 0.2)")
     args = parser.parse_args(argv)
 
     import torch
@@ -143,8 +149,9 @@ def main(argv=None) -> int:
     name = "defaults_bold" + ("_full" if args.full else "")
     report = {"benchmark": name, "description": __doc__.split("\n\n")[0],
               "n_subjects": n_subjects, "n_folds": n_folds, "n_models": n_models,
+              **({"sparsity": args.sparsity} if args.sparsity is not None else {}),
               "strategies": run(n_subjects, n_folds, n_models, args.confounds, args.models,
-                                args.random_seed)}
+                                args.random_seed, args.sparsity)}
     write_benchmark_report(report, args.output or HERE / "results" / f"{name}.json", args)
     return 0
 
