@@ -240,7 +240,7 @@ def compare(out_dir: Path, direct: dict) -> dict:
     """Max abs difference between xaibids' TSVs and the direct arrays (same NaN pattern)."""
     import numpy as np
 
-    from xaibids.features.io import read_timeseries_tsv
+    from xaibids.fileio import read_timeseries_tsv
 
     tsvs = sorted(out_dir.glob("sub-*/func/*_stat-mean_timeseries.tsv"))
     got = {run_key(p): read_timeseries_tsv(p).to_numpy() for p in tsvs}

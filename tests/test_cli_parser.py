@@ -83,12 +83,13 @@ def test_attribution_choices_are_the_registered_methods():
 
 
 def test_non_default_options_are_spelled_as_on_the_command_line():
+    from xaibids.cli.parser import option_names
     from xaibids.cli.run import parse_args
     from xaibids.outputs.methods import non_default_options
 
     config, _ = parse_args(["bids", "out", "group", "--no-detrend", "--baseline", "zero", "mean",
                             "--fdr-alpha", "0.05", "--run-length", "error", "--nprocs", "3"])
-    options = non_default_options(config)
+    options = non_default_options(config, option_names())
     assert "`--no-detrend`" in options
     assert "`--baseline zero mean`" in options
     assert "`--fdr-alpha 0.05`" in options

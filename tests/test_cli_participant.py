@@ -19,7 +19,7 @@ from tests.conftest import make_fmriprep_dataset
 from xaibids.cli.participant import collect_inputs
 from xaibids.cli.run import configure, main, parse_args
 from xaibids.features.atlases import load_atlas
-from xaibids.features.io import read_timeseries_tsv
+from xaibids.fileio import read_timeseries_tsv
 from xaibids.inputs.validation import run_validator, summarize_errors
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import make_fmriprep_dataset
 from tests.test_errors_inputs import assert_clean_error
-from xaibids.features.io import write_timeseries_tsv
+from xaibids.fileio import write_timeseries_tsv
 from xaibids.learning import assemble_dataset
 
 SUBJECTS = tuple(f"{i:02d}" for i in range(1, 7))

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import make_fmriprep_dataset
-from xaibids.features.io import write_timeseries_tsv
+from xaibids.fileio import write_timeseries_tsv
 from xaibids.features.timeseries import ExtractionError, extract_roi_timeseries
 
 BOLD = "sub-01/func/sub-01_task-rest_space-MNI152NLin6Asym_res-2_desc-preproc_bold"

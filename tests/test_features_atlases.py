@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from xaibids.features.atlases import BUNDLED_ATLASES, AtlasError, load_atlas
-from xaibids.features.io import read_timeseries_tsv, write_timeseries_tsv
+from xaibids.fileio import read_timeseries_tsv, write_timeseries_tsv
 
 
 def test_bundled_probabilistic_atlas_is_maxprob_labels():

@@ -27,7 +27,7 @@ from xaibids.features.ica import (
     load_ica_template,
     paint_components,
 )
-from xaibids.features.io import read_timeseries_tsv
+from xaibids.fileio import read_timeseries_tsv
 from xaibids.inputs.layout import BoldRun, SubjectData
 from xaibids.workflows.ica import run_group_ica
 

@@ -13,7 +13,7 @@ import pytest
 
 from xaibids.cli.ingest import main
 from xaibids.features.atlases import load_atlas
-from xaibids.features.io import read_timeseries_tsv
+from xaibids.fileio import read_timeseries_tsv
 from xaibids.ingest import IngestError
 from xaibids.ingest.abide import ingest_abide_pcp, read_roi_file
 from xaibids.simulate.bidsio import tree_digest, validate, validator_available

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xaibids.features.io import write_timeseries_tsv
+from xaibids.fileio import write_timeseries_tsv
 from xaibids.learning import TimeseriesDataset, assemble_dataset
 
 FEATURES = ["roi-1", "roi-2", "roi-3"]

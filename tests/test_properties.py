@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from xaibids.cli.run import parse_args
 from xaibids.errors import XaibidsError
-from xaibids.features.io import read_timeseries_tsv, write_timeseries_tsv
-from xaibids.inputs.layout import DEFAULT_QUERIES, load_bids_filters, read_participants
+from xaibids.fileio import read_timeseries_tsv, write_timeseries_tsv
+from xaibids.inputs.checks import read_participants
+from xaibids.inputs.layout import DEFAULT_QUERIES, load_bids_filters
 
 SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])

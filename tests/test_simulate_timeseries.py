@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from xaibids.features.io import read_timeseries_tsv
+from xaibids.fileio import read_timeseries_tsv
 from xaibids.simulate import simulate
 from xaibids.simulate.bidsio import tree_digest, validate, validator_available
 from xaibids.simulate.rnn import simulate_rnn_ei

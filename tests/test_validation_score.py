@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from xaibids.cli.validate import main as validate_main
-from xaibids.features.io import write_timeseries_tsv
+from xaibids.fileio import write_timeseries_tsv
 from xaibids.simulate import simulate
 from xaibids.validation import (
     COLUMNS,

@@ -19,7 +19,7 @@ from nilearn.masking import apply_mask
 from xaibids.cli.participant import collect_inputs
 from xaibids.config import Config
 from xaibids.errors import XaibidsError
-from xaibids.features.io import read_timeseries_tsv
+from xaibids.fileio import read_timeseries_tsv
 from xaibids.outputs.boilerplate import cited_keys, workflow_description
 from xaibids.workflows.base import init_xaibids_participant_wf
 from xaibids.workflows.ica import init_ica_timeseries_wf, prepare_ica_template

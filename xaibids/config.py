@@ -205,7 +205,7 @@ class Config:
 
     def save(self, path: str | Path) -> Path:
         """Write the configuration as TOML (``None`` values are left out)."""
-        from xaibids.outputs.derivatives import atomic_write_text
+        from xaibids.fileio import atomic_write_text
 
         # a unique temporary name: participant jobs run in parallel into one output folder
         return atomic_write_text(Path(path), tomli_w.dumps(_drop_none(self.to_dict())))

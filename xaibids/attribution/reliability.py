@@ -51,7 +51,7 @@ import torch
 
 from xaibids.attribution.ig import completeness_terms
 from xaibids.attribution.registry import attribute, map_keys, resolve_params
-from xaibids.outputs.derivatives import atomic_path
+from xaibids.fileio import atomic_path
 
 __all__ = [
     "RELIABILITY_FILES",

@@ -23,11 +23,12 @@ import pandas as pd
 
 from xaibids.errors import XaibidsError
 from xaibids.cli.participant import prepare_output
-from xaibids.inputs.layout import build_layout, collect_timeseries, read_participants
+from xaibids.inputs.checks import read_participants
+from xaibids.inputs.layout import build_layout, collect_timeseries
 from xaibids.outputs.completion import (
     CompletionRecord, fingerprints, is_finished, record_completion, snapshot, written_since,
 )
-from xaibids.outputs.derivatives import atomic_write_text
+from xaibids.fileio import atomic_write_text
 from xaibids.outputs.maps import paint_regions
 from xaibids.stats.selection import SelectionRule
 
@@ -423,7 +424,7 @@ def _made_volumes(config, atlas, subjects, pattern: str, what: str):
 def t1_source(config, atlas, subjects) -> FeatureSource:
     """T1w volumes on the template grid: made by the participant step (now, for subjects
     without them) in OUTPUT_DIR; maps painted on the grid, masked to the template brain."""
-    from xaibids.cli.participant import resolution_label
+    from xaibids.features.t1 import resolution_label
     from xaibids.features.t1 import grid_mask
     from xaibids.stats.volumes import volume_image
 
@@ -525,6 +526,7 @@ def run_group(config, atlas, subjects) -> int:
         assemble_dataset, assemble_trial_dataset, assemble_volume_dataset,
     )
     from xaibids.outputs.boilerplate import write_boilerplate
+    from xaibids.cli.parser import option_names
     from xaibids.outputs.methods import parameters_text
     from xaibids.reports import build_reports
     from xaibids.workflows.group import run_group_ensemble
@@ -587,7 +589,7 @@ def run_group(config, atlas, subjects) -> int:
                       target_in_events=lc.target not in participants.columns,
                       volume_atlas=(atlas.name if source.volumes and source.space and atlas
                                     else None)),
-        parameters_text(config),
+        parameters_text(config, option_names()),
     ]), out / "logs")
     if ex.boilerplate_only:
         LOGGER.info("Boilerplate written to %s", out / "logs" / "CITATION.md")

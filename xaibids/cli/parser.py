@@ -342,3 +342,14 @@ def get_parser() -> argparse.ArgumentParser:
           help="false discovery rate of --selection empirical-null, and the level of the test of "
                "the classifier against chance")
     return parser
+
+
+def option_names() -> dict[str, str]:
+    """Config field name → its long command-line option, as the methods text spells them."""
+    names = {}
+    for action in get_parser()._actions:
+        longs = [s for s in action.option_strings if s.startswith("--") and "_" not in s]
+        if longs:
+            names.setdefault(action.dest, longs[0])
+    names["derivatives"] = "--derivatives"
+    return names

@@ -100,6 +100,8 @@ def feature_set(config, atlas) -> str:
     """The label of a participant's feature files: ``atlas-<name>``, ``ica-<template>`` or
     ``t1-res<mm>``."""
     if config.workflow.features == "t1":
+        from xaibids.features.t1 import resolution_label
+
         return f"t1-res{resolution_label(config.workflow.t1_resolution)}"
     if config.workflow.features == "trials":
         return "trials"
@@ -107,12 +109,6 @@ def feature_set(config, atlas) -> str:
         return f"atlas-{atlas.name}"
     stem = Path(config.workflow.ica_template).name.split(".")[0]
     return "ica-" + re.sub(r"[^A-Za-z0-9]", "", stem)
-
-
-def resolution_label(resolution_mm: float) -> str:
-    """The BIDS ``res-`` label of a grid of ``resolution_mm`` voxels: ``3`` for 3 mm, ``2p5``
-    for 2.5 mm (labels are alphanumeric; the sidecar's ``Resolution`` says it in words)."""
-    return f"{float(resolution_mm):g}".replace(".", "p")
 
 
 #: Settings that shape a participant's timecourses (the rest only affect the group level).
@@ -220,6 +216,7 @@ def write_atlas_files(config, atlas) -> tuple[str, str]:
 def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
     """Build and run the participant workflow; report per subject; non-zero if any failed."""
     from xaibids.outputs.boilerplate import workflow_description, write_boilerplate
+    from xaibids.cli.parser import option_names
     from xaibids.outputs.methods import parameters_text
     from xaibids.workflows.base import init_xaibids_participant_wf
 
@@ -240,7 +237,8 @@ def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
     crash_dirs = {s.subject: Path(ex.output_dir) / "logs" / f"sub-{s.subject}" / ex.run_uuid
                   for s in subjects}
     workflow = init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs)
-    write_boilerplate(workflow_description(workflow) + "\n\n" + parameters_text(config),
+    write_boilerplate(workflow_description(workflow) + "\n\n"
+                      + parameters_text(config, option_names()),
                       Path(ex.output_dir) / "logs")
     if ex.boilerplate_only:
         LOGGER.info("Boilerplate written to %s", Path(ex.output_dir) / "logs" / "CITATION.md")

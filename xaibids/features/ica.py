@@ -47,7 +47,7 @@ from nilearn.image import resample_to_img
 from nilearn.maskers import NiftiMasker
 from nilearn.masking import apply_mask, intersect_masks
 
-from xaibids.outputs.derivatives import atomic_path
+from xaibids.fileio import atomic_path
 
 from xaibids.features.timeseries import (
     CONFOUND_STRATEGIES,
@@ -601,7 +601,7 @@ def write_component_maps(img: nb.Nifti1Image, labels: pd.DataFrame, out_stem: st
     ``out_stem`` is the path without the suffix, e.g.
     ``OUT/atlases/atlas-CanICA20/atlas-CanICA20_space-MNI152NLin6Asym_desc-ica``.
     """
-    from xaibids.outputs.derivatives import atomic_write_text
+    from xaibids.fileio import atomic_write_text
 
     out_stem = Path(out_stem)
     if img.ndim != 4 or img.shape[3] != len(labels):
@@ -672,7 +672,7 @@ def paint_components(maps_img, weights, names: Sequence[str] | None = None,
 def template_description(n_components: int, template_name: str, settings,
                          stage2: bool = False) -> str:
     """Boilerplate for template-mode extraction (cleaning text as the ROI workflow's)."""
-    from xaibids.workflows.roi import CONFOUND_TEXT
+    from xaibids.features.timeseries import CONFOUND_TEXT
 
     band = [f"high-pass {settings.high_pass} Hz"] if settings.high_pass else []
     band += [f"low-pass {settings.low_pass} Hz"] if settings.low_pass else []
@@ -700,7 +700,7 @@ def group_ica_description(n_components: int, algorithm: str, n_runs: int, n_subj
                           stage2: bool = False, n_init: int = 10,
                           threshold: float | str | None = None) -> str:
     """Boilerplate for group ICA followed by back-reconstruction."""
-    from xaibids.workflows.roi import CONFOUND_TEXT
+    from xaibids.features.timeseries import CONFOUND_TEXT
 
     band = [f"high-pass {settings.high_pass} Hz"] if settings.high_pass else []
     band += [f"low-pass {settings.low_pass} Hz"] if settings.low_pass else []

@@ -42,7 +42,7 @@ import numpy as np
 from scipy import ndimage
 
 from xaibids.errors import XaibidsError
-from xaibids.features.io import save_nifti
+from xaibids.fileio import save_nifti
 
 LOGGER = logging.getLogger("xaibids")
 
@@ -72,6 +72,12 @@ _LPS = np.diag([-1.0, -1.0, 1.0, 1.0])  # RAS+ (nibabel) ↔ LPS+ (ITK/ANTs) wor
 
 class T1Error(XaibidsError, ValueError):
     """A T1w image cannot be preprocessed; the message names the file and the fix."""
+
+
+def resolution_label(resolution_mm: float) -> str:
+    """The BIDS ``res-`` label of a grid of ``resolution_mm`` voxels: ``3`` for 3 mm, ``2p5``
+    for 2.5 mm (labels are alphanumeric; the sidecar's ``Resolution`` says it in words)."""
+    return f"{float(resolution_mm):g}".replace(".", "p")
 
 
 # --------------------------------------------------------------------------- template and grid

@@ -25,6 +25,17 @@ LOGGER = logging.getLogger("xaibids")
 #: ``--confounds`` choices: nilearn's fMRIPrep denoising strategies, plus ``none``.
 CONFOUND_STRATEGIES = ("simple", "scrubbing", "compcor", "ica_aroma", "none")
 STANDARDIZE_CHOICES = ("zscore_sample", "zscore", "psc", "none")
+#: Each ``--confounds`` strategy in the methods text.
+CONFOUND_TEXT = {
+    "simple": "motion parameters with derivatives and squares, mean white-matter and CSF "
+              "signals, and high-pass cosine regressors (nilearn's *simple* strategy)",
+    "scrubbing": "the *simple* regressors plus censoring of high-motion volumes (nilearn's "
+                 "*scrubbing* strategy [@power2014])",
+    "compcor": "motion parameters, anatomical CompCor components [@behzadi2007] and "
+               "high-pass cosine regressors (nilearn's *compcor* strategy)",
+    "ica_aroma": "ICA-AROMA denoising regressors (nilearn's *ica_aroma* strategy)",
+    "none": "no confound regression",
+}
 
 
 class ExtractionError(ValueError):

@@ -49,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from xaibids import __version__
-from xaibids.features.io import write_timeseries_tsv
+from xaibids.fileio import write_timeseries_tsv
 from xaibids.ingest import IngestError
 from xaibids.simulate import bidsio
 

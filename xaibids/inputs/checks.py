@@ -294,7 +294,7 @@ def check_timeseries_files(paths: list[str]) -> dict[str, int]:
 
     Returns the number of rows (time points) of each file.
     """
-    from xaibids.features.io import read_timeseries_tsv
+    from xaibids.fileio import read_timeseries_tsv
 
     lengths = {}
     for path in paths:
@@ -329,10 +329,25 @@ def check_lengths(lengths: dict[str, int]) -> None:
         )
 
 
+def read_participants(bids_dir: Path) -> pd.DataFrame:
+    """``participants.tsv`` as strings indexed by ``participant_id`` (``n/a`` → missing)."""
+    path = bids_dir / "participants.tsv"
+    if not path.exists():
+        raise XaibidsError(
+            f"{path} does not exist; the group level reads the class labels (--target) from it. "
+            "Add it with a participant_id column and one column per variable."
+        )
+    try:
+        table = pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a"], keep_default_na=False)
+    except Exception as err:  # pandas raises several kinds
+        raise XaibidsError(f"{path} is not a readable TSV: {err}.") from None
+    if "participant_id" not in table.columns:
+        raise XaibidsError(f"{path} has no 'participant_id' column; BIDS requires it first.")
+    return table.set_index("participant_id")
+
+
 def check_group_inputs(config, subjects) -> None:
     """Everything the group level can check before OUTPUT_DIR is created."""
-    from xaibids.inputs.layout import read_participants
-
     ex, lc = config.execution, config.learning
     bids_dir = Path(ex.bids_dir)
     participants = read_participants(bids_dir)

@@ -15,7 +15,6 @@ from importlib import resources
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pandas as pd
 from bids import BIDSLayout
 from bids.layout import BIDSLayoutIndexer, Query
 
@@ -417,20 +416,3 @@ def collect_timeseries(layout: BIDSLayout, subject: str, filters: dict, sessions
     if atlas:
         files = [f for f in files if f.entities.get("atlas") == atlas]
     return sorted(f.path for f in files)
-
-
-def read_participants(bids_dir: Path) -> pd.DataFrame:
-    """``participants.tsv`` as strings indexed by ``participant_id`` (``n/a`` → missing)."""
-    path = bids_dir / "participants.tsv"
-    if not path.exists():
-        raise XaibidsError(
-            f"{path} does not exist; the group level reads the class labels (--target) from it. "
-            "Add it with a participant_id column and one column per variable."
-        )
-    try:
-        table = pd.read_csv(path, sep="\t", dtype=str, na_values=["n/a"], keep_default_na=False)
-    except Exception as err:  # pandas raises several kinds
-        raise XaibidsError(f"{path} is not a readable TSV: {err}.") from None
-    if "participant_id" not in table.columns:
-        raise XaibidsError(f"{path} has no 'participant_id' column; BIDS requires it first.")
-    return table.set_index("participant_id")

@@ -14,7 +14,7 @@ from nipype.interfaces.base import (
 )
 
 from xaibids.features.ica import extract_ica_timeseries
-from xaibids.features.io import write_timeseries_tsv
+from xaibids.fileio import write_timeseries_tsv
 from xaibids.threads import limited_threads
 
 

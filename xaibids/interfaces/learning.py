@@ -12,12 +12,10 @@ checkpoints in the shared checkpoint folder.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -30,25 +28,12 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from xaibids.fileio import atomic_write_bytes
 from xaibids.threads import limited_threads
 
 LOGGER = logging.getLogger("xaibids")
 
 _DATASET_FORMAT = "xaibids-timeseries-dataset-1"
-
-
-def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def save_dataset(dataset, path: str | os.PathLike) -> Path:
@@ -74,7 +59,7 @@ def save_dataset(dataset, path: str | os.PathLike) -> Path:
     arrays = {"X": np.ascontiguousarray(dataset.X, dtype=np.float32),
               "y": np.ascontiguousarray(dataset.y, dtype=np.int64),
               "meta": np.array(json.dumps(meta))}
-    _atomic_write(path, lambda handle: np.savez(handle, **arrays))
+    atomic_write_bytes(path, lambda handle: np.savez(handle, **arrays))
     return path
 
 
@@ -107,7 +92,7 @@ def config_from_dict(values: dict):
 def save_pickle(obj, path: str | os.PathLike) -> Path:
     """Pickle ``obj`` to ``path`` atomically (results passed between nodes of one installation)."""
     path = Path(path)
-    _atomic_write(path, lambda handle: pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL))
+    atomic_write_bytes(path, lambda handle: pickle.dump(obj, handle, protocol=pickle.HIGHEST_PROTOCOL))
     return path
 
 

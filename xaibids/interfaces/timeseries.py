@@ -12,7 +12,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from xaibids.features.io import write_timeseries_tsv
+from xaibids.fileio import write_timeseries_tsv
 from xaibids.features.timeseries import extract_roi_timeseries
 from xaibids.threads import limited_threads
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xaibids.features.io import read_timeseries_tsv
+from xaibids.fileio import read_timeseries_tsv
 
 LOGGER = logging.getLogger("xaibids")
 

@@ -12,7 +12,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from xaibids.fileio import atomic_write_bytes
 from xaibids.models import build_model
 
 LOGGER = logging.getLogger("xaibids")
@@ -461,29 +461,14 @@ def checkpoint_paths(checkpoint_dir: str | os.PathLike, fold: int, seed: int) ->
     return folder / f"model-{seed}.pt", folder / f"model-{seed}.json"
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def save_checkpoint(state_dict: dict, info: dict, pt_path: Path, json_path: Path) -> None:
     """Write a state dict and its JSON sidecar atomically (temporary file + ``os.replace``).
 
     The sidecar is written last, so a checkpoint counts as complete only when it exists.
     """
-    _atomic_write(Path(pt_path), lambda handle: torch.save(state_dict, handle))
+    atomic_write_bytes(Path(pt_path), lambda handle: torch.save(state_dict, handle))
     text = json.dumps(info, indent=2, sort_keys=True).encode()
-    _atomic_write(Path(json_path), lambda handle: handle.write(text))
+    atomic_write_bytes(Path(json_path), lambda handle: handle.write(text))
 
 
 def load_checkpoint(pt_path: Path, json_path: Path, fingerprint: str) -> tuple[dict, dict] | None:

@@ -18,7 +18,7 @@ import subprocess
 from importlib import resources
 from pathlib import Path
 
-from xaibids.outputs.derivatives import atomic_path, atomic_write_text
+from xaibids.fileio import atomic_path, atomic_write_text
 
 LOGGER = logging.getLogger("xaibids")
 CITE_RE = re.compile(r"\[(@[A-Za-z0-9_:-]+(?:;\s*@[A-Za-z0-9_:-]+)*)\]")

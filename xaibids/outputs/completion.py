@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from xaibids.errors import XaibidsError
-from xaibids.outputs.derivatives import atomic_write_text
+from xaibids.fileio import atomic_write_text
 
 LOGGER = logging.getLogger("xaibids")
 

@@ -12,11 +12,11 @@ import contextlib
 import fcntl
 import json
 import os
-import tempfile
 import threading
 from pathlib import Path
 
 from xaibids import __url__, __version__
+from xaibids.fileio import atomic_write_text
 
 #: What the BIDS validator cannot name; written to ``OUTPUT_DIR/.bidsignore``.
 BIDSIGNORE = (
@@ -36,41 +36,6 @@ BIDSIGNORE = (
     "logs",
     "figures",
 )
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str = ".tmp"):
-    """Yield a temporary path beside ``path``; on success it replaces ``path`` (mode 0644).
-
-    What is written to the temporary path reaches ``path`` whole or not at all: a failed write
-    (disk full, a crash) leaves the old file, or none, and removes the temporary one. ``suffix``
-    keeps writers that choose a format by extension working (``.nii.gz``).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        if err.filename in (None, tmp, str(tmp)):
-            # name the file the user asked for (a failed write() names no file at all), not the
-            # temporary one that no longer exists
-            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
-        raise
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-    return Path(path)
 
 
 #: Lock file of an output directory, relative to it (``logs/`` is in ``.bidsignore``).

@@ -17,8 +17,9 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 
-from xaibids.features.io import write_timeseries_tsv
-from xaibids.outputs.derivatives import atomic_path, atomic_write_text, source_uri
+from xaibids.fileio import write_timeseries_tsv
+from xaibids.outputs.derivatives import source_uri
+from xaibids.fileio import atomic_path, atomic_write_text
 
 LOGGER = logging.getLogger("xaibids")
 

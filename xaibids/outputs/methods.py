@@ -28,19 +28,6 @@ def render_template(name: str, **context) -> str:
     return "\n\n".join(re.sub(r"(\w-) (?=\w)", r"\1", p) for p in paragraphs if p)
 
 
-def _option_names() -> dict[str, str]:
-    """Config field name → its long command-line option."""
-    from xaibids.cli.parser import get_parser
-
-    names = {}
-    for action in get_parser()._actions:
-        longs = [s for s in action.option_strings if s.startswith("--") and "_" not in s]
-        if longs:
-            names.setdefault(action.dest, longs[0])
-    names["derivatives"] = "--derivatives"
-    return names
-
-
 def _format_value(value) -> str:
     if isinstance(value, bool):
         return ""
@@ -51,14 +38,16 @@ def _format_value(value) -> str:
     return str(value)
 
 
-def non_default_options(config) -> list[str]:
+def non_default_options(config, option_names: dict[str, str]) -> list[str]:
     """Every non-default parameter of ``config`` as a command-line option, in backticks.
+
+    ``option_names`` maps config fields to their long options
+    (:func:`xaibids.cli.parser.option_names`); a field it lacks is shown as ``--field-name``.
 
     Boolean switches are named alone (``--no-detrend``); locations and resource settings
     (paths, threads, memory, the Nipype plugin) are left out: they do not change the result.
     Derivatives datasets are named by their labels only.
     """
-    names = _option_names()
     out = []
     for field, value in config.non_defaults().items():
         if field in RUN_ONLY_SETTINGS:
@@ -67,16 +56,17 @@ def non_default_options(config) -> list[str]:
             value = sorted(value)
         if field in ("ig_steps", "n_models") and value == 0:
             value = "auto"
-        option = names.get(field, "--" + field.replace("_", "-"))
+        option = option_names.get(field, "--" + field.replace("_", "-"))
         shown = _format_value(value)
         out.append(f"`{option} {shown}`" if shown else f"`{option}`")
     return out
 
 
-def parameters_text(config) -> str:
-    """The closing paragraph naming every non-default parameter (``boilerplate/parameters.md``)."""
+def parameters_text(config, option_names: dict[str, str]) -> str:
+    """The closing paragraph naming every non-default parameter (``boilerplate/parameters.md``);
+    ``option_names`` as in :func:`non_default_options`."""
     return render_template("parameters.md", version=config.execution.version,
-                           options=non_default_options(config))
+                           options=non_default_options(config, option_names))
 
 
 def _param_text(value) -> str:

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from xaibids import __version__
-from xaibids.outputs.derivatives import atomic_write_text
+from xaibids.fileio import atomic_write_text
 from xaibids.reports import collect, figures
 from xaibids.reports.collect import read_json, read_square, read_tsv
 

@@ -22,7 +22,7 @@ import pandas as pd
 
 from xaibids import __url__, __version__
 from xaibids.errors import XaibidsError
-from xaibids.features.io import save_nifti  # noqa: F401 - simulators write through bidsio
+from xaibids.fileio import save_nifti  # noqa: F401 - simulators write through bidsio
 from xaibids.inputs.validation import run_validator, validator_executable
 
 #: BIDS version the generated datasets declare.

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from xaibids import __version__
-from xaibids.features.io import write_timeseries_tsv
+from xaibids.fileio import write_timeseries_tsv
 from xaibids.simulate import bidsio
 from xaibids.simulate.base import TimeseriesSimulation
 

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xaibids.outputs.derivatives import atomic_write_text
+from xaibids.fileio import atomic_write_text
 from xaibids.stats._common import attributed_samples, check_labels, class_entities
 from xaibids.stats.connectivity import ConnectivityStatistics, connectivity_statistics
 from xaibids.stats.importance import (

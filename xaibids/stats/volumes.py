@@ -179,7 +179,7 @@ def write_class_maps(class_maps: np.ndarray, classes, group_dir, method: str, af
     (:func:`class_mean_maps`), on the maps' grid, 0 outside ``mask``."""
     import json
 
-    from xaibids.outputs.derivatives import atomic_path, atomic_write_text
+    from xaibids.fileio import atomic_path, atomic_write_text
     from xaibids.stats._common import class_entities
     from xaibids.stats.group import check_method
 
@@ -205,7 +205,7 @@ def write_group_mean_map(mean_map: np.ndarray, group_dir, method: str, affine,
     template space (no atlas regions; :func:`write_volume_statistics` otherwise)."""
     import json
 
-    from xaibids.outputs.derivatives import atomic_path, atomic_write_text
+    from xaibids.fileio import atomic_path, atomic_write_text
     from xaibids.stats.group import check_method
 
     check_method(method)
@@ -238,7 +238,7 @@ def write_volume_statistics(stats: VolumeStatistics, group_dir, method: str, aff
                             mask=None, atlas: str = "") -> list[Path]:
     """Write ``desc-<method>_importance.tsv`` (regions), ``desc-<method>_regions.tsv`` and the
     group map ``space-<space>_desc-<method>_importance.nii.gz`` under ``group_dir``."""
-    from xaibids.outputs.derivatives import atomic_path
+    from xaibids.fileio import atomic_path
     from xaibids.stats.group import check_method, write_table
     from xaibids.stats.regions import write_region_ranking
 

@@ -394,7 +394,7 @@ def score_output(output_dir: str | os.PathLike, ground_truth: str | os.PathLike 
     ``methods`` limits the scoring to these attribution methods (default: all found).
     Returns the table of :func:`score_maps` for all methods, one after the other.
     """
-    from xaibids.features.io import read_timeseries_tsv
+    from xaibids.fileio import read_timeseries_tsv
 
     output_dir = Path(output_dir)
     truth = (ground_truth if isinstance(ground_truth, GroundTruth)
@@ -464,7 +464,7 @@ def write_metrics(table: pd.DataFrame, output_dir: str | os.PathLike,
     """Write ``OUTPUT_DIR/group/desc-validation_metrics.tsv`` and its JSON sidecar."""
     import json
 
-    from xaibids.outputs.derivatives import atomic_write_text
+    from xaibids.fileio import atomic_write_text
 
     path = Path(output_dir) / "group" / "desc-validation_metrics.tsv"
     atomic_write_text(path, table[COLUMNS].to_csv(sep="\t", index=False, na_rep="n/a",

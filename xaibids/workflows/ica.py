@@ -52,11 +52,11 @@ from xaibids.features.ica import (
     template_sidecar,
     write_component_maps,
 )
-from xaibids.features.io import write_timeseries_tsv
+from xaibids.fileio import write_timeseries_tsv
 from xaibids.features.timeseries import ExtractionError
 from xaibids.interfaces.bids import DerivativesDataSink
 from xaibids.interfaces.ica import ExtractIcaTimeseries, ica_sidecar
-from xaibids.outputs.derivatives import atomic_path
+from xaibids.fileio import atomic_path
 
 LOGGER = logging.getLogger("xaibids")
 

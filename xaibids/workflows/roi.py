@@ -4,19 +4,10 @@ from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 
+from xaibids.features.timeseries import CONFOUND_TEXT
 from xaibids.interfaces.bids import DerivativesDataSink
 from xaibids.interfaces.timeseries import ExtractRoiTimeseries
 
-CONFOUND_TEXT = {
-    "simple": "motion parameters with derivatives and squares, mean white-matter and CSF "
-              "signals, and high-pass cosine regressors (nilearn's *simple* strategy)",
-    "scrubbing": "the *simple* regressors plus censoring of high-motion volumes (nilearn's "
-                 "*scrubbing* strategy [@power2014])",
-    "compcor": "motion parameters, anatomical CompCor components [@behzadi2007] and "
-               "high-pass cosine regressors (nilearn's *compcor* strategy)",
-    "ica_aroma": "ICA-AROMA denoising regressors (nilearn's *ica_aroma* strategy)",
-    "none": "no confound regression",
-}
 
 
 def init_roi_timeseries_wf(run, atlas, atlas_files, settings, output_dir, sources,

@@ -38,7 +38,7 @@ def init_t1_preproc_wf(t1w, settings, output_dir, sources, random_seed, num_thre
     num_threads : int
         ITK threads of the registration.
     """
-    from xaibids.cli.participant import resolution_label
+    from xaibids.features.t1 import resolution_label
     from xaibids.features.t1 import TEMPLATE_SPACE
 
     workflow = Workflow(name=name)

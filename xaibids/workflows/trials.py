@@ -7,7 +7,7 @@ from niworkflows.engine.workflows import LiterateWorkflow as Workflow
 from xaibids.features.trials import TRIALS_SUFFIX
 from xaibids.interfaces.bids import DerivativesDataSink
 from xaibids.interfaces.timeseries import ExtractTrialMaps
-from xaibids.workflows.roi import CONFOUND_TEXT
+from xaibids.features.timeseries import CONFOUND_TEXT
 
 
 def init_trial_maps_wf(run, settings, output_dir, sources, mask_source,
