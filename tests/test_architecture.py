@@ -108,6 +108,11 @@ def test_no_module_imports_a_higher_layer():
     assert upward_imports(PACKAGE) == []
 
 
+def test_fileio_imports_nothing_of_xaibids():
+    """The bottom layer, which every layer may import, depends on none of them."""
+    assert imports(PACKAGE)["xaibids.fileio"] == set()
+
+
 def test_no_import_cycle_but_the_known_ones():
     assert set(import_cycles(PACKAGE)) <= KNOWN_CYCLES
 

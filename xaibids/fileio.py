@@ -106,12 +106,14 @@ def read_timeseries_tsv(path: str | os.PathLike) -> pd.DataFrame:
 
 
 def save_nifti(img: nb.Nifti1Image, path: str | os.PathLike) -> Path:
-    """Save a NIfTI image; ``.nii.gz`` files get a time-stamp-free gzip header, so the same
-    image gives identical bytes (reproducible outputs)."""
+    """Save a NIfTI image atomically; ``.nii.gz`` files get a time-stamp-free gzip header, so
+    the same image gives identical bytes (reproducible outputs)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.name.endswith(".nii.gz"):
-        path.write_bytes(gzip.compress(img.to_bytes(), compresslevel=6, mtime=0))
-    else:
-        nb.save(img, path)
+    gzipped = path.name.endswith(".nii.gz")
+    # the temporary file keeps the extension, from which nibabel chooses the format
+    with atomic_path(path, suffix=".nii.gz" if gzipped else path.suffix) as tmp:
+        if gzipped:
+            tmp.write_bytes(gzip.compress(img.to_bytes(), compresslevel=6, mtime=0))
+        else:
+            nb.save(img, tmp)
     return path
