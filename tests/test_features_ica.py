@@ -189,6 +189,7 @@ def test_group_ica_same_seed_same_maps_and_stage2(tmp_path):
     _, second, _ = run_group_ica(cfg, subjects, tmp_path / "b", tmp_path / "wb",
                                  smoothing_fwhm=None, n_init=1)
     np.testing.assert_array_equal(nb.load(first).get_fdata(), nb.load(second).get_fdata())
+    assert Path(first).read_bytes() == Path(second).read_bytes()  # no time stamp in the gzip
     sub_maps = sorted((tmp_path / "a").glob("sub-*/func/*_desc-ica_components.nii.gz"))
     assert [p.name for p in sub_maps] == [
         f"sub-{s}_task-rest_space-{SPACE}_desc-ica_components.nii.gz" for s in ("01", "02")]

@@ -1,7 +1,8 @@
 """Files written whole or not at all, and the file formats every layer reads: the bottom layer.
 
 Atomic writes (a temporary file in the same folder, then ``os.replace``): a failed write (disk
-full, a crash) leaves the old file, or none, never half of one. Timeseries TSVs in XCP-D's
+full, a crash) leaves the old file, or none, never half of one. Plain types for JSON sidecars
+(:func:`jsonable`). Timeseries TSVs in XCP-D's
 format (one column per feature, one row per volume, a header with the feature names, ``n/a``
 where a feature has no value) and reproducible NIfTI files.
 
@@ -15,10 +16,11 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import math
 import os
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePath
 
 import nibabel as nb
 import numpy as np
@@ -68,6 +70,28 @@ def atomic_write_bytes(path: str | Path, write: Callable) -> Path:
         handle.flush()
         os.fsync(handle.fileno())
     return Path(path)
+
+
+def jsonable(obj, finite: bool = False):
+    """``obj`` in the plain Python types :func:`json.dumps` writes: numpy scalars and arrays,
+    tuples and sets as lists, paths as strings, through dicts and lists.
+
+    ``finite``: NaN and infinities become ``None`` (``null``: JSON has no NaN). Other types are
+    returned as they are, so that ``json.dumps`` still refuses what it cannot write.
+    """
+    if isinstance(obj, dict):
+        return {key: jsonable(value, finite) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [jsonable(value, finite) for value in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist(), finite)
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, PurePath):
+        return str(obj)
+    if finite and isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def write_timeseries_tsv(data: np.ndarray, feature_names: list[str], path: str | os.PathLike) -> Path:

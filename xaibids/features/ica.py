@@ -43,11 +43,11 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 import pandas as pd
-from nilearn.image import resample_to_img
 from nilearn.maskers import NiftiMasker
 from nilearn.masking import apply_mask, intersect_masks
 
-from xaibids.fileio import atomic_path
+from xaibids.fileio import atomic_write_text, save_nifti
+from xaibids.grids import on_grid, same_grid
 
 from xaibids.features.timeseries import (
     CONFOUND_STRATEGIES,
@@ -263,11 +263,6 @@ class CleanedRun:
     resampled: bool = False
 
 
-def same_grid(a, b, atol: float = 1e-3) -> bool:
-    """Whether two images share shape (first three axes) and affine."""
-    return a.shape[:3] == b.shape[:3] and np.allclose(a.affine, b.affine, atol=atol)
-
-
 def clean_run(bold_file: str | Path, mask_img, confounds: str = "simple", detrend: bool = True,
               standardize: str = "none", high_pass: float | None = None,
               low_pass: float | None = None, metadata: dict | None = None,
@@ -296,9 +291,7 @@ def clean_run(bold_file: str | Path, mask_img, confounds: str = "simple", detren
     if reference_img is not None and not same_grid(img, reference_img):
         LOGGER.warning("%s is not on the grid of the group ICA mask; it is resampled "
                        "(continuous interpolation) to it.", Path(bold_file).name)
-        img = resample_to_img(img, reference_img, interpolation="continuous",
-                              force_resample=True, copy_header=True)
-        resampled = True
+        img, resampled = on_grid(img, reference_img, "continuous")
     if not same_grid(mask, img):
         raise IcaError(
             f"The brain mask {mask_img if isinstance(mask_img, (str, Path)) else ''} is not on the "
@@ -343,9 +336,8 @@ def group_mask(mask_files: Sequence[str | Path], mode: str = "intersection",
             raise IcaError(f"Could not read the brain mask {path}: {err}.") from None
         img = nb.Nifti1Image((data > 0).astype(np.uint8), img.affine)
         ref = reference_img if reference_img is not None else (imgs[0] if imgs else img)
-        if not same_grid(img, ref):
-            img = resample_to_img(img, ref, interpolation="nearest", force_resample=True,
-                                  copy_header=True)
+        img, resampled = on_grid(img, ref, "nearest")
+        if resampled:
             img = nb.Nifti1Image((np.asarray(img.dataobj) > 0).astype(np.uint8), ref.affine)
         imgs.append(img)
     mask = intersect_masks(imgs, threshold=1.0 if mode == "intersection" else 0.0,
@@ -361,10 +353,9 @@ def group_mask(mask_files: Sequence[str | Path], mode: str = "intersection",
 def maps_on_grid(maps_img, ref_img) -> tuple[nb.Nifti1Image, bool]:
     """The spatial maps on the data grid (continuous interpolation when the grids differ)."""
     maps_img = nb.load(maps_img) if isinstance(maps_img, (str, Path)) else maps_img
-    if same_grid(maps_img, ref_img):
+    out, resampled = on_grid(maps_img, ref_img, "continuous")
+    if not resampled:
         return maps_img, False
-    out = resample_to_img(maps_img, ref_img, interpolation="continuous", force_resample=True,
-                          copy_header=True)
     return nb.Nifti1Image(np.asarray(out.dataobj, dtype=np.float32), ref_img.affine), True
 
 
@@ -588,12 +579,6 @@ def fit_group_ica(imgs: Sequence, mask_img, n_components: int = 20, algorithm: s
     return nb.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine)
 
 
-def _atomic_save(img: nb.Nifti1Image, path: Path) -> Path:
-    with atomic_path(path, suffix=".nii.gz") as tmp:
-        img.to_filename(tmp)
-    return path
-
-
 def write_component_maps(img: nb.Nifti1Image, labels: pd.DataFrame, out_stem: str | Path,
                          metadata: dict | None = None) -> dict[str, Path]:
     """Write ``<stem>_components.nii.gz``, ``.tsv`` (``index``, ``name``[, ``domain``]), ``.json``.
@@ -601,13 +586,11 @@ def write_component_maps(img: nb.Nifti1Image, labels: pd.DataFrame, out_stem: st
     ``out_stem`` is the path without the suffix, e.g.
     ``OUT/atlases/atlas-CanICA20/atlas-CanICA20_space-MNI152NLin6Asym_desc-ica``.
     """
-    from xaibids.fileio import atomic_write_text
-
     out_stem = Path(out_stem)
     if img.ndim != 4 or img.shape[3] != len(labels):
         raise IcaError(f"{img.shape} maps do not match {len(labels)} component names.")
-    nii = _atomic_save(nb.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine),
-                       out_stem.with_name(out_stem.name + "_components.nii.gz"))
+    nii = save_nifti(nb.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), img.affine),
+                    out_stem.with_name(out_stem.name + "_components.nii.gz"))
     table = labels[[c for c in ("index", "name", "domain") if c in labels.columns]].copy()
     if "domain" in table.columns and table["domain"].isna().all():
         table = table.drop(columns="domain")

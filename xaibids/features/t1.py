@@ -43,6 +43,7 @@ from scipy import ndimage
 
 from xaibids.errors import XaibidsError
 from xaibids.fileio import save_nifti
+from xaibids.grids import same_grid
 
 LOGGER = logging.getLogger("xaibids")
 
@@ -553,7 +554,7 @@ def preprocess_t1(in_file: str | Path, out_file: str | Path,
         img = load_t1(in_file)
         if mask_file:
             own_img = load_t1(mask_file)
-            if own_img.shape != img.shape or not np.allclose(own_img.affine, img.affine, atol=1e-3):
+            if not same_grid(own_img, img):
                 LOGGER.info("%s: brain mask on another grid than the T1w; resampled.",
                             Path(mask_file).name)
             own_src = resample_mask(own_img, img.shape, img.affine)

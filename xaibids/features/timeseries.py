@@ -16,9 +16,10 @@ from pathlib import Path
 import nibabel as nb
 import numpy as np
 import pandas as pd
-from nilearn.image import resample_to_img
 from nilearn.interfaces.fmriprep import load_confounds_strategy
 from nilearn.maskers import NiftiLabelsMasker
+
+from xaibids.grids import on_grid, same_grid
 
 LOGGER = logging.getLogger("xaibids")
 
@@ -99,11 +100,9 @@ def repetition_time(img: nb.Nifti1Image, metadata: dict | None, path) -> float:
 
 def atlas_on_grid(atlas_img: nb.Nifti1Image, ref_img: nb.Nifti1Image) -> tuple[nb.Nifti1Image, bool]:
     """The atlas on the data grid, resampled nearest-neighbour when the grids differ."""
-    same = atlas_img.shape[:3] == ref_img.shape[:3] and np.allclose(atlas_img.affine, ref_img.affine)
-    if same:
+    resampled, moved = on_grid(atlas_img, ref_img, "nearest")
+    if not moved:
         return atlas_img, False
-    resampled = resample_to_img(atlas_img, ref_img, interpolation="nearest",
-                                force_resample=True, copy_header=True)
     return nb.Nifti1Image(np.asarray(resampled.dataobj).astype(np.int32), ref_img.affine), True
 
 
@@ -188,7 +187,7 @@ def extract_roi_timeseries(
         mask_data = np.asarray(mask.dataobj)
     except Exception as err:
         raise ExtractionError(f"Could not read the brain mask {mask_file}: {err}.") from None
-    if mask.shape[:3] != img.shape[:3] or not np.allclose(mask.affine, img.affine, atol=1e-3):
+    if not same_grid(mask, img):
         raise ExtractionError(
             f"The brain mask {mask_file} is not on the grid of {bold_file}; use the mask that "
             "fMRIPrep wrote for this run and space."

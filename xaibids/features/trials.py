@@ -32,6 +32,7 @@ from nilearn.maskers import NiftiMasker
 from xaibids.features.timeseries import (
     CONFOUND_STRATEGIES, ExtractionError, check_finite, confounds_for, load_4d, repetition_time,
 )
+from xaibids.grids import same_grid
 
 LOGGER = logging.getLogger("xaibids")
 
@@ -136,7 +137,7 @@ def extract_trial_maps(
         mask_data = np.asarray(mask.dataobj) > 0
     except Exception as err:
         raise ExtractionError(f"Could not read the brain mask {mask_file}: {err}.") from None
-    if mask.shape[:3] != img.shape[:3] or not np.allclose(mask.affine, img.affine, atol=1e-3):
+    if not same_grid(mask, img):
         raise ExtractionError(f"The brain mask {mask_file} is not on the grid of {bold_file}; "
                               "use the mask written for this run and space.")
     if not mask_data.any():

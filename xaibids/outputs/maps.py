@@ -17,24 +17,10 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 
-from xaibids.fileio import write_timeseries_tsv
+from xaibids.fileio import atomic_path, atomic_write_text, jsonable, write_timeseries_tsv
 from xaibids.outputs.derivatives import source_uri
-from xaibids.fileio import atomic_path, atomic_write_text
 
 LOGGER = logging.getLogger("xaibids")
-
-
-def jsonable(obj):
-    """Plain Python types for JSON sidecars (numpy scalars and arrays converted)."""
-    if isinstance(obj, dict):
-        return {k: jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
 
 
 def sink(output_dir: Path, source: str, in_file: Path, meta: dict, **entities) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xaibids.fileio import atomic_write_text
+from xaibids.fileio import atomic_write_text, jsonable
 from xaibids.stats._common import attributed_samples, check_labels, class_entities
 from xaibids.stats.connectivity import ConnectivityStatistics, connectivity_statistics
 from xaibids.stats.importance import (
@@ -210,34 +210,11 @@ def check_method(method: str) -> str:
     return method
 
 
-def _jsonable(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _clean_json(obj):
-    """NaN and infinities become null (JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): _clean_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean_json(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    return obj
-
-
 def write_table(table: pd.DataFrame, folder: Path, stem: str, sidecar: dict) -> list[Path]:
     """Write ``<stem>.tsv`` (tab-separated, ``n/a``, no index) and ``<stem>.json`` atomically."""
     tsv = atomic_write_text(folder / f"{stem}.tsv",
                             table.to_csv(sep="\t", index=False, na_rep="n/a"))
-    text = json.dumps(_clean_json(json.loads(json.dumps(sidecar, default=_jsonable))), indent=2)
+    text = json.dumps(jsonable(sidecar, finite=True), indent=2)
     js = atomic_write_text(folder / f"{stem}.json", text + "\n")
     return [tsv, js]
 

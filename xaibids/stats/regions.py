@@ -28,6 +28,8 @@ import nibabel as nb
 import numpy as np
 import pandas as pd
 
+from xaibids.grids import on_grid
+
 #: Default relative threshold (Kan et al. 2020, Grad-CAM and Meaningful Perturbations masks).
 REGION_THRESHOLD = 0.65
 
@@ -156,12 +158,7 @@ def _on_same_grid(stat_map, atlas):
                                      map_img.affine)
         if len(atlas_img.shape) != 3:
             raise ValueError(f"The atlas must be a 3D labels image, got shape {atlas_img.shape}.")
-        if map_img.shape[:3] != atlas_img.shape or not np.allclose(map_img.affine,
-                                                                   atlas_img.affine):
-            from nilearn.image import resample_to_img
-
-            atlas_img = resample_to_img(atlas_img, map_img, interpolation="nearest",
-                                        force_resample=True, copy_header=True)
+        atlas_img, _ = on_grid(atlas_img, map_img, "nearest")
         data = np.asanyarray(map_img.dataobj, dtype=float)
         labels = np.asanyarray(atlas_img.dataobj)
     if data.ndim != 3:

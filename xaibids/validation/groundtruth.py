@@ -169,11 +169,8 @@ def mask_on_grid(path: str | os.PathLike, map_img) -> np.ndarray:
     """A truth mask image on ``map_img``'s 3D grid (nilearn's nearest-neighbour resampling where
     the grids differ), as booleans."""
     import nibabel as nb
-    from nilearn.image import resample_to_img
 
-    mask = nb.load(path)
-    if mask.shape[:3] != map_img.shape[:3] or not np.allclose(mask.affine, map_img.affine,
-                                                              atol=1e-4):
-        mask = resample_to_img(mask, map_img, interpolation="nearest", force_resample=True,
-                               copy_header=True)
+    from xaibids.grids import on_grid
+
+    mask, _ = on_grid(nb.load(path), map_img, "nearest")
     return np.asarray(mask.dataobj) > 0

@@ -71,6 +71,7 @@ import numpy as np
 import pandas as pd
 
 from xaibids.errors import XaibidsError
+from xaibids.grids import same_grid
 from xaibids.validation import metrics as M
 from xaibids.validation.groundtruth import GroundTruth, mask_on_grid
 
@@ -295,14 +296,13 @@ def _volume_domain(output_dir: Path, img) -> np.ndarray | None:
         workflow = Config.load(config_file).workflow
         if workflow.features == "trials":
             masks = [nb.load(p) for p in sorted(output_dir.glob("sub-*/**/*_desc-brain_mask.nii.gz"))]
-            masks = [m for m in masks if m.shape[:3] == img.shape[:3]
-                     and np.allclose(m.affine, img.affine, atol=1e-4)]
+            masks = [m for m in masks if same_grid(m, img)]
             return (np.asarray(intersect_masks(masks, threshold=1, connected=False).dataobj) > 0
                     if masks else None)
         grid = grid_mask(workflow.t1_resolution)
     except (ValueError, OSError):
         return None
-    if grid.shape != img.shape[:3] or not np.allclose(grid.affine, img.affine, atol=1e-4):
+    if not same_grid(grid, img):
         return None
     return np.asarray(grid.dataobj) > 0
 
