@@ -314,11 +314,10 @@ def test_choose_ensemble_size_doubles_until_the_maps_stop_changing(tmp_path):
 
 def test_choose_ensemble_size_needs_two_agreements_in_a_row(tmp_path, monkeypatch):
     """A single agreement between small ensembles (here 2 vs 4) does not stop the doubling."""
-    from xaibids.learning import ensemble
-    from xaibids.learning.ensemble import choose_ensemble_size
+    from xaibids.learning.ensemble import choose_ensemble_size, size
 
     scripted = iter([0.99, 0.50, 0.99, 0.99])  # 2v4, 4v8, 8v16, 16v32
-    monkeypatch.setattr(ensemble, "pearson_per_sample",
+    monkeypatch.setattr(size, "pearson_per_sample",
                         lambda a, b: np.full(len(a), next(scripted)))
     dataset = toy_dataset(n=16, n_timepoints=6, n_features=4, signal=(0,))
     n, table = choose_ensemble_size(dataset, tiny_config(n_models=32, epochs=1), tmp_path / "c",

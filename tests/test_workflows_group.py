@@ -21,7 +21,7 @@ from xaibids.interfaces.learning import (
 from xaibids.learning import TimeseriesDataset, run_ensemble
 from xaibids.learning.ensemble import (
     EnsembleConfig,
-    _dataset_hash,
+    dataset_hash,
     attribute_trained_fold,
     ensemble_folds,
     load_fold_models,
@@ -97,7 +97,7 @@ def test_dataset_file_round_trip(tmp_path):
     dataset.groups = np.repeat(np.array(["siteA", "siteB", "siteC", "siteD"], dtype=object), 4)
     path = save_dataset(dataset, tmp_path / "dataset.npz")
     loaded = load_dataset(path)
-    assert _dataset_hash(loaded) == _dataset_hash(dataset)
+    assert dataset_hash(loaded) == dataset_hash(dataset)
     np.testing.assert_array_equal(loaded.X, dataset.X)  # NaN included
     assert loaded.X.dtype == np.float32 and loaded.y.dtype == np.int64
     assert (loaded.classes, loaded.subjects, loaded.sources, loaded.feature_names) == (

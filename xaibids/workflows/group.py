@@ -234,7 +234,7 @@ def run_group_ensemble(dataset, ens_config, checkpoint_dir, work_dir, plugin="Mu
     :class:`xaibids.learning.ensemble.EnsembleResult`
     """
     from xaibids.learning.dataset import TimeseriesDataset
-    from xaibids.learning.ensemble import EnsembleConfig, _dataset_hash
+    from xaibids.learning.ensemble import EnsembleConfig, dataset_hash
 
     if not isinstance(dataset, TimeseriesDataset):
         raise TypeError("run_group_ensemble needs a TimeseriesDataset (see assemble_dataset).")
@@ -247,7 +247,7 @@ def run_group_ensemble(dataset, ens_config, checkpoint_dir, work_dir, plugin="Mu
     checkpoint_dir = Path(checkpoint_dir).absolute()
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     own_dir = work_dir / "group_training"
-    dataset_file = own_dir / f"dataset-{_dataset_hash(dataset)[:16]}.npz"
+    dataset_file = own_dir / f"dataset-{dataset_hash(dataset)[:16]}.npz"
     if not dataset_file.exists():  # named by its content: an existing file is this dataset
         save_dataset(dataset, dataset_file)
     workflow = init_group_training_wf(dataset_file, ens_config, checkpoint_dir, chunk_size,
