@@ -19,7 +19,7 @@ $(BIN)/xaibids: setup.cfg pyproject.toml
 setup: $(BIN)/xaibids
 
 test: setup
-	$(BIN)/python -m pytest -m "not slow" -n auto --dist loadfile tests
+	$(BIN)/python -m pytest -m "not slow" -n auto --dist loadfile --durations=25 tests
 
 test-all: setup
 	$(BIN)/python -m pytest -n auto --dist loadfile tests
