@@ -7,7 +7,7 @@ Simulates ``xaibids-simulate bold`` **at its defaults** (Harvard-Oxford regions,
 0 dB per voxel, motion, fMRIPrep-style confounds; the class effect a raised self-excitation of
 5 % of the regions), runs the participant level at its defaults once per ``--confounds``
 strategy (``simple`` is the default), and trains on the extracted timecourses the group
-level's default ensemble (``xaibids.config.Config`` through ``xaibids.cli.group.ensemble_config``,
+level's default ensemble (``xaibids.config.Config`` through ``xaibids.levels.group.ensemble_config``,
 only the folds and models per fold set for time) for each of ``--models`` (the first is
 xaibids' default; ``stdnn`` was the default before). On the same timecourses and the same
 folds it runs the baselines of :mod:`xaibids.validation.baselines`: logistic regressions on
@@ -52,7 +52,7 @@ def extract(bids: Path, out: Path, work: Path, strategy: str):
 def score_model(dataset, relevant, model: str, n_folds: int, n_models: int, seed: int,
                 sparsity: float | None = None) -> dict:
     """The default ensemble with ``model``: verdict, truth ranks, default selection."""
-    from xaibids.cli.group import ensemble_config
+    from xaibids.levels.group import ensemble_config
     from xaibids.config import Config
     from xaibids.learning.ensemble import run_ensemble
     from xaibids.stats import SelectionRule, group_importance

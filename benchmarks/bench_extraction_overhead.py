@@ -165,8 +165,8 @@ def xaibids_worker(args) -> dict:
     tf_api.templates = timed("  of which TemplateFlow templates()", tf_api.templates)
     from nipype.pipeline.engine.workflows import Workflow
 
-    from xaibids.cli import participant
-    from xaibids.cli import run as cli_run
+    from xaibids.levels import participant
+    from xaibids.cli import command as cli_run
     from xaibids.features import atlases
     from xaibids.outputs import boilerplate
     from xaibids.workflows import base as wf_base

@@ -30,17 +30,15 @@ LAYERS = (
     ("outputs",),  # derivatives, maps, methods text
     ("reports",),
     ("workflows",),  # Nipype workflows: wiring only
+    ("levels",),  # the participant and group levels the command line calls
     ("simulate", "ingest"),  # datasets for tests, benchmarks and users
     ("validation",),  # scores against ground truth, benchmarks
     ("cli",),  # parsing and calling
 )
 
-#: Import cycles known and not yet removed, each with the step of issue 26 that removes it.
-KNOWN_CYCLES = {
-    # ``xaibids demo`` runs the ``xaibids`` command, which dispatches ``xaibids demo``: goes when
-    # the analysis levels move out of cli/ (issue 26, item 1)
-    frozenset({"xaibids.cli.demo", "xaibids.cli.run"}),
-}
+#: Import cycles known and not yet removed, each with the step of issue 26 that removes it
+#: (none left: the last, ``cli.demo`` <-> ``cli.run``, went with ``cli.command``).
+KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
 def module_name(path: Path, root: Path) -> str:

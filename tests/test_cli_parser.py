@@ -5,7 +5,7 @@ import argparse
 import pytest
 
 from xaibids.cli.parser import get_parser, parse_mem
-from xaibids.cli.run import parse_args
+from xaibids.cli.command import parse_args
 from xaibids.config import Config
 from xaibids.errors import XaibidsError
 from xaibids.inputs.layout import clean_labels
@@ -84,7 +84,7 @@ def test_attribution_choices_are_the_registered_methods():
 
 def test_non_default_options_are_spelled_as_on_the_command_line():
     from xaibids.cli.parser import option_names
-    from xaibids.cli.run import parse_args
+    from xaibids.cli.command import parse_args
     from xaibids.outputs.methods import non_default_options
 
     config, _ = parse_args(["bids", "out", "group", "--no-detrend", "--baseline", "zero", "mean",
@@ -98,7 +98,7 @@ def test_non_default_options_are_spelled_as_on_the_command_line():
 
 
 def test_plugin_file_gives_training_nodes_their_own_resources(tmp_path):
-    from xaibids.cli.run import parse_args, plugin_settings
+    from xaibids.cli.command import parse_args, plugin_settings
     from xaibids.errors import XaibidsError
 
     plugin = tmp_path / "plugin.yml"

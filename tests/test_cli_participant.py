@@ -16,8 +16,9 @@ from nilearn.interfaces.fmriprep import load_confounds_strategy
 from nilearn.maskers import NiftiLabelsMasker
 
 from tests.conftest import make_fmriprep_dataset
-from xaibids.cli.participant import collect_inputs
-from xaibids.cli.run import configure, main, parse_args
+from xaibids.levels.participant import collect_inputs
+from xaibids.cli.command import configure, parse_args
+from xaibids.cli.run import main
 from xaibids.features.atlases import load_atlas
 from xaibids.fileio import read_timeseries_tsv
 from xaibids.inputs.validation import run_validator, summarize_errors

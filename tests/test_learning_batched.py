@@ -104,7 +104,7 @@ def test_run_ensemble_batched_equals_one_by_one(tmp_path, monkeypatch):
                                                ("auto", "stdnn", torch.cuda.is_available()),
                                                ("auto", "lstm-attn", False)])
 def test_methods_text_says_when_a_fold_was_trained_together(mode, model, said):
-    from xaibids.cli.group import ensemble_config, group_methods
+    from xaibids.levels.group import ensemble_config, group_methods
     from xaibids.config import Config
 
     X, y = _data(n=8)

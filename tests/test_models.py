@@ -19,6 +19,9 @@ SMALL = {
 @pytest.mark.parametrize("name", TIMESERIES_MODELS)
 @pytest.mark.parametrize("n_timepoints", [1, 7, 20])
 def test_output_shape_and_gradient(name, n_timepoints):
+    # seeded: with a single time point all ReLUs of a small random stdnn can be off for one
+    # draw of weights and inputs (a zero gradient that is right), which made this test flaky
+    torch.manual_seed(0)
     model = build_model(name, n_features=5, n_timepoints=n_timepoints, n_classes=3, **SMALL[name])
     x = torch.randn(4, n_timepoints, 5, requires_grad=True)
     logits = model(x)
@@ -140,7 +143,7 @@ def test_region_cnn_option_errors():
 def test_methods_text_describes_and_cites_each_timecourse_model(name, citation):
     import numpy as np
 
-    from xaibids.cli.group import ensemble_config, group_methods
+    from xaibids.levels.group import ensemble_config, group_methods
     from xaibids.config import Config
     from xaibids.learning.dataset import TimeseriesDataset
 

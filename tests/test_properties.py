@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from xaibids.cli.run import parse_args
+from xaibids.cli.command import parse_args
 from xaibids.errors import XaibidsError
 from xaibids.fileio import read_timeseries_tsv, write_timeseries_tsv
 from xaibids.inputs.checks import read_participants

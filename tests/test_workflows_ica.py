@@ -16,7 +16,7 @@ from nilearn.interfaces.fmriprep import load_confounds_strategy
 from nilearn.maskers import NiftiMasker
 from nilearn.masking import apply_mask
 
-from xaibids.cli.participant import collect_inputs
+from xaibids.levels.participant import collect_inputs
 from xaibids.config import Config
 from xaibids.errors import XaibidsError
 from xaibids.fileio import read_timeseries_tsv

@@ -41,7 +41,7 @@ def get_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from xaibids.cli.run import main as xaibids_main
+    from xaibids.cli.command import main as xaibids_main
     from xaibids.simulate import simulate
 
     opts = get_parser().parse_args(argv)

@@ -71,7 +71,7 @@ def write_subject_maps(output_dir: Path, scratch: Path, roots: dict, source, dat
         Work folder for the files handed to the sink.
     roots : dict
         Dataset name → root, for the BIDS URIs of the sidecars' ``Sources``.
-    source : :class:`xaibids.cli.group.FeatureSource`
+    source : :class:`xaibids.levels.sources.FeatureSource`
         The features: its ``painter`` turns time-summed values into a NIfTI image (None: no
         NIfTI maps), in template ``space``.
     dataset : TimeseriesDataset
@@ -201,7 +201,7 @@ def write_group_importance_map(group_dir: Path, method: str, importance: pd.Data
         Attribution key (``ig``, …).
     importance : DataFrame
         The group importance table (columns ``feature`` and ``importance_norm``).
-    source : :class:`xaibids.cli.group.FeatureSource`
+    source : :class:`xaibids.levels.sources.FeatureSource`
         The features; its ``painter`` makes the image (it must not be None).
     """
     values = importance.set_index(importance["feature"].astype(str))["importance_norm"]

@@ -229,7 +229,7 @@ def run_group_ica(config, subjects, output_dir, work_dir, *, algorithm: str = "c
         ``high_pass``, ``low_pass``), ``seeds.random_seed`` (the ICA ``random_state``) and
         ``execution`` (``bids_dir``, ``derivatives``: roots of the ``Sources`` URIs).
     subjects : list of :class:`xaibids.inputs.layout.SubjectData`
-        From :func:`xaibids.cli.participant.collect_inputs`; subjects without BOLD runs are
+        From :func:`xaibids.levels.participant.collect_inputs`; subjects without BOLD runs are
         skipped with a warning.
     output_dir, work_dir : path
         Derivatives are written under ``output_dir``; the cleaned images go to

@@ -213,10 +213,14 @@ def write_atlas_files(config, atlas) -> tuple[str, str]:
     return f"{stem}.nii.gz", f"{stem}.tsv"
 
 
-def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
-    """Build and run the participant workflow; report per subject; non-zero if any failed."""
+def run_participant(config, atlas, subjects: list[SubjectData],
+                    option_names: dict[str, str]) -> int:
+    """Build and run the participant workflow; report per subject; non-zero if any failed.
+
+    ``option_names`` maps config fields to the command line's options, for the methods text
+    (:func:`xaibids.cli.parser.option_names`).
+    """
     from xaibids.outputs.boilerplate import workflow_description, write_boilerplate
-    from xaibids.cli.parser import option_names
     from xaibids.outputs.methods import parameters_text
     from xaibids.workflows.base import init_xaibids_participant_wf
 
@@ -238,7 +242,7 @@ def run_participant(config, atlas, subjects: list[SubjectData]) -> int:
                   for s in subjects}
     workflow = init_xaibids_participant_wf(config, subjects, atlas, atlas_files, crash_dirs)
     write_boilerplate(workflow_description(workflow) + "\n\n"
-                      + parameters_text(config, option_names()),
+                      + parameters_text(config, option_names),
                       Path(ex.output_dir) / "logs")
     if ex.boilerplate_only:
         LOGGER.info("Boilerplate written to %s", Path(ex.output_dir) / "logs" / "CITATION.md")
