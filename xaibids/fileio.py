@@ -2,9 +2,9 @@
 
 Atomic writes (a temporary file in the same folder, then ``os.replace``): a failed write (disk
 full, a crash) leaves the old file, or none, never half of one. Plain types for JSON sidecars
-(:func:`jsonable`). Timeseries TSVs in XCP-D's
-format (one column per feature, one row per volume, a header with the feature names, ``n/a``
-where a feature has no value) and reproducible NIfTI files.
+(:func:`jsonable`). Timeseries TSVs in XCP-D's format (one column per feature, one row per
+volume, a header with the feature names, ``n/a`` where a feature has no value) and reproducible
+NIfTI files.
 
 This module imports nothing of xaibids, so that every layer may import it
 (``tests/test_architecture.py``). Hand-written: the standard library's ``os.replace`` and
