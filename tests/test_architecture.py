@@ -144,3 +144,68 @@ def test_the_cycle_check_fails_on_a_planted_cycle(planted):
     (planted / "stats" / "group.py").write_text("from xaibids.stats.verdict import x\n")
     (planted / "stats" / "verdict.py").write_text("import xaibids.stats.group\n")
     assert import_cycles(planted) == [frozenset({"xaibids.stats.group", "xaibids.stats.verdict"})]
+
+
+#: Most lines in a module, and in a function other than the argument parser (issue 26).
+MAX_MODULE_LINES, MAX_FUNCTION_LINES = 700, 100
+#: Modules and functions still over those sizes, with their lengths: the list may only shrink
+#: (a longer entry, or a new one, fails), so that what was split stays split.
+KNOWN_LONG_MODULES = {"xaibids/features/ica.py": 715}
+KNOWN_LONG_FUNCTIONS = {
+    "xaibids.workflows.ica.run_group_ica": 175,
+    "xaibids.learning.ensemble.maps.attribute_fold": 164,
+    "xaibids.simulate.voxels.simulate_voxel_patterns": 161,
+    "xaibids.simulate.t1.simulate_t1_atrophy": 154,
+    "xaibids.simulate.bold.simulate_bold": 147,
+    "xaibids.learning.training.train_models_batched": 138,
+    "xaibids.attribution.ig.adaptive_integrated_gradients": 135,
+    "xaibids.features.t1.preprocess_t1": 134,
+    "xaibids.attribution.perturbation.meaningful_perturbation": 132,
+    "xaibids.stats.group.compute_group_statistics": 120,
+    "xaibids.stats.importance.group_importance": 119,
+    "xaibids.stats.connectivity.connectivity_statistics": 115,
+    "xaibids.learning.ensemble.maps._attribute_plan": 115,
+    "xaibids.learning.training.train_model": 114,
+    "xaibids.learning.ensemble.permutation.permutation_test": 104,
+    "xaibids.learning.dataset.assemble_dataset": 103,
+    "xaibids.learning.dataset.assemble_trial_dataset": 101,
+}
+#: The argument parser is one long list of options by design (fMRIPrep's is too).
+PARSER = "xaibids.cli.parser.get_parser"
+
+
+def long_modules_and_functions(root: Path) -> tuple[dict[str, int], dict[str, int]]:
+    """Modules over :data:`MAX_MODULE_LINES` and functions (docstrings included) over
+    :data:`MAX_FUNCTION_LINES` lines, with their lengths."""
+    modules, functions = {}, {}
+    for path in sorted(root.rglob("*.py")):
+        text = path.read_text()
+        if len(text.splitlines()) > MAX_MODULE_LINES:
+            modules[f"xaibids/{path.relative_to(root).as_posix()}"] = len(text.splitlines())
+        for node in ast.walk(ast.parse(text, filename=str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                name = f"{module_name(path, root)}.{node.name}"
+                if length > MAX_FUNCTION_LINES and name != PARSER:
+                    functions[name] = length
+    return modules, functions
+
+
+def test_modules_and_functions_stay_short():
+    modules, functions = long_modules_and_functions(PACKAGE)
+    grown = {name: n for name, n in modules.items() if n > KNOWN_LONG_MODULES.get(name, 0)}
+    grown |= {name: n for name, n in functions.items() if n > KNOWN_LONG_FUNCTIONS.get(name, 0)}
+    assert grown == {}, f"over {MAX_MODULE_LINES} lines per module / {MAX_FUNCTION_LINES} per function"
+
+
+def test_known_long_entries_are_still_long():
+    """An entry split below the limit leaves the list, so that it cannot grow back unnoticed."""
+    modules, functions = long_modules_and_functions(PACKAGE)
+    assert set(KNOWN_LONG_MODULES) <= set(modules)
+    assert set(KNOWN_LONG_FUNCTIONS) <= set(functions)
+
+
+def test_the_size_check_fails_on_a_planted_long_function(planted):
+    (planted / "models" / "__init__.py").write_text(
+        "def build():\n" + "    x = 1\n" * MAX_FUNCTION_LINES)
+    assert long_modules_and_functions(planted)[1] == {"xaibids.models.build": MAX_FUNCTION_LINES + 1}
