@@ -17,15 +17,9 @@ from scipy.optimize import linear_sum_assignment
 from tests.conftest import SHARED_DATA
 from xaibids.config import Config
 from xaibids.errors import XaibidsError
-from xaibids.features.ica import (
-    IcaError,
-    component_domains,
-    default_component_names,
-    dual_regression,
-    extract_ica_timeseries,
-    group_mask,
-    load_ica_template,
-    paint_components,
+from xaibids.features.ica import dual_regression, extract_ica_timeseries, group_mask, paint_components
+from xaibids.features.ica_templates import (
+    IcaError, component_domains, default_component_names, load_ica_template,
 )
 from xaibids.fileio import read_timeseries_tsv
 from xaibids.inputs.layout import BoldRun, SubjectData

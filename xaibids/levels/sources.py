@@ -245,7 +245,8 @@ def _reference_atlas():
 
 def ica_source(config, subjects, option_names: dict[str, str]) -> FeatureSource:
     """ICA timecourses: group ICA now (no template), or template mode per participant."""
-    from xaibids.features.ica import component_domains, load_ica_template, paint_components
+    from xaibids.features.ica import paint_components
+    from xaibids.features.ica_templates import component_domains, load_ica_template
     from xaibids.workflows.ica import run_group_ica
 
     wf, ex = config.workflow, config.execution

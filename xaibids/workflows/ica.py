@@ -39,18 +39,17 @@ from xaibids.features.ica import (
     _ALGORITHM_NAME,
     ICA_ALGORITHMS,
     MASK_MODES,
-    IcaError,
     IcaTimeseries,
     clean_run,
-    default_component_names,
     dual_regression,
     fit_group_ica,
     group_ica_description,
     group_mask,
-    load_ica_template,
     template_description,
-    template_sidecar,
     write_component_maps,
+)
+from xaibids.features.ica_templates import (
+    IcaError, default_component_names, load_ica_template, template_sidecar,
 )
 from xaibids.fileio import write_timeseries_tsv
 from xaibids.features.timeseries import ExtractionError
