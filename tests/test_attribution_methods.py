@@ -16,6 +16,7 @@ MODELS = {
     "stdnn": dict(channels=(4, 4), kernel_size=3),
     "lstm-attn": dict(hidden_size=3, attention_size=3),
     "linear": {},
+    "connectome": {},
 }
 
 

@@ -19,11 +19,12 @@ def _data(seed=1, n=80):
     return X, y
 
 
-# region-cnn with its group lasso (the default) and without it: the penalized models train
-# through all 40 epochs here, so only the others show models stopping at different epochs
+# region-cnn with its group lasso (the default) and without it, connectome with its ridge: the
+# penalized models train through all 40 epochs here, so only the others show models stopping at
+# different epochs
 @pytest.mark.parametrize("name, kwargs, stops_differ", [
     ("region-cnn", {"filters": 2}, False), ("region-cnn", {"filters": 2, "sparsity": 0.0}, True),
-    ("stdnn", {"channels": (4, 4)}, True), ("linear", {}, True)])
+    ("stdnn", {"channels": (4, 4)}, True), ("linear", {}, True), ("connectome", {}, False)])
 @pytest.mark.parametrize("validation", [True, False], ids=["early-stopping", "all-epochs"])
 def test_batched_models_equal_one_by_one_training(name, kwargs, stops_differ, validation):
     X, y = _data()

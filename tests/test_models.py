@@ -1,10 +1,11 @@
 """Tests of the model zoo (Lewis et al. 2023 §2.2, Strock et al. 2025 Methods, Gotsopoulos et al. 2018 §2.7,
 Schirrmeister et al. 2017 §2.4.2)."""
 
+import numpy as np
 import pytest
 import torch
 
-from xaibids.models import MODEL_NAMES, LSTMAttention, RegionCNN, build_model
+from xaibids.models import MODEL_NAMES, Connectome, LSTMAttention, RegionCNN, build_model
 
 #: Models of timecourses (cnn3d, for volumes, has tests/test_models_cnn3d.py).
 TIMESERIES_MODELS = [name for name in MODEL_NAMES if name != "cnn3d"]
@@ -13,6 +14,7 @@ SMALL = {
     "lstm-attn": {"hidden_size": 6, "attention_size": 5},
     "stdnn": {"channels": (4, 4), "kernel_size": 3},
     "linear": {},
+    "connectome": {},
 }
 
 
@@ -22,6 +24,10 @@ def test_output_shape_and_gradient(name, n_timepoints):
     # seeded: with a single time point all ReLUs of a small random stdnn can be off for one
     # draw of weights and inputs (a zero gradient that is right), which made this test flaky
     torch.manual_seed(0)
+    if name == "connectome" and n_timepoints == 1:  # no correlation of one time point
+        with pytest.raises(ValueError, match="at least 2 time points"):
+            build_model(name, n_features=5, n_timepoints=1, n_classes=3)
+        return
     model = build_model(name, n_features=5, n_timepoints=n_timepoints, n_classes=3, **SMALL[name])
     x = torch.randn(4, n_timepoints, 5, requires_grad=True)
     logits = model(x)
@@ -51,7 +57,7 @@ def test_lstm_attention_weights_are_a_softmax_over_time():
 
 
 def test_build_model_errors():
-    with pytest.raises(ValueError, match="Unknown model 'cnn'.*region-cnn, lstm-attn, stdnn, linear, cnn3d"):
+    with pytest.raises(ValueError, match="Unknown model 'cnn'.*region-cnn, lstm-attn, stdnn, linear, connectome, cnn3d"):
         build_model("cnn", 5, 10, 2)
     with pytest.raises(ValueError, match="n_classes"):
         build_model("stdnn", 5, 10, 1)
@@ -139,7 +145,8 @@ def test_region_cnn_option_errors():
 
 @pytest.mark.parametrize("name, citation", [("region-cnn", "schirrmeister2017"),
                                             ("stdnn", "strock2025"), ("lstm-attn", "lewis2023"),
-                                            ("linear", "gotsopoulos2018")])
+                                            ("linear", "gotsopoulos2018"),
+                                            ("connectome", "abraham2017")])
 def test_methods_text_describes_and_cites_each_timecourse_model(name, citation):
     import numpy as np
 
@@ -156,3 +163,70 @@ def test_methods_text_describes_and_cites_each_timecourse_model(name, citation):
     text = group_methods(config, ensemble_config(config, dataset, None), dataset, "timecourses")
     assert f"[@{citation}]" in text
     assert ("4 temporal filters of 5 time points" in text) is (name == "region-cnn")
+
+
+def test_connectome_edges_are_nilearns_fisher_z_correlations():
+    """With a negligible ``eps`` the edges are the Fisher z of nilearn's (unshrunk) correlation
+    matrix times ``sqrt(time points - 3)``, in nilearn's vectorized order; with the default
+    ``eps`` the correlations are shrunk by ``1 / (1 + eps)`` for unit-variance inputs."""
+    from nilearn.connectome import ConnectivityMeasure
+    from sklearn.covariance import EmpiricalCovariance
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 200, 6))
+    x[:, :, 1] += 0.8 * x[:, :, 0]
+    expected = ConnectivityMeasure(cov_estimator=EmpiricalCovariance(), kind="correlation",
+                                   vectorize=True, discard_diagonal=True).fit_transform(list(x))
+    edges = Connectome(6, 200, 2, eps=1e-9).edges(torch.as_tensor(x, dtype=torch.float32))
+    np.testing.assert_allclose(edges.numpy() / np.sqrt(197), np.arctanh(expected), atol=1e-4)
+    standardized = (x - x.mean(axis=1, keepdims=True)) / x.std(axis=1, keepdims=True)
+    shrunk = Connectome(6, 200, 2).edges(torch.as_tensor(standardized, dtype=torch.float32))
+    np.testing.assert_allclose(np.tanh(shrunk.numpy() / np.sqrt(197)), expected / 1.1, atol=1e-4)
+
+
+def test_connectome_integrated_gradients_complete_from_the_zero_baseline():
+    """The regularized correlation grows smoothly from the zero baseline, so IG's path
+    integral is accurate: the attributions sum to the logit difference (completeness). A
+    scale-invariant correlation would leave the whole difference to a jump at the origin."""
+    from captum.attr import IntegratedGradients
+
+    torch.manual_seed(0)
+    model = Connectome(5, 40, 2).eval()
+    x = torch.randn(4, 40, 5)
+    attr, delta = IntegratedGradients(model).attribute(
+        x, torch.zeros_like(x), target=1, n_steps=50, return_convergence_delta=True)
+    gap = (model(x) - model(torch.zeros_like(x)))[:, 1]
+    assert gap.abs().min() > 1e-3
+    assert (delta.abs() < 0.02 * gap.abs()).all()
+
+
+def test_connectome_learns_coupling_that_no_region_variance_shows():
+    """Two classes differ only in the correlation of regions 0 and 1 (equal variances): the
+    connectome model separates them and its largest weight is that edge; a ridge penalty is
+    in the objective (also in the validation loss)."""
+    from xaibids.learning.training import predict_logits, train_model
+
+    rng = np.random.default_rng(2)
+    y = np.arange(120) % 2
+    x = rng.standard_normal((120, 60, 6))
+    rho = np.where(y == 1, 0.6, 0.0)[:, None]
+    x[:, :, 1] = rho * x[:, :, 0] + np.sqrt(1 - rho ** 2) * x[:, :, 1]
+    x = x.astype(np.float32)
+    state, info = train_model("connectome", {}, x[:80], y[:80], x[80:100], y[80:100], 2, seed=0)
+    model = Connectome(6, 60, 2)
+    model.load_state_dict(state)
+    model.eval()
+    assert model.penalized and float(model.penalty().detach()) > 0
+    pred = predict_logits(model, torch.as_tensor(x[100:])).argmax(1).numpy()
+    assert (pred == y[100:]).mean() >= 0.9
+    weight = state["classifier.weight"]
+    assert (weight[1] - weight[0]).abs().argmax() == 0  # edge (1, 0) comes first
+
+
+def test_connectome_option_errors():
+    for kw, match in ((dict(n_features=1), "at least 2 features"),
+                      (dict(n_timepoints=1), "at least 2 time points"), (dict(eps=0.0), "eps must be"),
+                      (dict(dropout=1.0), "dropout must be"), (dict(ridge=-1.0), "ridge must be")):
+        args = dict(n_features=5, n_timepoints=10, n_classes=2) | kw
+        with pytest.raises(ValueError, match=match):
+            Connectome(**args)

@@ -28,9 +28,9 @@ from xaibids.attribution import methods as _m
 from xaibids.attribution.ig import BASELINES, integrated_gradients
 from xaibids.attribution.perturbation import meaningful_perturbation
 
-ALL_MODELS = ("region-cnn", "lstm-attn", "stdnn", "linear", "cnn3d")
+ALL_MODELS = ("region-cnn", "lstm-attn", "stdnn", "linear", "connectome", "cnn3d")
 #: The timeseries models (everything but the volume model ``cnn3d``).
-SERIES_MODELS = ("region-cnn", "lstm-attn", "stdnn", "linear")
+SERIES_MODELS = ("region-cnn", "lstm-attn", "stdnn", "linear", "connectome")
 
 
 @dataclass(frozen=True)
@@ -159,10 +159,10 @@ CITATIONS = tuple(dict.fromkeys(["captum"] + [c for e in _ENTRIES for c in e.cit
 
 def model_name(model: torch.nn.Module) -> str | None:
     """The :data:`~xaibids.models.MODEL_NAMES` name of a model instance, None for other modules."""
-    from xaibids.models import CNN3D, LinearSoftmax, LSTMAttention, RegionCNN, STDNN
+    from xaibids.models import CNN3D, Connectome, LinearSoftmax, LSTMAttention, RegionCNN, STDNN
 
     for cls, name in ((RegionCNN, "region-cnn"), (LSTMAttention, "lstm-attn"), (STDNN, "stdnn"),
-                      (LinearSoftmax, "linear"), (CNN3D, "cnn3d")):
+                      (LinearSoftmax, "linear"), (Connectome, "connectome"), (CNN3D, "cnn3d")):
         if isinstance(model, cls):
             return name
     return None

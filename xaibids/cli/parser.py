@@ -16,7 +16,7 @@ from xaibids.features.atlases import BUNDLED_ATLASES
 from xaibids.features.timeseries import CONFOUND_STRATEGIES, STANDARDIZE_CHOICES
 from xaibids.stats.selection import SELECTION_RULES
 
-MODELS = ("region-cnn", "lstm-attn", "stdnn", "cnn3d", "linear")
+MODELS = ("region-cnn", "lstm-attn", "stdnn", "cnn3d", "linear", "connectome")
 #: Keys of :data:`xaibids.attribution.METHODS` (spelled out so that ``--help`` does not import
 #: torch; a test keeps the two equal).
 ATTRIBUTION_METHODS = ("ig", "saliency", "inputxgradient", "deeplift", "guidedbackprop",
@@ -259,7 +259,9 @@ def get_parser() -> argparse.ArgumentParser:
     g.add("--model", choices=MODELS, default="region-cnn",
           help="network architecture: region-cnn (temporal filters per region, log-power, "
                "linear classifier; learns from a few dozen subjects), lstm-attn (Lewis et al. "
-               "2023), stdnn (Strock et al. 2025), linear and cnn3d (volumes)")
+               "2023), stdnn (Strock et al. 2025), linear, connectome (correlation matrix, "
+               "ridge-penalized linear classifier; for resting-state coupling) and cnn3d "
+               "(volumes)")
     g.add("--sparsity", type=non_negative_float, default=0.2, metavar="LAMBDA",
           help="region-cnn: strength of the group-lasso penalty on each region's classifier "
                "weights, so that the model relies on the regions where the classes differ "
@@ -283,8 +285,9 @@ def get_parser() -> argparse.ArgumentParser:
     g.add("--device", choices=["auto", "cpu", "cuda"], default="auto",
           help="where to train (auto: CUDA when present)")
     g.add("--batched-training", choices=["auto", "on", "off"], default="auto",
-          help="train a fold's region-cnn, stdnn or linear models together as one vmapped "
-               "network (auto: on CUDA); weights equal one-by-one training up to rounding")
+          help="train a fold's region-cnn, stdnn, linear or connectome models together as one "
+               "vmapped network (auto: on CUDA); weights equal one-by-one training up to "
+               "rounding")
 
     g = _Group(parser.add_argument_group("Attribution (group level)"))
     g.add("--attribution", nargs="+", choices=ATTRIBUTION_METHODS, default=["ig"],

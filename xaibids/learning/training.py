@@ -231,7 +231,7 @@ def train_model(
         Adam settings.
     patience : int, default=10
         Stop after this many epochs without a lower validation loss; the weights of the best
-        epoch are kept. For a model with a penalty (``region-cnn``'s ``sparsity``) the
+        epoch are kept. For a penalized model (``model.penalized``: region-cnn, connectome) the
         validation loss includes it: early stopping watches the objective being minimized,
         else it stops on separable data before the penalty has made the model sparse.
     device : str or torch.device, default="cpu"
@@ -255,7 +255,7 @@ def train_model(
                             **model_kwargs).to(device)
         optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate, weight_decay=weight_decay)
         criterion = nn.CrossEntropyLoss()
-        penalized = getattr(model, "sparsity", 0.0) > 0  # region-cnn's group lasso
+        penalized = getattr(model, "penalized", False)  # region-cnn's lasso, connectome's ridge
         generator = torch.Generator().manual_seed(seed)
         Xf = torch.as_tensor(X_fit, dtype=torch.float32, device=device)
         yf = torch.as_tensor(y_fit, dtype=torch.int64, device=device)
@@ -305,7 +305,7 @@ def train_model(
 #: Models whose ensemble can be trained as one batched network (:func:`train_models_batched`):
 #: no batch normalization (vmap cannot update its running statistics in place) and no LSTM (no
 #: batching rule for its fused kernel).
-BATCHABLE_MODELS = ("region-cnn", "stdnn", "linear")
+BATCHABLE_MODELS = ("region-cnn", "stdnn", "linear", "connectome")
 
 
 def _per_model_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -382,7 +382,7 @@ def train_models_batched(
         params = {k: v.detach().to(device).requires_grad_() for k, v in stacked.items()}
         buffers = {k: v.to(device) for k, v in buffers.items()}
         skeleton = copy.deepcopy(members[0]).to("meta")
-        penalized = getattr(skeleton, "sparsity", 0.0) > 0  # region-cnn's group lasso
+        penalized = getattr(skeleton, "penalized", False)  # region-cnn's lasso, connectome's ridge
         del members
 
         def call(p, b, x):

@@ -10,6 +10,10 @@ the default of the group level).
     Two-layer 1D convolutional network (Strock et al. 2025, Methods).
 ``linear``
     Softmax regression on the flattened input (Gotsopoulos et al. 2018, §2.7).
+``connectome``
+    The correlation matrix of the regions' timecourses (Fisher z), computed inside the network,
+    and a ridge-penalized linear classifier on its edges: nilearn's connectome and a logistic
+    regression as one network, so attributions reach the timecourses through the correlation.
 ``cnn3d``
     Three-block 3D CNN for volumes (Kan et al. 2020, §3.2); a volume on a grid ``(X, Y, Z)`` is one
     sample of shape ``(1, X*Y*Z)`` (``n_timepoints = 1``, C-order flattening) and the model
@@ -25,18 +29,19 @@ import inspect
 import torch
 
 from xaibids.models.cnn3d import CNN3D
+from xaibids.models.connectome import Connectome
 from xaibids.models.linear import LinearSoftmax
 from xaibids.models.lstm_attn import LSTMAttention
 from xaibids.models.region_cnn import RegionCNN
 from xaibids.models.stdnn import STDNN
 
-MODEL_NAMES = ("region-cnn", "lstm-attn", "stdnn", "linear", "cnn3d")
+MODEL_NAMES = ("region-cnn", "lstm-attn", "stdnn", "linear", "connectome", "cnn3d")
 
 _CLASSES = {"region-cnn": RegionCNN, "lstm-attn": LSTMAttention, "stdnn": STDNN,
-            "linear": LinearSoftmax, "cnn3d": CNN3D}
+            "linear": LinearSoftmax, "connectome": Connectome, "cnn3d": CNN3D}
 
-__all__ = ["MODEL_NAMES", "build_model", "model_options", "CNN3D", "LSTMAttention", "RegionCNN",
-           "STDNN", "LinearSoftmax"]
+__all__ = ["MODEL_NAMES", "build_model", "model_options", "CNN3D", "Connectome", "LSTMAttention",
+           "RegionCNN", "STDNN", "LinearSoftmax"]
 
 
 def model_options(name: str, **kw) -> dict:
@@ -52,7 +57,7 @@ def build_model(name: str, n_features: int, n_timepoints: int, n_classes: int, *
 
     Parameters
     ----------
-    name : {"region-cnn", "lstm-attn", "stdnn", "linear", "cnn3d"}
+    name : {"region-cnn", "lstm-attn", "stdnn", "linear", "connectome", "cnn3d"}
         Model architecture (see :data:`MODEL_NAMES`).
     n_features : int
         Features (regions, components) per time step.

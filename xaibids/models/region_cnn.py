@@ -107,6 +107,11 @@ class RegionCNN(nn.Module):
             pooled = torch.relu(h).mean(dim=-1)
         return pooled.transpose(1, 2)
 
+    @property
+    def penalized(self) -> bool:
+        """Whether training adds :meth:`penalty` to the loss."""
+        return self.sparsity > 0
+
     def penalty(self, classifier_weight: torch.Tensor | None = None) -> torch.Tensor:
         """The group-lasso term ``λ Σ_r ||W_r||₂`` of ``sparsity`` (0 when it is 0).
 
