@@ -2,9 +2,9 @@
 
 Atomic writes (a temporary file in the same folder, then ``os.replace``): a failed write (disk
 full, a crash) leaves the old file, or none, never half of one. Plain types for JSON sidecars
-(:func:`jsonable`). Timeseries TSVs in XCP-D's format (one column per feature, one row per
-volume, a header with the feature names, ``n/a`` where a feature has no value) and reproducible
-NIfTI files.
+(:func:`jsonable`) and BIDS tables with their sidecars (:func:`write_table`). Timeseries TSVs
+in XCP-D's format (one column per feature, one row per volume, a header with the feature names,
+``n/a`` where a feature has no value) and reproducible NIfTI files.
 
 This module imports nothing of xaibids, so that every layer may import it
 (``tests/test_architecture.py``). Hand-written: the standard library's ``os.replace`` and
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import json
 import math
 import os
 import tempfile
@@ -92,6 +93,17 @@ def jsonable(obj, finite: bool = False):
     if finite and isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
+
+
+def write_table(table: pd.DataFrame, folder: str | os.PathLike, stem: str,
+                sidecar: dict) -> list[Path]:
+    """Write ``<stem>.tsv`` (tab-separated, ``n/a``, no index) and its sidecar ``<stem>.json``
+    (:func:`jsonable` with non-finite numbers as ``null``), each atomically."""
+    folder = Path(folder)
+    tsv = atomic_write_text(folder / f"{stem}.tsv",
+                            table.to_csv(sep="\t", index=False, na_rep="n/a"))
+    text = json.dumps(jsonable(sidecar, finite=True), indent=2)
+    return [tsv, atomic_write_text(folder / f"{stem}.json", text + "\n")]
 
 
 def write_timeseries_tsv(data: np.ndarray, feature_names: list[str], path: str | os.PathLike) -> Path:

@@ -18,7 +18,6 @@ files are identical whichever method writes them.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xaibids.fileio import atomic_write_text, jsonable
+from xaibids.fileio import write_table
 from xaibids.stats._common import attributed_samples, check_labels, class_entities
 from xaibids.stats.connectivity import ConnectivityStatistics, connectivity_statistics
 from xaibids.stats.importance import (
@@ -208,15 +207,6 @@ def check_method(method: str) -> str:
         raise ValueError(f"method must be an alphanumeric map key like 'ig', 'igMean' or 'deeplift', "
                          f"got {method!r}.")
     return method
-
-
-def write_table(table: pd.DataFrame, folder: Path, stem: str, sidecar: dict) -> list[Path]:
-    """Write ``<stem>.tsv`` (tab-separated, ``n/a``, no index) and ``<stem>.json`` atomically."""
-    tsv = atomic_write_text(folder / f"{stem}.tsv",
-                            table.to_csv(sep="\t", index=False, na_rep="n/a"))
-    text = json.dumps(jsonable(sidecar, finite=True), indent=2)
-    js = atomic_write_text(folder / f"{stem}.json", text + "\n")
-    return [tsv, js]
 
 
 def _importance_sidecar(stats: GroupStatistics, method: str, domains: bool) -> dict:

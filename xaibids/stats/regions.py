@@ -250,7 +250,8 @@ def write_region_ranking(table: pd.DataFrame, group_dir, method: str,
     list of Path
         The TSV and the JSON written.
     """
-    from xaibids.stats.group import check_method, write_table
+    from xaibids.fileio import write_table
+    from xaibids.stats.group import check_method
 
     check_method(method)
     missing = {"region", "index", "share", "rank"} - set(table.columns)

@@ -238,8 +238,8 @@ def write_volume_statistics(stats: VolumeStatistics, group_dir, method: str, aff
                             mask=None, atlas: str = "") -> list[Path]:
     """Write ``desc-<method>_importance.tsv`` (regions), ``desc-<method>_regions.tsv`` and the
     group map ``space-<space>_desc-<method>_importance.nii.gz`` under ``group_dir``."""
-    from xaibids.fileio import atomic_path
-    from xaibids.stats.group import check_method, write_table
+    from xaibids.fileio import atomic_path, write_table
+    from xaibids.stats.group import check_method
     from xaibids.stats.regions import write_region_ranking
 
     check_method(method)
