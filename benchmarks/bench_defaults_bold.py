@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -52,36 +51,17 @@ def extract(bids: Path, out: Path, work: Path, strategy: str):
 def score_model(dataset, relevant, model: str, n_folds: int, n_models: int, seed: int,
                 sparsity: float | None = None) -> dict:
     """The default ensemble with ``model``: verdict, truth ranks, default selection."""
-    from xaibids.levels.group import ensemble_config
-    from xaibids.config import Config
-    from xaibids.learning.ensemble import run_ensemble
-    from xaibids.stats import SelectionRule, group_importance
-    from xaibids.stats.verdict import out_of_fold_verdict
+    from default_ensemble import run_default_ensemble
     from xaibids.validation.baselines import truth_ranks
     from xaibids.validation.metrics import precision_recall_f1
 
-    config = Config()
-    config.learning.model, config.learning.n_folds = model, n_folds
-    config.learning.n_models, config.seeds.random_seed = n_models, seed
-    if sparsity is not None:
-        config.learning.sparsity = sparsity
-    ens = ensemble_config(config, dataset)
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        result = run_ensemble(dataset, ens, tmp, progress=False)
-    verdict = out_of_fold_verdict(result.map_info, len(dataset.classes), random_state=seed)
-    table = group_importance(result.maps["ig"], dataset.y, dataset.classes,
-                             dataset.feature_names, n_boot=0,
-                             selection=SelectionRule(config.statistics.selection,
-                                                     config.statistics.selection_alpha),
-                             withheld=None if verdict.above_chance else "not above chance",
-                             selection_importance=result.mean_model_importance["ig"])
-    selected = table["selected"].to_numpy().astype(bool)
-    return {"verdict": verdict.to_dict(),
-            "truth_ranks_importance": truth_ranks(table["importance"].to_numpy(), relevant),
+    run = run_default_ensemble(dataset, model, n_folds, n_models, seed, sparsity=sparsity)
+    selected = run.table["selected"].to_numpy().astype(bool)
+    return {"verdict": run.verdict.to_dict(),
+            "truth_ranks_importance": truth_ranks(run.table["importance"].to_numpy(), relevant),
             "selection": {"n_selected": int(selected.sum()),
                           **precision_recall_f1(selected, relevant)},
-            "folds": result.folds, "seconds": time.perf_counter() - start}
+            "folds": run.result.folds, "seconds": run.seconds}
 
 
 def run(n_subjects: int, n_folds: int, n_models: int, strategies, models, seed: int,
