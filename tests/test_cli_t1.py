@@ -17,11 +17,13 @@ from xaibids.simulate.bidsio import validate, validator_available
 SHARED_T1 = Path(__file__).resolve().parents[2] / "shared" / "data" / "ds002748-t1w"
 ATROPHY = ("Left_Precuneous_Cortex", "Right_Precuneous_Cortex")
 #: A small configuration: 4 mm grid (Grad-CAM's last layer then has 16 mm cells), 2 folds x 2
-#: models of the 3D CNN trained for all epochs (a validation set of 4 subjects stops at random).
+#: models of the 3D CNN trained for all epochs (a validation set of 4 subjects stops at random);
+#: the reliability checks on one test subject of fold 1 (they took 107 s for two, a fifth of this
+#: module's time; tests/test_attribution_volume.py tests them on cnn3d maps).
 GROUP = ["--features", "t1", "--t1-resolution", "4", "--model", "cnn3d", "--target", "group",
          "--n-folds", "2", "--n-models", "2", "--epochs", "60", "--val-fraction", "0",
          "--random-seed", "1",
-         "--reliability-samples", "2", "--n-bootstrap", "50", "--nprocs", "2",
+         "--reliability-samples", "1", "--n-bootstrap", "50", "--nprocs", "2",
          "--omp-nthreads", "1", "--skip-bids-validation"]
 
 
