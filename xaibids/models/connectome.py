@@ -5,8 +5,9 @@ What a neuroimaging user fits first on resting-state timecourses is a logistic r
 vectorized correlation matrix (nilearn's :class:`~nilearn.connectome.ConnectivityMeasure`;
 Abraham et al. 2017, Dadi et al. 2019); the deep models of xaibids see each region's own
 dynamics (``region-cnn``) or mix regions in time (``stdnn``, ``lstm-attn``) and learn less than
-that baseline on real resting-state data, where the signal is in the coupling of regions
-(docs/benchmarks.md, "Real data: ABIDE"). This model is that baseline as a network: its first
+that baseline on real resting-state data, where the signal is in the coupling of regions (ABIDE
+diagnosis, leave-one-site-out: ``region-cnn`` 0.556, the baseline 0.618; docs/benchmarks.md,
+"Real data: ABIDE with the connectome model"). This model is that baseline as a network: its first
 layer computes each subject's correlation matrix from the standardized timecourses
 (Fisher-z transformed and scaled by ``sqrt(time points - 3)``, so that an edge is the z statistic
 of its correlation, about unit-scale whatever the run length, as the standardized features of a
