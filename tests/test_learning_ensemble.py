@@ -213,7 +213,7 @@ def test_missing_values_and_repeated_subjects(tmp_path):
 
 
 def test_config_validation():
-    with pytest.raises(ValueError, match="EnsembleConfig.model must be one of region-cnn, lstm-attn, stdnn, linear, cnn3d"):
+    with pytest.raises(ValueError, match="EnsembleConfig.model must be one of region-cnn, lstm-attn, stdnn, linear, connectome, cnn3d"):
         EnsembleConfig(model="cnn2d")
     with pytest.raises(ValueError, match="Unknown attribution method"):
         EnsembleConfig(attribution=("ig", "shap"))
