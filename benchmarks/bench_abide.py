@@ -46,26 +46,14 @@ def ingest(out: Path) -> Path:
     return out / "derivatives" / "abide-pcp-cc200"
 
 
-def load(bids: Path, derivatives: Path, target: str):
-    """The group level's dataset of ``target``, folds grouped by site."""
-    import pandas as pd
-
-    from xaibids.learning.dataset import assemble_dataset
-
-    runs = [(path.name.split("_")[0], str(path))
-            for path in sorted(derivatives.glob("sub-*/func/*_timeseries.tsv"))]
-    participants = pd.read_csv(bids / "participants.tsv", sep="\t",
-                               dtype=str).set_index("participant_id")
-    return assemble_dataset(runs, participants, target, cv_group="site")
-
-
 def region_names(derivatives: Path):
     """Harvard-Oxford name and share of each CC200 parcel."""
     from xaibids.features.atlases import load_bids_atlas_dataset, load_bundled_atlas
+    from xaibids.levels.sources import REFERENCE_ATLAS
     from xaibids.stats.regions import reference_regions
 
     atlas = load_bids_atlas_dataset(derivatives / "atlases")
-    reference = load_bundled_atlas("harvard-oxford")
+    reference = load_bundled_atlas(REFERENCE_ATLAS)
     return reference_regions(atlas.img, atlas.labels, reference.img,
                              reference.labels).set_index("name")
 
@@ -108,6 +96,7 @@ def _print_target(target: str, row: dict) -> None:
 def run(targets, models, n_models: int, seed: int) -> dict:
     import numpy as np
 
+    from xaibids.learning.dataset import output_timecourses
     from xaibids.validation.baselines import classification_baselines
 
     report = {}
@@ -116,7 +105,8 @@ def run(targets, models, n_models: int, seed: int) -> dict:
         derivatives = ingest(bids)
         names = region_names(derivatives)
         for target in targets:
-            dataset = load(bids, derivatives, target)
+            dataset = output_timecourses(derivatives, bids / "participants.tsv", target,
+                                         cv_group="site")
             row = {"n_subjects": len(dataset.y), "classes": list(dataset.classes),
                    "class_counts": np.bincount(dataset.y).tolist(),
                    "n_timepoints": int(dataset.X.shape[1]), "models": {}}

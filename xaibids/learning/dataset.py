@@ -290,13 +290,15 @@ def assemble_dataset(
     return _labelled_dataset(kept, classes, X, list(feature_names), cv_group)
 
 
-def output_timecourses(output_dir, participants_tsv, target: str) -> TimeseriesDataset:
+def output_timecourses(output_dir, participants_tsv, target: str,
+                       cv_group: str | None = None) -> TimeseriesDataset:
     """:func:`assemble_dataset` of every ``sub-*/func/*_timeseries.tsv`` a participant level
-    wrote into ``output_dir``, labelled from ``participants_tsv`` (the demo and benchmarks)."""
+    (or an ingest) wrote into ``output_dir``, labelled from ``participants_tsv`` (the demo and
+    benchmarks)."""
     runs = [(path.name.split("_")[0], str(path))
             for path in sorted(Path(output_dir).glob("sub-*/func/*_timeseries.tsv"))]
     participants = pd.read_csv(participants_tsv, sep="\t", dtype=str).set_index("participant_id")
-    return assemble_dataset(runs, participants, target)
+    return assemble_dataset(runs, participants, target, cv_group=cv_group)
 
 
 def _labelled_dataset(kept, classes, X, feature_names, cv_group, **volume) -> TimeseriesDataset:
