@@ -167,7 +167,6 @@ KNOWN_LONG_FUNCTIONS = {
     "xaibids.learning.ensemble.maps._attribute_plan": 115,
     "xaibids.learning.training.train_model": 114,
     "xaibids.learning.ensemble.permutation.permutation_test": 104,
-    "xaibids.learning.dataset.assemble_dataset": 103,
     "xaibids.learning.dataset.assemble_trial_dataset": 101,
 }
 #: The argument parser is one long list of options by design (fMRIPrep's is too).

@@ -63,6 +63,46 @@ def test_runs_of_different_length(tmp_path, caplog):
         assemble_dataset(runs, table, target="group", length_policy="pad")
 
 
+def test_runs_censored_beyond_max_censored_are_left_out_before_cropping(tmp_path, caplog):
+    """With scrubbing, one subject who moved much would crop every run to its few volumes; runs
+    whose sidecars record more than --max-censored censored are left out first."""
+    import json
+
+    from xaibids.config import LearningSettings
+    from xaibids.learning.dataset import MAX_CENSORED
+
+    kept_volumes = (100, 95, 40, 90, 100, 82)
+    runs = write_runs(tmp_path, lengths=kept_volumes)
+    for (_, path), kept in zip(runs, kept_volumes):
+        side = {"NumberOfVolumes": 100, "NumberOfVolumesKept": kept}
+        (tmp_path / (path.rsplit("/", 1)[1][: -len(".tsv")] + ".json")).write_text(
+            json.dumps(side))
+    table = participants(group=["a", "b"] * 3)
+    with caplog.at_level(logging.WARNING, logger="xaibids"):
+        ds = assemble_dataset(runs, table, target="group")
+    assert LearningSettings().max_censored == MAX_CENSORED == 0.2
+    assert ds.subjects == ["sub-01", "sub-02", "sub-04", "sub-05", "sub-06"]
+    assert ds.X.shape == (5, 82, 3) and ds.cropped_from == 100
+    assert list(ds.censored_out.values()) == [pytest.approx(0.6)]
+    assert "Leaving out 1 run(s)" in caplog.text and "sub-03_timeseries.tsv" in caplog.text
+    # the methods text says what was done to the runs used
+    from xaibids.config import Config
+    from xaibids.levels.group import ensemble_config, group_methods
+
+    text = " ".join(group_methods(Config(), ensemble_config(Config(), ds, None), ds,
+                                  "timecourses").split())
+    assert ("1 run(s) whose censoring had removed more than 20% of their volumes (as their "
+            "sidecars record) were left out before training, the exclusion criterion of "
+            "[@parkes2018]. The runs had 82 to 100 time points and were cropped to their first "
+            "82.") in text
+    everything = assemble_dataset(runs, table, target="group", max_censored=1.0)
+    assert everything.X.shape == (6, 40, 3) and everything.censored_out == {}
+    assert assemble_dataset(runs, table, target="group", max_censored=0.0).subjects == [
+        "sub-01", "sub-05"]  # no volume censored
+    with pytest.raises(ValueError, match="every run .*--confounds simple.*--max-censored"):
+        assemble_dataset(runs[2:4], table, target="group", max_censored=0.05)
+
+
 def test_feature_sets(tmp_path):
     table = participants(group=["a", "b"] * 3)
     reordered = write_runs(tmp_path, features={2: ["roi-3", "roi-1", "roi-2"]})

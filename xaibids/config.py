@@ -96,6 +96,7 @@ class LearningSettings:
     device: str = "auto"
     batched_training: str = "auto"
     length_policy: str = "crop"
+    max_censored: float = 0.2  # learning.dataset.MAX_CENSORED (tested)
     # training details (settable with --config-file)
     batch_size: int = 32
     learning_rate: float = 1e-3

@@ -282,6 +282,10 @@ def get_parser() -> argparse.ArgumentParser:
                "the features the classes differ in")
     g.add("--run-length", dest="length_policy", choices=["crop", "error"], default="crop",
           help="runs of different lengths: crop all to the shortest (logged), or stop with an error")
+    g.add("--max-censored", type=fraction, default=0.2, metavar="FRACTION",
+          help="leave out runs whose censoring (--confounds scrubbing) removed more than this "
+               "share of their volumes, as recorded in their sidecars (Parkes et al. 2018's "
+               "criterion), before runs are cropped to the shortest; 1 keeps every run")
     g.add("--device", choices=["auto", "cpu", "cuda"], default="auto",
           help="where to train (auto: CUDA when present)")
     g.add("--batched-training", choices=["auto", "on", "off"], default="auto",

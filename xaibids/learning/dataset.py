@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,11 @@ from xaibids.fileio import read_timeseries_tsv
 LOGGER = logging.getLogger("xaibids")
 
 LENGTH_POLICIES = ("crop", "error")
+#: Default largest share of a run's volumes that censoring (``--confounds scrubbing``) may have
+#: removed for the run to be used (``--max-censored``): Parkes et al. 2018's stringent
+#: exclusion criterion (more than 20 % of the volumes with FD > 0.2 mm, the threshold at which
+#: nilearn's ``scrubbing`` strategy censors).
+MAX_CENSORED = 0.2
 _MISSING = {"", "n/a", "na", "nan", "none"}
 
 
@@ -59,6 +64,12 @@ class TimeseriesDataset:
     sample_index : ndarray of shape (n_samples,) or None
         Single trials (:func:`assemble_trial_dataset`): the volume of its source file each
         sample is; None when every source file is one sample.
+    censored_out : dict of str to float
+        Timeseries (:func:`assemble_dataset`): the runs left out because censoring had removed
+        more than ``max_censored`` of their volumes, path → censored share.
+    cropped_from : int or None
+        Timeseries: the longest run's number of time points when runs of different lengths were
+        cropped to the shortest (None: all runs had the same length).
     """
 
     X: np.ndarray
@@ -71,6 +82,8 @@ class TimeseriesDataset:
     grid: tuple | None = None
     affine: np.ndarray | None = None
     sample_index: np.ndarray | None = None
+    censored_out: dict = field(default_factory=dict)
+    cropped_from: int | None = None
 
     def __post_init__(self) -> None:
         self.X = np.asarray(self.X, dtype=np.float32)
@@ -191,6 +204,7 @@ def assemble_dataset(
     target: str,
     cv_group: str | None = None,
     length_policy: str = "crop",
+    max_censored: float = MAX_CENSORED,
 ) -> TimeseriesDataset:
     """Build a :class:`TimeseriesDataset` from timeseries TSVs and ``participants.tsv``.
 
@@ -208,6 +222,11 @@ def assemble_dataset(
     length_policy : {"crop", "error"}, default="crop"
         What to do when runs have different numbers of time points: ``crop`` keeps the first
         time points up to the shortest run (and logs it), ``error`` raises.
+    max_censored : float, default=MAX_CENSORED
+        Runs whose sidecar (``NumberOfVolumes``, ``NumberOfVolumesKept``) records that censoring
+        removed more than this share of their volumes are left out, with a warning, before the
+        others are cropped: otherwise one subject who moved much would crop every run to its
+        few volumes. 1 keeps every run. Runs without these sidecar fields are kept.
 
     Returns
     -------
@@ -224,7 +243,34 @@ def assemble_dataset(
         raise ValueError(
             f"length_policy must be one of {', '.join(LENGTH_POLICIES)}, got {length_policy!r}."
         )
+    if not 0 <= max_censored <= 1:
+        raise ValueError(f"max_censored must lie between 0 and 1, got {max_censored!r}.")
     kept, classes = labelled_runs(runs, participants, target, cv_group)
+    kept, censored_out = _leave_out_censored(kept, max_censored)
+    arrays, feature_names = _read_runs(kept)
+    arrays, cropped_from = _equal_lengths(arrays, kept, length_policy)
+    X = np.stack(arrays).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        constant = [name for j, name in enumerate(feature_names)
+                    if not np.isfinite(X[:, :, j]).any() or np.nanmax(X[:, :, j]) == np.nanmin(X[:, :, j])]
+    if constant:
+        LOGGER.warning(
+            "%d feature(s) are constant or n/a in every run (e.g. %s): they carry no information "
+            "and get no attribution. All-zero regions usually lie outside the data; check the "
+            "atlas and the brain masks (or raise --min-coverage to set them to n/a).",
+            len(constant), ", ".join(constant[:3]),
+        )
+    if np.isnan(X).any():
+        LOGGER.info(
+            "%d value(s) are n/a; they are set to the training mean after standardization.",
+            int(np.isnan(X).sum()),
+        )
+    return _labelled_dataset(kept, classes, X, feature_names, cv_group,
+                             censored_out=censored_out, cropped_from=cropped_from)
+
+
+def _read_runs(kept) -> tuple[list[np.ndarray], list[str]]:
+    """The values of each run's TSV, columns in the first run's feature order, and that order."""
     arrays: list[np.ndarray] = []
     feature_names: list[str] | None = None
     first_path = None
@@ -254,8 +300,13 @@ def assemble_dataset(
                 "as 'n/a' and recreate the file (e.g. rerun the participant level)."
             )
         arrays.append(values)
+    return arrays, list(feature_names)
 
+
+def _equal_lengths(arrays, kept, length_policy: str) -> tuple[list[np.ndarray], int | None]:
+    """``arrays`` of one length by ``length_policy``, and the longest length when cropped."""
     lengths = np.array([a.shape[0] for a in arrays])
+    cropped_from = None
     if lengths.min() != lengths.max():
         shortest = int(lengths.min())
         if length_policy == "error":
@@ -271,23 +322,43 @@ def assemble_dataset(
             shortest, int(lengths.max()), shortest, kept[int(lengths.argmin())][1],
         )
         arrays = [a[:shortest] for a in arrays]
-    X = np.stack(arrays).astype(np.float32)
-    with np.errstate(invalid="ignore"):
-        constant = [name for j, name in enumerate(feature_names)
-                    if not np.isfinite(X[:, :, j]).any() or np.nanmax(X[:, :, j]) == np.nanmin(X[:, :, j])]
-    if constant:
-        LOGGER.warning(
-            "%d feature(s) are constant or n/a in every run (e.g. %s): they carry no information "
-            "and get no attribution. All-zero regions usually lie outside the data; check the "
-            "atlas and the brain masks (or raise --min-coverage to set them to n/a).",
-            len(constant), ", ".join(constant[:3]),
-        )
-    if np.isnan(X).any():
-        LOGGER.info(
-            "%d value(s) are n/a; they are set to the training mean after standardization.",
-            int(np.isnan(X).sum()),
-        )
-    return _labelled_dataset(kept, classes, X, list(feature_names), cv_group)
+        cropped_from = int(lengths.max())
+    return arrays, cropped_from
+
+
+def censored_share(path: str | os.PathLike) -> float | None:
+    """The share of a run's volumes its sidecar records as censored (``NumberOfVolumes``,
+    ``NumberOfVolumesKept``, written by the participant level), or None when not recorded."""
+    import json
+
+    sidecar = Path(str(path)[: -len(".tsv")] + ".json") if str(path).endswith(".tsv") else None
+    if sidecar is None or not sidecar.is_file():
+        return None
+    meta = json.loads(sidecar.read_text())
+    total, kept = meta.get("NumberOfVolumes"), meta.get("NumberOfVolumesKept")
+    if not isinstance(total, int) or not isinstance(kept, int) or total <= 0:
+        return None
+    return 1.0 - kept / total
+
+
+def _leave_out_censored(kept, max_censored: float):
+    """``kept`` without the runs censored beyond ``max_censored`` (logged), and those runs."""
+    shares = [censored_share(path) for _, path, _, _ in kept]
+    out = {path: share for (_, path, _, _), share in zip(kept, shares)
+           if share is not None and share > max_censored}
+    if not out:
+        return kept, {}
+    remaining = [run for run in kept if run[1] not in out]
+    names = [Path(p).name for p in out][:5] + (["..."] if len(out) > 5 else [])
+    if not remaining:
+        raise ValueError(
+            f"Censoring removed more than {max_censored:.0%} of the volumes of every run (e.g. "
+            f"{next(iter(out))}); use a confound strategy without censoring (--confounds "
+            f"simple) or allow more with --max-censored.")
+    LOGGER.warning(
+        "Leaving out %d run(s) whose censoring removed more than %.0f%% of the volumes "
+        "(--max-censored): %s.", len(out), 100 * max_censored, ", ".join(names))
+    return remaining, out
 
 
 def output_timecourses(output_dir, participants_tsv, target: str,

@@ -124,6 +124,8 @@ def group_methods(config, ens_config, dataset, feature_kind: str, trials: bool =
         "group.md", classes=dataset.classes, target=config.learning.target,
         n_subjects=len(set(dataset.subjects)), n_runs=len(dataset.subjects),
         n_timepoints=dataset.X.shape[1], n_features=dataset.X.shape[2], grid=dataset.grid,
+        censored_out=dataset.censored_out, max_censored=config.learning.max_censored,
+        cropped_from=dataset.cropped_from,
         feature_kind=feature_kind, cv_group=config.learning.cv_group, ens=ens_config,
         model=model_options(ens_config.model, **ens_config.model_kwargs),
         trials=trials, target_in_events=target_in_events, volume_atlas=volume_atlas,
@@ -193,7 +195,7 @@ def run_group(config, atlas, subjects, option_names: dict[str, str]) -> int:
                    assemble_volume_dataset(source.runs, participants, lc.target,
                                            lc.cv_group or None) if source.volumes else
                    assemble_dataset(source.runs, participants, lc.target, lc.cv_group or None,
-                                    lc.length_policy))
+                                    lc.length_policy, lc.max_censored))
     except ValueError as err:
         raise XaibidsError(str(err)) from None
     feature_groups = (None if source.volumes else
