@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="percent signal change per unit of the normalized signal (default 2)")
     p.add_argument("--motion-scale", type=float,
                    help="scale of the simulated head motion, 0 for none (default 1)")
+    p.add_argument("--motion-artifact", type=float, help="percent signal change per mm of "
+                   "movement that realignment leaves, 0 for none (default 5)")
     p.add_argument("--affected", help="comma-separated atlas region names to make the "
                                       "ground truth (default: drawn at random by --prevalence)")
 

@@ -42,7 +42,7 @@ KIND_OPTIONS = {
                "neural_noise", "burn_in", "tr", "excitability", "coupling"),
     "bold": ("atlas", "voxel_size", "n_timepoints", "tr", "snr_db", "prevalence", "severity",
              "k", "rewire_p", "neural_noise", "burn_in", "smoothness", "signal_change",
-             "motion_scale", "affected", "excitability", "coupling"),
+             "motion_scale", "motion_artifact", "affected", "excitability", "coupling"),
     "t1-atrophy": ("atlas", "regions", "severity", "voxel_size", "space", "edge_fwhm", "bias",
                    "noise", "jitter"),
     "voxel-patterns": ("scenario", "n_classes", "n_trials", "design", "grid", "voxel_size",

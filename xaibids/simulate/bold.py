@@ -17,7 +17,7 @@ xaibids (ROI extraction with confound regression) runs on it.
 Per voxel ``v`` in region ``r`` and volume ``t``::
 
     z(t, v)   = s_r(t) / sqrt(ρ_s) + σ · n(t, v)        (σ from the SNR, n spatially smooth)
-    BOLD(t,v) = B(v) · (1 + psc/100 · z(t, v)) + drift(t, v) − ∇B(v) · d(t, v)
+    BOLD(t,v) = B(v) · (1 + psc/100 · z(t, v) + m(t, v)/100) + drift(t, v) − ∇B(v) · d(t, v)
 
 with ``s_r`` the HRF-convolved RNN state of region ``r`` (0 outside the atlas and in the
 ventricles), ``ρ_s`` the largest regional signal variance of a class-0 reference run (as in
@@ -25,8 +25,12 @@ ventricles), ``ρ_s`` the largest regional signal variance of a class-0 referenc
 ``B`` a baseline image (the template's intensities mapped to 600–1000), and ``d(t, v)`` the
 displacement of voxel ``v`` under the subject's rigid motion at volume ``t`` (translations plus
 small-angle rotations about the grid centre): the first-order intensity change of moving the
-image. The motion parameters written to the confounds are these translations (mm) and
-rotations (rad).
+image, and ``m(t, v)`` what realignment leaves of motion (:func:`motion_artifacts`: spin
+history and a widespread drop after movements, ``--motion-artifact`` percent per mm). Each
+subject moves to its own degree: the motion of subject ``i`` is ``motion_scale`` times a
+log-normal level (SD of its log :data:`MOTION_LEVEL_SD`), so that mean framewise displacements
+spread as in real cohorts (about 0.04-0.45 mm over 40 subjects at the defaults, median 0.15).
+The motion parameters written to the confounds are these translations (mm) and rotations (rad).
 
 The confounds are computed from the images as fMRIPrep computes them: white-matter and CSF
 signals from unlabeled bright voxels and the ventricles, which carry no neural signal and so no
@@ -72,6 +76,9 @@ MOTION = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"]
 N_COMPCOR = 5
 FD_THRESHOLD = 0.5  # fMRIPrep's defaults for motion_outlier columns
 DVARS_THRESHOLD = 1.5
+#: SD of the log of each subject's motion level (a log-normal factor on ``motion_scale``):
+#: some subjects move little, a few much more, as in real cohorts.
+MOTION_LEVEL_SD = 0.6
 NON_NEURAL = re.compile(r"ventric", re.IGNORECASE)
 FMRIPREP_BIDSIGNORE = ["*_desc-confounds_timeseries.tsv", "*_desc-confounds_timeseries.json",
                        "groundtruth*.tsv", "simulation.json", "rnn_*.tsv"]
@@ -124,6 +131,49 @@ def motion_parameters(rng, n: int, scale: float) -> np.ndarray:
     steps[jumps, 3:] += rng.normal(0, 0.004, (int(jumps.sum()), 3))
     steps[0] = 0.0
     return scale * np.cumsum(steps, axis=0)
+
+
+def framewise_displacement(motion: np.ndarray) -> np.ndarray:
+    """Power et al. 2012's FD ``(T,)`` in mm (rotations on a 50 mm sphere), 0 at volume 0."""
+    return np.r_[0.0, np.abs(np.diff(motion[:, :3], axis=0)).sum(axis=1)
+                 + 50.0 * np.abs(np.diff(motion[:, 3:], axis=0)).sum(axis=1)]
+
+
+def motion_artifacts(rng, motion: np.ndarray, brain: np.ndarray, voxel_size: float,
+                     amplitude: float, tr: float) -> np.ndarray:
+    """What realignment leaves of head motion, ``(T, V)`` in percent signal change.
+
+    Two effects of real data, each with a spatially smooth gain (FWHM 20 mm) over the voxels of
+    the ``brain`` mask, so that region means keep them:
+
+    - **spin history** (Friston et al. 1996, "Movement-related effects in fMRI time-series",
+      MRM 35:346-355): a change proportional to the movement since the previous volume, with a
+      signed gain per motion parameter (rotations in mm on a 50 mm sphere). It is linear in the
+      ``_derivative1`` motion columns, which every ``--confounds`` strategy but ``none``
+      regresses out;
+    - **a widespread drop after movements** (Power et al. 2014, "Methods to detect,
+      characterize, and remove motion artifact in resting state fMRI", NeuroImage 84:320-341:
+      signal decreases across the brain that follow large FD and last about 8-10 s): ``−FD``
+      convolved with a 4 s exponential decay, with a positive gain (mean 1). It is in white
+      matter and CSF too, so their mean signals (``simple``), aCompCor (``compcor``) and
+      scrubbing capture it.
+
+    ``amplitude`` is the percent change per mm of each (0: none). Hand-written: no library
+    simulates fMRI motion artefacts.
+    """
+    n, n_vox = motion.shape[0], int(brain.sum())
+    if amplitude == 0:
+        return np.zeros((n, n_vox))
+    sigma = 20.0 / 2.3548 / voxel_size
+    gains = np.stack([ndimage.gaussian_filter(rng.standard_normal(brain.shape), sigma)[brain]
+                      for _ in range(7)], axis=1)  # (V, 7)
+    gains = (gains - gains.mean(axis=0)) / gains.std(axis=0)
+    step = np.diff(motion, axis=0, prepend=motion[:1]) * np.r_[np.ones(3), np.full(3, 50.0)]
+    spin_history = step @ gains[:, :6].T  # (T, V)
+    decay = np.exp(-np.arange(n) * tr / 4.0)
+    drop = np.convolve(framewise_displacement(motion), decay)[:n]
+    widespread = -drop[:, None] * np.clip(1.0 + 0.3 * gains[:, 6], 0.1, None)[None, :]
+    return amplitude * (spin_history + widespread)
 
 
 def _expand(frame: pd.DataFrame, names: list[str]) -> pd.DataFrame:
@@ -190,8 +240,7 @@ def confounds_table(data: np.ndarray, masks: dict[str, np.ndarray], motion: np.n
     dvars = np.r_[np.nan, np.sqrt((np.diff(brain, axis=0) ** 2).mean(axis=1))]
     std_dvars = dvars / np.nanmedian(dvars)
     mot = pd.DataFrame(motion, columns=MOTION)
-    fd = np.r_[np.nan, np.abs(np.diff(motion[:, :3], axis=0)).sum(axis=1)
-               + 50.0 * np.abs(np.diff(motion[:, 3:], axis=0)).sum(axis=1)]
+    fd = np.r_[np.nan, framewise_displacement(motion)[1:]]
     frames.append(pd.DataFrame({"std_dvars": std_dvars, "dvars": dvars,
                                 "framewise_displacement": fd,
                                 "rmsd": np.r_[np.nan, displacement_rms[1:]]}))
@@ -249,15 +298,7 @@ def _displacements(motion: np.ndarray, coords: np.ndarray) -> np.ndarray:
     return trans + np.cross(rot, coords[None, :, :])
 
 
-def simulate_bold(root: Path, n_subjects: int = 40, seed: int = 0,
-                  atlas: str = "harvard-oxford", voxel_size: int = 5, n_timepoints: int = 100,
-                  tr: float = 2.0, snr_db: float = 0.0, prevalence: float = 0.05,
-                  severity: float = 0.5, k: int = 10, rewire_p: float = 0.1,
-                  neural_noise: float = 0.1, burn_in: int = 50, smoothness: float = 8.0,
-                  signal_change: float = 2.0, motion_scale: float = 1.0,
-                  affected: str | None = None, excitability: str = "local",
-                  coupling: float = 0.8) -> dict:
-    """Write the ``bold`` dataset into the empty (staging) folder ``root``; return its params."""
+def _check_options(n_subjects, voxel_size, n_timepoints, tr, motion_scale, motion_artifact):
     if n_subjects < 2:
         raise ValueError("--n-subjects must be at least 2 (one per class).")
     if not 1 <= int(voxel_size) <= 10 or int(voxel_size) != voxel_size:
@@ -266,6 +307,22 @@ def simulate_bold(root: Path, n_subjects: int = 40, seed: int = 0,
         raise ValueError("--n-timepoints must be at least 10 for the bold kind.")
     if tr <= 0:
         raise ValueError("--tr must be positive.")
+    if motion_scale < 0 or motion_artifact < 0:
+        raise ValueError("--motion-scale and --motion-artifact must be 0 (no motion) or "
+                         "positive.")
+
+
+def simulate_bold(root: Path, n_subjects: int = 40, seed: int = 0,
+                  atlas: str = "harvard-oxford", voxel_size: int = 5, n_timepoints: int = 100,
+                  tr: float = 2.0, snr_db: float = 0.0, prevalence: float = 0.05,
+                  severity: float = 0.5, k: int = 10, rewire_p: float = 0.1,
+                  neural_noise: float = 0.1, burn_in: int = 50, smoothness: float = 8.0,
+                  signal_change: float = 2.0, motion_scale: float = 1.0,
+                  motion_artifact: float = 5.0,
+                  affected: str | None = None, excitability: str = "local",
+                  coupling: float = 0.8) -> dict:
+    """Write the ``bold`` dataset into the empty (staging) folder ``root``; return its params."""
+    _check_options(n_subjects, voxel_size, n_timepoints, tr, motion_scale, motion_artifact)
     voxel_size = int(voxel_size)
     atl = _load_atlas(str(atlas))
     mask_img, template_img = _template_grid(voxel_size)
@@ -342,14 +399,18 @@ def simulate_bold(root: Path, n_subjects: int = 40, seed: int = 0,
         z = np.zeros((n_timepoints, int(brain.sum())))
         z[:, in_region] = signals[i][:, vox_node[in_region]] / np.sqrt(signal_var)
         z += noise_sd * _smooth_unit_noise(rng, shape, n_timepoints, sigma_vox)[:, brain]
-        motion = motion_parameters(rng, n_timepoints, motion_scale)
+        motion_rng = stream(seed, 6, i)
+        level = float(np.exp(MOTION_LEVEL_SD * motion_rng.standard_normal()))
+        motion = motion_parameters(rng, n_timepoints, motion_scale * level)
         disp = _displacements(motion, coords)  # (T, V, 3)
         drift_field = ndimage.gaussian_filter(rng.standard_normal(shape), 3.0)[brain]
         drift_field /= drift_field.std() or 1.0
         ramp = np.linspace(-0.5, 0.5, n_timepoints)[:, None]
         vox = (baseline[brain] * (1.0 + signal_change / 100.0 * z)
                + baseline[brain] * 0.01 * drift_field * ramp
-               - np.einsum("tvk,vk->tv", disp, grad))
+               - np.einsum("tvk,vk->tv", disp, grad)
+               + baseline[brain] / 100.0 * motion_artifacts(motion_rng, motion, brain,
+                                                            voxel_size, motion_artifact, tr))
         data = np.zeros((n_timepoints,) + shape, dtype=np.int16)
         data[:, brain] = np.clip(np.rint(vox), 0, 32767).astype(np.int16)
         volume = np.moveaxis(data, 0, -1)
@@ -390,6 +451,7 @@ def simulate_bold(root: Path, n_subjects: int = 40, seed: int = 0,
                   neural_noise=neural_noise, burn_in=burn_in, excitability=excitability,
                   coupling=coupling, smoothness=smoothness,
                   signal_change=signal_change, motion_scale=motion_scale,
+                  motion_level_sd=MOTION_LEVEL_SD, motion_artifact=motion_artifact,
                   affected=affected, n_nodes=len(nodes),
                   spectral_radius=network.spectral_radius,
                   reference_signal_variance=signal_var, voxel_noise_sd=noise_sd)
@@ -480,8 +542,11 @@ The small-world RNN E/I-imbalance model of Strock et al. 2025 (Materials and Met
 one node per region of the atlas `{params['atlas']}` ({params['n_nodes']} regions with neural
 signal on the grid), painted into the voxels of each region on a {params['voxel_size']} mm grid of
 nilearn's MNI152 template, with spatially smooth noise (FWHM {params['smoothness']:g} mm, per-voxel
-SNR {params['snr_db']:g} dB), a slow drift, intensity changes from simulated head motion and a
-brain mask. Dynamics: `{dynamics_text(params['excitability'], params['coupling'])}`
+SNR {params['snr_db']:g} dB), a slow drift, intensity changes from simulated head motion (each
+subject moving to its own degree, with the spin-history changes and widespread signal drops
+after movements that realignment leaves, {params['motion_artifact']:g} % per mm; the
+motion columns of the confounds and the white-matter and CSF signals capture them, so
+`--confounds none` keeps them) and a brain mask. Dynamics: `{dynamics_text(params['excitability'], params['coupling'])}`
 (global coupling {params['coupling']:g}, {params['burn_in']} burn-in steps, intrinsic noise SD
 {params['neural_noise']:g}, SPM's canonical HRF). In group `hyperexcitable` {change} Group
 `control` has the network unchanged. {params['n_timepoints']} volumes, TR {params['tr']:g} s.
