@@ -158,8 +158,8 @@ def motion_artifacts(rng, motion: np.ndarray, brain: np.ndarray, voxel_size: flo
       matter and CSF too, so their mean signals (``simple``), aCompCor (``compcor``) and
       scrubbing capture it.
 
-    ``amplitude`` is the percent change per mm of each (0: none). Hand-written: no library
-    simulates fMRI motion artefacts.
+    ``amplitude`` is the percent change per mm of each (0: none). Hand-written, as the rest of
+    this image model.
     """
     n, n_vox = motion.shape[0], int(brain.sum())
     if amplitude == 0:
