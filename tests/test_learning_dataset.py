@@ -101,6 +101,9 @@ def test_runs_censored_beyond_max_censored_are_left_out_before_cropping(tmp_path
         "sub-01", "sub-05"]  # no volume censored
     with pytest.raises(ValueError, match="every run .*--confounds simple.*--max-censored"):
         assemble_dataset(runs[2:4], table, target="group", max_censored=0.05)
+    # a sidecar that cannot be read records nothing: the run is kept
+    (tmp_path / "sub-03_timeseries.json").write_text("{not json")
+    assert "sub-03" in assemble_dataset(runs, table, target="group").subjects
 
 
 def test_feature_sets(tmp_path):

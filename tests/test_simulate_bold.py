@@ -171,6 +171,20 @@ def test_bold_motion_artifacts_are_what_the_confounds_remove(bold_dataset, block
     assert max(mean_fd) > 1.5 * min(mean_fd), mean_fd  # subjects move to different degrees
 
 
+def test_bold_subjects_move_to_their_own_degree():
+    """The log-normal motion level spreads the subjects' mean framewise displacement as in real
+    resting-state cohorts: a median of about 0.15 mm, a few subjects several times that."""
+    from xaibids.simulate.base import stream
+    from xaibids.simulate.bold import MOTION_LEVEL_SD, framewise_displacement, motion_parameters
+
+    mean_fd = np.array([
+        framewise_displacement(motion_parameters(
+            stream(0, 3, i), 100, float(np.exp(MOTION_LEVEL_SD * stream(0, 6, i).standard_normal())))
+        )[1:].mean() for i in range(200)])
+    low, median, high = np.percentile(mean_fd, [5, 50, 95])
+    assert 0.1 < median < 0.2 and high / low > 4, (low, median, high)
+
+
 def test_bold_painted_signals_and_truth(bold_dataset, block_atlas):
     """Region means of the images follow the simulated RNN signals; the truth mask is the
     union of the ground-truth regions."""

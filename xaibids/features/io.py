@@ -1,4 +1,4 @@
-"""How a set of timeseries were cleaned, read from their sidecars.
+"""How a set of timeseries were cleaned (and censored), read from their sidecars.
 
 The timeseries files themselves are read and written by :mod:`xaibids.fileio`.
 """
@@ -19,6 +19,27 @@ CLEANING_SIDECAR_KEYS = {
 }
 
 
+def read_sidecar(path) -> dict:
+    """The JSON sidecar of a timeseries file (``<name>.json`` beside ``<name>.tsv``); empty
+    when there is none or it cannot be read."""
+    path = Path(path)
+    sidecar = path.with_name(path.name.split(".")[0] + ".json")
+    try:
+        return json.loads(sidecar.read_text()) if sidecar.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def censored_share(path) -> float | None:
+    """The share of a run's volumes its sidecar records as censored (``NumberOfVolumes``,
+    ``NumberOfVolumesKept``, written by the participant level), or None when not recorded."""
+    meta = read_sidecar(path)
+    total, kept = meta.get("NumberOfVolumes"), meta.get("NumberOfVolumesKept")
+    if not isinstance(total, int) or not isinstance(kept, int) or total <= 0:
+        return None
+    return 1.0 - kept / total
+
+
 def recorded_cleaning(paths) -> dict | None:
     """How a set of timeseries TSVs were cleaned, read from their JSON sidecars.
 
@@ -35,11 +56,7 @@ def recorded_cleaning(paths) -> dict | None:
     paths = [Path(p) for p in paths]
     found = {}
     for path in paths:
-        sidecar = path.with_name(path.name.split(".")[0] + ".json")
-        try:
-            meta = json.loads(sidecar.read_text()) if sidecar.is_file() else {}
-        except (OSError, ValueError):
-            meta = {}
+        meta = read_sidecar(path)
         if "ConfoundStrategy" in meta:
             found[path] = {option: meta.get(key) for key, option in CLEANING_SIDECAR_KEYS.items()}
             for option in ("high_pass", "low_pass"):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from xaibids.features.io import censored_share
 from xaibids.fileio import read_timeseries_tsv
 
 LOGGER = logging.getLogger("xaibids")
@@ -324,21 +325,6 @@ def _equal_lengths(arrays, kept, length_policy: str) -> tuple[list[np.ndarray], 
         arrays = [a[:shortest] for a in arrays]
         cropped_from = int(lengths.max())
     return arrays, cropped_from
-
-
-def censored_share(path: str | os.PathLike) -> float | None:
-    """The share of a run's volumes its sidecar records as censored (``NumberOfVolumes``,
-    ``NumberOfVolumesKept``, written by the participant level), or None when not recorded."""
-    import json
-
-    sidecar = Path(str(path)[: -len(".tsv")] + ".json") if str(path).endswith(".tsv") else None
-    if sidecar is None or not sidecar.is_file():
-        return None
-    meta = json.loads(sidecar.read_text())
-    total, kept = meta.get("NumberOfVolumes"), meta.get("NumberOfVolumesKept")
-    if not isinstance(total, int) or not isinstance(kept, int) or total <= 0:
-        return None
-    return 1.0 - kept / total
 
 
 def _leave_out_censored(kept, max_censored: float):

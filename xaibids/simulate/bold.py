@@ -29,7 +29,7 @@ image, and ``m(t, v)`` what realignment leaves of motion (:func:`motion_artifact
 history and a widespread drop after movements, ``--motion-artifact`` percent per mm). Each
 subject moves to its own degree: the motion of subject ``i`` is ``motion_scale`` times a
 log-normal level (SD of its log :data:`MOTION_LEVEL_SD`), so that mean framewise displacements
-spread as in real cohorts (about 0.04-0.45 mm over 40 subjects at the defaults, median 0.15).
+spread as in real cohorts (5-95 % of subjects 0.06-0.44 mm, median 0.16, at the defaults).
 The motion parameters written to the confounds are these translations (mm) and rotations (rad).
 
 The confounds are computed from the images as fMRIPrep computes them: white-matter and CSF
